@@ -1,0 +1,63 @@
+"""System checks for what DDP cannot run without, reported before a server starts.
+
+Registered with the ``ddp`` tag (``manage.py check --tag ddp``) when :mod:`ddp.apps` imports
+this module. Settings are read from ``django.conf.settings`` rather than from open connections,
+so that the checks open none and see ``override_settings`` in tests.
+"""
+
+from django.conf import settings
+from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db.utils import load_backend
+
+
+def _is_postgresql(db):
+    """Tell whether the database settings ``db`` use PostgreSQL, through any backend.
+
+    PostGIS and wrappers around Django's backend report the vendor ``postgresql`` though
+    their module paths differ, so the backend is asked rather than its name matched.
+    """
+    if not db.get("ENGINE"):
+        return False
+    try:
+        return load_backend(db["ENGINE"]).DatabaseWrapper.vendor == "postgresql"
+    except (ImportError, ImproperlyConfigured):
+        return False
+
+
+@register("ddp")
+def check_database_engines(app_configs=None, **kwargs):
+    """``ddp.E001``: every database must be PostgreSQL, whose NOTIFY carries the changes."""
+    return [
+        Error(
+            f"Database {alias!r} uses {db.get('ENGINE')!r}: DDP needs PostgreSQL for "
+            "LISTEN/NOTIFY.",
+            hint="Set its ENGINE to 'django.db.backends.postgresql'.",
+            id="ddp.E001",
+        )
+        for alias, db in settings.DATABASES.items()
+        if not _is_postgresql(db)
+    ]
+
+
+@register("ddp")
+def check_psycopg_version(app_configs=None, **kwargs):
+    """``ddp.E002``: Django must drive PostgreSQL with psycopg2, which eventlet makes green.
+
+    Django prefers psycopg 3 whenever it is importable, and psycopg 3 waits on its sockets
+    in ways eventlet does not patch: one query would stall every client of the process.
+    """
+    if not any(_is_postgresql(db) for db in settings.DATABASES.values()):
+        return []
+    # Imported only once a PostgreSQL database is configured: it imports the driver.
+    from django.db.backends.postgresql import psycopg_any
+
+    if not psycopg_any.is_psycopg3:
+        return []
+    return [
+        Error(
+            "Django's PostgreSQL backend would use psycopg 3, which blocks eventlet's hub.",
+            hint="pip uninstall psycopg psycopg-binary; DDP needs psycopg2 (psycopg2-binary).",
+            id="ddp.E002",
+        )
+    ]

@@ -1,0 +1,36 @@
+"""Settings, read lazily from one ``DDP = {...}`` dict over documented defaults.
+
+``ddp_settings.MAX_MESSAGE_SIZE`` reads ``settings.DDP["MAX_MESSAGE_SIZE"]`` when it is
+set and the default below otherwise. Values are looked up on every access, so
+``override_settings(DDP=...)`` works in tests.
+"""
+
+from django.conf import settings
+
+DEFAULTS = {
+    # Largest text frame a client may send, in bytes; bigger frames close with 1009.
+    "MAX_MESSAGE_SIZE": 1024 * 1024,
+    # Seconds of silence before the server pings, then before it gives up (Meteor: 15 + 15).
+    "HEARTBEAT_INTERVAL": 15.0,
+    "HEARTBEAT_TIMEOUT": 15.0,
+    # Green workers (each with its own database connection) for publications and methods.
+    "DB_POOL_SIZE": 4,
+    # eventlet.wsgi accepts only 1,024 connections unless told otherwise.
+    "MAX_CONNECTIONS": 100_000,
+    # permessage-deflate triples the cost per frame and adds ~120 KB per connection.
+    "WEBSOCKET_COMPRESSION": False,
+    # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
+    "SEND_SERVER_ID": False,
+}
+
+
+class DDPSettings:
+    """Attribute access to the ``DDP`` setting with defaults; unknown names raise."""
+
+    def __getattr__(self, name):
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown DDP setting: {name!r}")
+        return getattr(settings, "DDP", {}).get(name, DEFAULTS[name])
+
+
+ddp_settings = DDPSettings()

@@ -1,0 +1,112 @@
+"""``manage.py ddpserver [addrport]``: serve DDP at ``/websocket`` and Django on one port."""
+
+import re
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ddp.conf import ddp_settings
+
+# Django's runserver accepts the same forms: "8000", "127.0.0.1:8000", "[::1]:8000".
+ADDRPORT = re.compile(
+    r"^(?:(?P<addr>(?P<ipv4>\d{1,3}(?:\.\d{1,3}){3})|\[(?P<ipv6>[a-fA-F0-9:]+)\]"
+    r"|(?P<fqdn>[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*)):)?(?P<port>\d+)$"
+)
+DEFAULT_ADDR = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def parse_addrport(addrport):
+    """``(addr, port)`` from runserver's forms; raises CommandError with what is wrong."""
+    if not addrport:
+        return DEFAULT_ADDR, DEFAULT_PORT
+    match = ADDRPORT.match(addrport)
+    if match is None:
+        raise CommandError(f'"{addrport}" is not a valid port number or address:port pair.')
+    addr = match["ipv6"] or match["ipv4"] or match["fqdn"] or DEFAULT_ADDR
+    port = int(match["port"])
+    if port > 65535:
+        raise CommandError(f"{port} is not a valid port number.")
+    return addr, port
+
+
+class Command(BaseCommand):
+    help = "Serve DDP (Meteor's protocol) at /websocket and the Django project on one port."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "addrport",
+            nargs="?",
+            help="Port or address:port to listen on (default 127.0.0.1:8000).",
+        )
+        parser.add_argument(
+            "--db-pool",
+            type=int,
+            default=None,
+            help="Green database workers, one connection each (default: DDP['DB_POOL_SIZE']).",
+        )
+        parser.add_argument(
+            "--max-connections",
+            type=int,
+            default=None,
+            help="Simultaneous HTTP and WebSocket connections (default: DDP['MAX_CONNECTIONS']).",
+        )
+        parser.add_argument(
+            "--max-message-size",
+            type=int,
+            default=None,
+            help="Largest client message in bytes; larger ones close with 1009 (default 1 MiB).",
+        )
+
+    def run_from_argv(self, argv):
+        # manage.py and django-admin: start again with eventlet patching first of all.
+        from ddp.server import eventlet_driver
+
+        if not eventlet_driver.is_patched():
+            eventlet_driver.exec_patched()
+        super().run_from_argv(argv)
+
+    def execute(self, *args, **options):
+        # call_command() in a running process: patch now, before the server opens anything.
+        from ddp.server import eventlet_driver
+
+        eventlet_driver.monkey_patch()
+        return super().execute(*args, **options)
+
+    def handle(self, *args, **options):
+        from ddp.api import API
+        from ddp.server import eventlet_driver
+        from ddp.server.pool import DatabasePool
+        from ddp.server.wsgi import DDPApplication
+
+        addr, port = parse_addrport(options["addrport"])
+        pool_size = options["db_pool"] or ddp_settings.DB_POOL_SIZE
+        max_connections = options["max_connections"] or ddp_settings.MAX_CONNECTIONS
+        max_message_size = options["max_message_size"] or ddp_settings.MAX_MESSAGE_SIZE
+        if pool_size < 1 or max_connections < 1 or max_message_size < 1:
+            raise CommandError("--db-pool, --max-connections and --max-message-size must be >= 1")
+
+        API.autodiscover()
+        eventlet_driver.raise_file_limit()
+        try:
+            sock = eventlet_driver.listen(addr, port)
+        except OSError as exc:
+            raise CommandError(f"Cannot listen on {addr}:{port}: {exc.strerror}") from None
+        pool = DatabasePool(pool_size)
+        app = DDPApplication(pool.run, eventlet_driver.mark_handled, max_message_size)
+        bound_port = sock.getsockname()[1]
+        host = f"[{addr}]" if ":" in addr else addr
+
+        def started():
+            self.stdout.write(f"DDP server listening on http://{host}:{bound_port}/")
+            self.stdout.write(f"  Meteor: DDP.connect('http://{host}:{bound_port}/')")
+            self.stdout.write(f"  raw DDP: ws://{host}:{bound_port}/websocket")
+            if options["verbosity"] >= 2:
+                for name in sorted(API.publications):
+                    self.stdout.write(f"  publication {name}")
+                for name in sorted(API.methods):
+                    self.stdout.write(f"  method {name}")
+            self.stdout.flush()
+
+        eventlet_driver.serve(sock, app, max_connections, on_started=started)
+        pool.close()
+        self.stdout.write("DDP server stopped.")

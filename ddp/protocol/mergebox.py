@@ -1,0 +1,230 @@
+"""The merge box: what one client sees when several subscriptions publish the same data.
+
+A client holds one copy of each document, but any number of subscriptions may
+publish it, each with its own fields. Meteor clients throw on a duplicate ``added``
+or on a ``removed`` for a document they do not hold (PROTOCOL.md D7), so the server
+keeps, per connection, the view each client has and sends only what changes it
+(section 7):
+
+* a document is on the client while at least one subscription publishes it;
+* each field keeps a precedence list of ``subscription -> value``; the client sees
+  the head. The first subscription to set a field stays the head until it lets go,
+  even if later ones publish another value (MB2);
+* when the head lets go, the next value is revealed, and a field nobody publishes
+  any more is ``cleared`` (MB3, MB4).
+
+Every method returns the messages to send, in order; it never returns an empty
+``changed``. Subscription handles are any hashable the caller picks. Field values
+are kept by reference and compared by their EJSON form, so callers must not mutate
+a value after handing it over. Adding what a subscription already holds, or
+changing or removing what it does not, raises :class:`ProtocolError`: the caller
+lost track.
+"""
+
+from ddp.protocol.ejson import to_ejson
+from ddp.protocol.errors import ProtocolError
+from ddp.protocol.messages import Added, Changed, Removed
+
+# Marks a field the client must drop, in a collector of pending field changes.
+_CLEARED = object()
+
+
+def _same(a, b):
+    """Whether the client would see ``a`` and ``b`` as the same value (``EJSON.equals``)."""
+    if a is b:
+        return True
+    if type(a) is type(b) and type(a) in (str, int):
+        return a == b
+    return _same_json(to_ejson(a), to_ejson(b))
+
+
+def _same_json(a, b):
+    # JSON equality as JavaScript sees it: 1 == 1.0, but true is not 1, and
+    # object key order does not matter. NaN arrives here as {"$InfNaN": 0}.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(_same_json(value, b[key]) for key, value in a.items())
+        )
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same_json, a, b))
+    return a == b
+
+
+class _Document:
+    """One document as the client sees it, and who publishes which of its fields."""
+
+    __slots__ = ("subs", "fields")
+
+    def __init__(self):
+        self.subs = set()
+        # field -> {sub: value}. Dicts keep insertion order, so each inner dict is
+        # the precedence list: its first entry is what the client sees.
+        self.fields = {}
+
+    def set_field(self, sub, key, value, collector):
+        precedence = self.fields.get(key)
+        if precedence is None:
+            self.fields[key] = {sub: value}
+            collector[key] = value
+            return
+        if sub in precedence:
+            head = next(iter(precedence))
+            if head == sub and not _same(precedence[sub], value):
+                collector[key] = value
+        precedence[sub] = value
+
+    def clear_field(self, sub, key, collector):
+        precedence = self.fields.get(key)
+        if precedence is None or sub not in precedence:
+            return
+        was_head = next(iter(precedence)) == sub
+        old = precedence.pop(sub)
+        if not precedence:
+            del self.fields[key]
+            collector[key] = _CLEARED
+        elif was_head:
+            revealed = next(iter(precedence.values()))
+            if not _same(old, revealed):
+                collector[key] = revealed
+
+
+def _changed(collection, doc_id, collector):
+    """Turn a collector into at most one ``changed`` (never an empty one, D2)."""
+    if not collector:
+        return []
+    fields = {key: value for key, value in collector.items() if value is not _CLEARED}
+    cleared = tuple(key for key, value in collector.items() if value is _CLEARED)
+    return [Changed(collection, doc_id, fields, cleared)]
+
+
+class MergeBox:
+    """The client's view of every collection on one connection."""
+
+    def __init__(self):
+        # collection -> id -> _Document; a collection goes when its last document does (MB6).
+        self._collections = {}
+        # sub -> {(collection, id): None}: what each subscription holds, in order.
+        self._held = {}
+
+    def holds(self, sub, collection, doc_id):
+        """Whether subscription ``sub`` currently publishes ``doc_id`` in ``collection``."""
+        return (collection, doc_id) in self._held.get(sub, ())
+
+    def documents_of(self, sub):
+        """Iterate over the ``(collection, id)`` pairs ``sub`` publishes, oldest first."""
+        return iter(tuple(self._held.get(sub, ())))
+
+    def added(self, sub, collection, doc_id, fields):
+        """``sub`` publishes a document it did not have (MB2).
+
+        ``added`` for a new document, else a ``changed`` with the fields nobody set yet.
+        ``_id`` in ``fields`` is ignored (D4).
+        """
+        if self.holds(sub, collection, doc_id):
+            raise ProtocolError(f"{sub!r} already publishes {collection!r} {doc_id!r}")
+        documents = self._collections.setdefault(collection, {})
+        doc = documents.get(doc_id)
+        is_new = doc is None
+        if is_new:
+            doc = documents[doc_id] = _Document()
+        doc.subs.add(sub)
+        self._held.setdefault(sub, {})[collection, doc_id] = None
+        collector = {}
+        for key, value in fields.items():
+            if key == "_id":
+                continue
+            if is_new:
+                doc.fields[key] = {sub: value}
+                collector[key] = value
+            else:
+                # No search for ``sub``: a subscription that did not hold the
+                # document appears in no precedence list.
+                precedence = doc.fields.setdefault(key, {})
+                if not precedence:
+                    collector[key] = value
+                precedence[sub] = value
+        if is_new:
+            return [Added(collection, doc_id, collector)]
+        return _changed(collection, doc_id, collector)
+
+    def changed(self, sub, collection, doc_id, fields, cleared=()):
+        """``sub`` sets ``fields`` and stops publishing the ``cleared`` fields (MB3).
+
+        Returns the one ``changed`` this makes visible to the client, if any.
+        """
+        doc = self._document(sub, collection, doc_id)
+        both = set(fields).intersection(cleared)
+        if both:
+            raise ProtocolError(f"fields both set and cleared: {sorted(both)!r}")
+        collector = {}
+        for key, value in fields.items():
+            if key != "_id":
+                doc.set_field(sub, key, value, collector)
+        for key in cleared:
+            doc.clear_field(sub, key, collector)
+        return _changed(collection, doc_id, collector)
+
+    def removed(self, sub, collection, doc_id):
+        """``sub`` stops publishing a document (MB4).
+
+        ``removed`` when no other subscription has it, else a ``changed`` for the
+        fields that were ``sub``'s alone or that ``sub`` showed.
+        """
+        doc = self._document(sub, collection, doc_id)
+        doc.subs.discard(sub)
+        held = self._held[sub]
+        del held[collection, doc_id]
+        if not held:
+            del self._held[sub]
+        if not doc.subs:
+            documents = self._collections[collection]
+            del documents[doc_id]
+            if not documents:
+                del self._collections[collection]
+            return [Removed(collection, doc_id)]
+        collector = {}
+        for key in list(doc.fields):
+            doc.clear_field(sub, key, collector)
+        return _changed(collection, doc_id, collector)
+
+    def remove_subscription(self, sub):
+        """Withdraw everything ``sub`` publishes, as for an ``unsub`` (S5)."""
+        messages = []
+        for collection, doc_id in self.documents_of(sub):
+            messages += self.removed(sub, collection, doc_id)
+        return messages
+
+    def replace(self, sub, documents):
+        """Make ``sub`` publish exactly ``documents`` (``{collection: {id: fields}}``).
+
+        Sends the smallest difference: ``removed`` for what ``sub`` no longer has,
+        then, in the order of ``documents``, ``added`` for new documents and
+        ``changed`` for changed or dropped fields. Used to re-run a subscription
+        without making the client drop and reload what did not change.
+        """
+        messages = []
+        for collection, doc_id in self.documents_of(sub):
+            if doc_id not in documents.get(collection, ()):
+                messages += self.removed(sub, collection, doc_id)
+        for collection, members in documents.items():
+            for doc_id, fields in members.items():
+                if not self.holds(sub, collection, doc_id):
+                    messages += self.added(sub, collection, doc_id, fields)
+                    continue
+                doc = self._collections[collection][doc_id]
+                dropped = [
+                    key
+                    for key, precedence in doc.fields.items()
+                    if sub in precedence and key not in fields
+                ]
+                messages += self.changed(sub, collection, doc_id, fields, dropped)
+        return messages
+
+    def _document(self, sub, collection, doc_id):
+        if not self.holds(sub, collection, doc_id):
+            raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
+        return self._collections[collection][doc_id]

@@ -1,0 +1,135 @@
+"""The eventlet driver: the one module of the project that imports eventlet.
+
+Importing eventlet prints an ``EventletDeprecationWarning`` ("bugfix mode"). We know, we
+chose it for its mature green psycopg2 support, and keeping it in this one module keeps
+an asyncio driver a small change later; so the notice is filtered here, where it is
+imported, rather than shown to every user of ``ddpserver``.
+"""
+
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+import eventlet.hubs  # noqa: E402
+import eventlet.wsgi  # noqa: E402
+
+logger = logging.getLogger("ddp.server")
+
+
+def monkey_patch():
+    """Turn the standard library green before Django opens a connection or a thread.
+
+    ``ddpserver`` normally gets here first thing, through :func:`exec_patched`. When it
+    is run in a process where Django is already set up (``call_command``), Django's
+    connection handler already holds a real ``threading.local``, which would share one
+    connection between all green workers: it gets a fresh, green one.
+    """
+    if is_patched():
+        return
+    django_db = sys.modules.get("django.db")
+    if django_db is not None:
+        if any(c.connection is not None for c in django_db.connections.all(initialized_only=True)):
+            raise RuntimeError("A database connection was opened before eventlet could patch")
+    eventlet.monkey_patch()
+    if django_db is not None:
+        from asgiref.local import Local
+
+        connections = django_db.connections
+        connections._connections = Local(connections.thread_critical)
+
+
+def exec_patched():
+    """Start this program again with eventlet patching before anything else is imported.
+
+    ``manage.py`` and ``django-admin`` set Django up before a command runs, and locks and
+    thread-locals made then stay real. Replacing the process with ``python -m ddp.server
+    <the same program and arguments>`` patches first, whichever way ``ddpserver`` was
+    started. It keeps the process id, the environment and the arguments.
+    """
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    program = ["-m", spec.name] if spec is not None else [os.path.abspath(sys.argv[0])]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "ddp.server", *program, *sys.argv[1:]])
+
+
+def is_patched():
+    return eventlet.patcher.is_monkey_patched("socket")
+
+
+def raise_file_limit():
+    """Raise the open-file limit to the hard limit: each client is one descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            logger.warning("Could not raise the open-file limit above %d", soft)
+
+
+def listen(addr, port):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = eventlet.listen((addr, port), family=family, backlog=2048)
+    # Linux hands TCP_NODELAY on to every accepted socket: no 40 ms Nagle stall.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def mark_handled():
+    """Tell eventlet.wsgi that a request took its socket over (a WebSocket)."""
+    eventlet.wsgi.WSGI_LOCAL.already_handled = True
+
+
+def wait_for_signal_in_background():
+    """Return a green thread that finishes with the number of the first SIGTERM or SIGINT.
+
+    A Python signal handler runs between bytecodes, possibly inside the hub just before
+    it sleeps, where anything it schedules waits for the next event. The signal number
+    written to a wake-up pipe is an event the hub sees at once.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *args: None)
+
+    def wait():
+        eventlet.hubs.trampoline(read_end, read=True)
+        return os.read(read_end, 1)[0]
+
+    return eventlet.spawn(wait)
+
+
+def serve(sock, app, max_connections, on_started=None):
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, then close clients and return.
+
+    ``app.close_all(code, reason)`` is called on shutdown so every client gets a close
+    frame ("going away") rather than a reset.
+    """
+    signal_received = wait_for_signal_in_background()
+    server = eventlet.spawn(
+        eventlet.wsgi.server,
+        sock,
+        app,
+        max_size=max_connections,
+        log_output=False,
+        debug=False,
+    )
+    if on_started is not None:
+        on_started()
+    signum = signal_received.wait()
+    logger.info("Received signal %d, closing clients", signum)
+    server.kill()
+    sock.close()
+    app.close_all(1001, "Server shutting down")
+    with eventlet.Timeout(5, False):
+        while app.connections:
+            eventlet.sleep(0.05)

@@ -1,0 +1,53 @@
+"""The WSGI application ``ddpserver`` runs: DDP at ``/websocket``, Django everywhere else.
+
+One port serves both, so a Meteor front end and the project's own pages, admin and API
+need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2).
+"""
+
+import logging
+
+from django.core.wsgi import get_wsgi_application
+
+from ddp.server.websocket import Connection, WebSocket, bad_request
+
+logger = logging.getLogger("ddp.server")
+
+WEBSOCKET_PATHS = ("/websocket", "/websocket/")
+
+
+class DDPApplication:
+    """Route ``/websocket`` to DDP and every other path to Django's WSGI handler.
+
+    ``mark_handled`` tells the WSGI server that a request took over its socket (the
+    eventlet driver passes its own), and ``connections`` holds every live client so
+    that shutdown can close them.
+    """
+
+    def __init__(self, run_db, mark_handled, max_message_size, django_app=None):
+        self.run_db = run_db
+        self.max_message_size = max_message_size
+        self.mark_handled = mark_handled
+        self.django_app = django_app or get_wsgi_application()
+        self.connections = set()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") not in WEBSOCKET_PATHS:
+            return self.django_app(environ, start_response)
+        refusal = bad_request(environ)
+        if refusal is not None:
+            status, headers, body = refusal
+            start_response(status, [("Content-Type", "text/plain"), *headers])
+            return [body]
+        ws = WebSocket(environ, max_message_size=self.max_message_size)
+        connection = Connection(ws, self.run_db)
+        self.connections.add(connection)
+        try:
+            connection.serve()
+        finally:
+            self.connections.discard(connection)
+            self.mark_handled()
+        return []
+
+    def close_all(self, code, reason):
+        for connection in list(self.connections):
+            connection.close(code, reason)

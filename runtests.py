@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Run the whole test suite: ``python runtests.py [--quick] [pytest arguments]``.
+
+Installs the Node client used by the interoperability tests on first run (``npm ci`` in
+``tests/node``, from its lock file), then runs pytest. ``--quick`` runs only the tests marked
+``quick``, the subset CI also runs on the oldest and newest Python and Django. A run that
+collects no test fails: a typo in a path or marker must not pass as green.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NODE_DIR = Path(__file__).resolve().parent / "tests" / "node"
+
+
+def install_node_client():
+    """Run ``npm ci`` in tests/node unless its node_modules is already there."""
+    if not (NODE_DIR / "package.json").exists() or (NODE_DIR / "node_modules").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit(
+            "runtests.py: npm not found. The interoperability tests run a Node DDP client; "
+            "install Node.js (with npm) and run again."
+        )
+    print("runtests.py: npm ci in tests/node", flush=True)
+    # Its summary goes to stdout, dropped here; its errors go to stderr, kept.
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR,
+        stdout=subprocess.DEVNULL,
+    )
+    if result.returncode:
+        sys.exit(f"runtests.py: npm ci failed in {NODE_DIR} (exit code {result.returncode})")
+
+
+def main(argv):
+    args = list(argv)
+    if "--quick" in args:
+        args.remove("--quick")
+        args = ["-m", "quick", *args]
+    install_node_client()
+    code = pytest.main(args)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("runtests.py: no tests ran", file=sys.stderr)
+        return 1
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,212 @@
+"""The ddpserver process itself: start-up, the traps of its stack, limits, shutdown."""
+
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.db import connection
+
+from bookstore.models import Author
+from ddp.testing.database import database_url
+from tests.ddpclient import DDPClient
+from tests.live import ROOT, ServerProcess
+from tests.testapp.models import Article
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def handshake_headers(port, extra=""):
+    """Do a WebSocket upgrade by hand and return the response's header block."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            (
+                "GET /websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+            ).encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+    return data.split(b"\r\n\r\n")[0].decode().lower()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "django", "ddpserver"],
+        [sys.executable, str(ROOT / "testproject" / "manage.py"), "ddpserver"],
+    ],
+    ids=["django-admin", "manage.py"],
+)
+def test_eventlet_patches_before_django_opens_anything(command):
+    with ServerProcess(command=command) as server, DDPClient(server.ws_url) as client:
+        result, _ = client.call("test.runtime")
+        assert result["result"] == {
+            "socket_green": True,
+            "socket_class": "eventlet.greenio.base.GreenSocket",
+            "thread_green": True,
+            "psycopg_wait_callback": True,
+            "threading_local": "eventlet.corolocal",
+        }
+        output = server.output()
+    # eventlet complains when it finds locks made before it patched.
+    assert "not greened" not in output
+    assert "Eventlet is deprecated" not in output
+
+
+def test_each_database_worker_has_its_own_connection():
+    with ServerProcess("--db-pool", "3") as server:
+        clients = [DDPClient(server.ws_url) for _ in range(12)]
+        for client in clients:
+            client.send({"msg": "method", "id": "pid", "method": "test.backendPid", "params": []})
+        pids = set()
+        for client in clients:
+            pids.add(client.recv_until(lambda m: m["msg"] == "result")[-1]["result"])
+            client.close()
+    assert 1 < len(pids) <= 3
+
+
+def test_two_hundred_subscribers_use_at_most_the_pool(django_db_blocker):
+    name = "ddp-pool-bound"
+    url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
+    count_sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    seen = []
+    with ServerProcess("--db-pool", "3", env={"DATABASE_URL": url}) as server:
+        clients = [DDPClient(server.ws_url) for _ in range(200)]
+        for n, client in enumerate(clients):
+            client.send({"msg": "sub", "id": f"s{n}", "name": "SlowBooks", "params": []})
+        readies = 0
+        with connection.cursor() as cursor:
+            for client in clients:
+                cursor.execute(count_sql, [name])
+                seen.append(cursor.fetchone()[0])
+                client.recv_until(lambda m: m["msg"] == "ready")
+                readies += 1
+        for client in clients:
+            client.close()
+    assert readies == 200
+    assert max(seen) <= 3
+    assert max(seen) >= 1
+
+
+def test_sigterm_and_sigint_close_clients_and_exit_zero():
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        server = ServerProcess().start()
+        client = DDPClient(server.ws_url)
+        server.process.send_signal(signum)
+        assert client.close_code() == 1001
+        assert server.stop(signum) == 0, server.output()
+
+
+def test_heartbeat_pings_then_closes_a_silent_client():
+    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
+    with ServerProcess(ddp=ddp) as server:
+        silent = DDPClient(server.ws_url)
+        assert silent.recv() == {"msg": "ping"}
+        assert silent.close_code() == 1001
+        lively = DDPClient(server.ws_url)
+        for _ in range(3):
+            assert lively.recv() == {"msg": "ping"}
+            lively.send({"msg": "pong"})
+        lively.send({"msg": "ping", "id": "still"})
+        assert lively.recv_until(lambda m: m["msg"] == "pong")[-1] == {"msg": "pong", "id": "still"}
+        lively.close()
+
+
+def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_server):
+    body = "x" * (4 * 1024 * 1024)
+    article = Article.objects.create(title="huge", body=body)
+    with DDPClient(ddp_server.ws_url) as client:
+        client.send({"msg": "sub", "id": "big", "name": "Articles", "params": []})
+        time.sleep(1.5)  # the server's writes block on a full socket meanwhile
+        messages = client.recv_until(lambda m: m["msg"] == "ready", timeout=30)
+    docs = [m for m in messages if m["msg"] == "added" and m["collection"] == "testapp.article"]
+    assert docs[0]["id"] == str(article.pk)
+    assert docs[0]["fields"]["body"] == body
+
+
+def test_more_than_1024_simultaneous_connections(ddp_server):
+    clients = []
+    try:
+        for _ in range(1100):
+            clients.append(DDPClient(ddp_server.ws_url))
+        assert len({client.session for client in clients}) == 1100
+        clients[-1].send({"msg": "ping", "id": "last"})
+        assert clients[-1].recv() == {"msg": "pong", "id": "last"}
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_compression_is_off_unless_enabled(ddp_server):
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    assert "permessage-deflate" not in handshake_headers(ddp_server.port, offer)
+    with ServerProcess(ddp={"WEBSOCKET_COMPRESSION": True}) as server:
+        assert "permessage-deflate" in handshake_headers(server.port, offer)
+
+
+def test_oversized_frame_closes_with_1009_and_others_keep_working(ddp_server):
+    with DDPClient(ddp_server.ws_url) as victim, DDPClient(ddp_server.ws_url) as other:
+        victim.send_raw(json.dumps({"msg": "ping", "id": "x" * (1024 * 1024 + 10)}))
+        assert victim.close_code() == 1009
+        other.send({"msg": "ping", "id": "fine"})
+        assert other.recv() == {"msg": "pong", "id": "fine"}
+
+
+def test_max_message_size_option():
+    with ServerProcess("--max-message-size", "100") as server, DDPClient(server.ws_url) as client:
+        client.send({"msg": "ping", "id": "y" * 200})
+        assert client.close_code() == 1009
+
+
+def test_burst_of_ten_thousand_messages(ddp_server):
+    authors = Author.objects.count()
+    with DDPClient(ddp_server.ws_url) as noisy, DDPClient(ddp_server.ws_url) as other:
+        frames = []
+        for n in range(10_000):
+            frames.append(json.dumps({"msg": "ping", "id": str(n)}) if n % 2 else "{oops")
+        sender = threading.Thread(target=lambda: [noisy.send_raw(f) for f in frames])
+        sender.start()
+        replies = [noisy.recv(timeout=30) for _ in range(10_000)]
+        sender.join()
+        assert replies.count({"msg": "error", "reason": "Bad request"}) == 5_000
+        assert [r["id"] for r in replies if r["msg"] == "pong"] == [
+            str(n) for n in range(1, 10_000, 2)
+        ]
+        other.send({"msg": "ping", "id": "other"})
+        assert other.recv() == {"msg": "pong", "id": "other"}
+    assert Author.objects.count() == authors
+
+
+def test_django_views_share_the_port(ddp_server):
+    Author.objects.create(name="Visible Author", email="visible@example.com")
+    with urllib.request.urlopen(ddp_server.url, timeout=10) as response:
+        assert response.status == 200
+        assert "Visible Author" in response.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "body"),
+    [("GET", 400, b"Not a valid websocket request"), ("POST", 405, b"")],
+)
+def test_plain_http_on_websocket_path(ddp_server, method, status, body):
+    request = urllib.request.Request(ddp_server.ws_url.replace("ws:", "http:"), method=method)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == status
+    assert info.value.read() == body
+
+
+def test_startup_lists_publications_at_verbosity_2():
+    server = ServerProcess("-v", "2").start()
+    assert server.stop() == 0
+    output = server.output()
+    assert "publication AllBooks" in output
+    assert "publication BooksByAuthorEmail" in output

@@ -1,0 +1,20 @@
+"""The test suite's settings: the bookstore example plus ``tests.testapp``.
+
+``DDP_TEST_SETTINGS`` (JSON) overrides the ``DDP`` setting in ``ddpserver`` processes
+that tests start, so a test can shorten the heartbeat or turn compression on.
+"""
+
+import json
+import os
+
+from testproject.settings import *  # noqa: F403
+from testproject.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+DDP = json.loads(os.environ.get("DDP_TEST_SETTINGS", "{}"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"ddp": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,73 @@
+"""System checks: a wrong database or driver is reported by id before a server starts."""
+
+import sys
+import types
+from unittest import mock
+
+import pytest
+from django.db.backends.postgresql.base import DatabaseWrapper
+from django.test import override_settings
+
+from ddp.checks import check_database_engines, check_psycopg_version
+
+pytestmark = [
+    pytest.mark.quick,
+    # The checks read settings only and open no connection, which is what Django warns about.
+    pytest.mark.filterwarnings("ignore:Overriding setting DATABASES:UserWarning"),
+]
+
+POSTGRES = {"ENGINE": "django.db.backends.postgresql", "NAME": "ddp"}
+SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+
+
+def ids(errors):
+    return [error.id for error in errors]
+
+
+@override_settings(DATABASES={"default": POSTGRES, "other": POSTGRES})
+def test_postgresql_everywhere_passes():
+    assert check_database_engines() == []
+
+
+@override_settings(DATABASES={"default": POSTGRES, "cache": SQLITE, "legacy": SQLITE})
+def test_every_other_engine_is_reported_with_its_alias():
+    errors = check_database_engines()
+    assert ids(errors) == ["ddp.E001", "ddp.E001"]
+    assert ["'cache'" in errors[0].msg, "'legacy'" in errors[1].msg] == [True, True]
+
+
+@override_settings(DATABASES={"default": {"ENGINE": "wrapped_pg", "NAME": "ddp"}})
+def test_a_backend_built_on_djangos_postgresql_counts(monkeypatch):
+    """PostGIS, connection poolers and instrumented backends wrap Django's own."""
+    base = types.ModuleType("wrapped_pg.base")
+    base.DatabaseWrapper = type("DatabaseWrapper", (DatabaseWrapper,), {})
+    monkeypatch.setitem(sys.modules, "wrapped_pg", types.ModuleType("wrapped_pg"))
+    monkeypatch.setitem(sys.modules, "wrapped_pg.base", base)
+    assert check_database_engines() == []
+
+
+@override_settings(DATABASES={"default": {"ENGINE": "no.such.backend", "NAME": "ddp"}})
+def test_unimportable_engine_is_reported():
+    assert ids(check_database_engines()) == ["ddp.E001"]
+
+
+@override_settings(DATABASES={"default": POSTGRES})
+def test_psycopg2_passes():
+    with mock.patch("django.db.backends.postgresql.psycopg_any.is_psycopg3", False):
+        assert check_psycopg_version() == []
+
+
+@override_settings(DATABASES={"default": POSTGRES})
+def test_psycopg3_is_reported():
+    with mock.patch("django.db.backends.postgresql.psycopg_any.is_psycopg3", True):
+        assert ids(check_psycopg_version()) == ["ddp.E002"]
+
+
+@override_settings(DATABASES={"default": SQLITE})
+def test_psycopg3_does_not_matter_without_postgresql():
+    with mock.patch("django.db.backends.postgresql.psycopg_any.is_psycopg3", True):
+        assert check_psycopg_version() == []
+
+
+def test_the_project_passes():
+    assert check_database_engines() + check_psycopg_version() == []

@@ -1,0 +1,105 @@
+"""Publications and methods the live-server tests call."""
+
+import socket
+import threading
+
+from django.db import connection
+
+from bookstore.models import Author, Book
+from ddp import MeteorError
+from ddp.api import API, Collection, Publication
+from tests.testapp import models
+
+
+class Article(Collection):
+    model = models.Article
+
+
+class Tag(Collection):
+    model = models.Tag
+
+
+class Articles(Publication):
+    queries = [models.Article.objects.all(), models.Tag.objects.all()]
+
+
+class BooksAsLibrary(Publication):
+    """Routes books to another collection with a ``(queryset, name)`` pair."""
+
+    queries = [(Book.objects.all(), "library.items")]
+
+
+class LibraryItems(Collection):
+    model = Book
+    name = "library.items"
+    fields = ("title",)
+
+
+class Failing(Publication):
+    def get_queries(self):
+        raise RuntimeError("secret detail that must not reach the client")
+
+
+class Refusing(Publication):
+    def get_queries(self):
+        raise MeteorError("not-allowed", "You may not", {"why": "test"})
+
+
+class SlowBooks(Publication):
+    """Holds its database worker a little, so many subscribers overlap in the pool."""
+
+    def get_queries(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.02)")
+        return [Book.objects.all()]
+
+
+API.register([Article, Tag, LibraryItems, Articles, BooksAsLibrary, Failing, Refusing, SlowBooks])
+
+
+@API.method("test.echo")
+def echo(this, *args):
+    return list(args)
+
+
+@API.method("test.nothing")
+def nothing(this):
+    return None
+
+
+@API.method("test.whoami")
+def whoami(this):
+    return {"connection_id": this.connection_id, "user_id": this.user_id, "seed": this.random_seed}
+
+
+@API.method("test.writeThenFail")
+def write_then_fail(this, name):
+    Author.objects.create(name=name, email=f"{name}@example.com")
+    raise RuntimeError("boom after writing")
+
+
+@API.method("test.refuse")
+def refuse(this):
+    raise MeteorError("not-allowed", "You may not", {"why": "test"})
+
+
+@API.method("test.backendPid")
+def backend_pid(this):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), pg_sleep(0.02)")
+        return cursor.fetchone()[0]
+
+
+@API.method("test.runtime")
+def runtime(this):
+    """How the server process was set up: proves eventlet patched before Django."""
+    import eventlet.patcher
+    import psycopg2.extensions
+
+    return {
+        "socket_green": eventlet.patcher.is_monkey_patched("socket"),
+        "thread_green": eventlet.patcher.is_monkey_patched("thread"),
+        "socket_class": f"{socket.socket.__module__}.{socket.socket.__qualname__}",
+        "psycopg_wait_callback": psycopg2.extensions.get_wait_callback() is not None,
+        "threading_local": threading.local.__module__,
+    }
