@@ -69,12 +69,17 @@ class DDPClient:
         return result, messages
 
     def close_code(self, timeout=None):
-        """Read frames until the server's close frame; return its status code."""
+        """Read frames until the server's close frame; return its status code.
+
+        Messages that come before it are parsed into :attr:`log` like any other.
+        """
         self.ws.settimeout(timeout or self.timeout)
         while True:
             opcode, data = self.ws.recv_data(control_frame=True)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return int.from_bytes(data[:2], "big")
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self.log.append(json.loads(data))
 
     def close(self):
         self.ws.close()

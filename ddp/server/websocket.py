@@ -26,7 +26,7 @@ from wsproto.events import CloseConnection, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from ddp.conf import ddp_settings
-from ddp.protocol import Error, Ping
+from ddp.protocol import ConnectionState, Error, Ping
 from ddp.session import Session
 
 logger = logging.getLogger("ddp.server")
@@ -127,12 +127,17 @@ class Connection:
             if data is None:
                 if not self.ws.connected:
                     return
-                if pinged or not self.session.connection.heartbeat_enabled:
-                    # Silent through a ping and its timeout, or never finished the DDP
-                    # handshake: either way the peer is gone (Meteor's C9 and H4).
+                if pinged:
+                    # Silent through a whole interval and timeout: the peer is gone (H4).
+                    # A socket that never completes the DDP handshake ends the same way
+                    # (Meteor's C9), but is never pinged: DDP has not started on it.
                     self.close(CloseReason.GOING_AWAY, "Heartbeat timeout")
                     return
-                self.session.send(Ping())
+                connection = self.session.connection
+                if connection.state is ConnectionState.CONNECTED:
+                    if not connection.heartbeat_enabled:
+                        continue  # pre1 has no heartbeat
+                    self.session.send(Ping())
                 pinged = True
                 continue
             pinged = False

@@ -120,6 +120,23 @@ def test_heartbeat_pings_then_closes_a_silent_client():
         lively.close()
 
 
+def test_no_ping_before_the_handshake_nor_in_pre1():
+    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
+    with ServerProcess(ddp=ddp) as server:
+        never_connects = DDPClient(server.ws_url, connect=False)
+        # Closed for silence, without a DDP ping: no message comes before the close frame.
+        assert never_connects.close_code() == 1001
+        assert never_connects.log == []
+        old = DDPClient(server.ws_url, connect=False)
+        old.send({"msg": "connect", "version": "pre1", "support": ["pre1"]})
+        assert old.recv()["msg"] == "connected"
+        time.sleep(1.5)  # five heartbeat intervals of silence
+        result, messages = old.call("test.echo", "pre1")
+        assert result["result"] == ["pre1"]
+        assert [m for m in old.log if m["msg"] == "ping"] == []
+        old.close()
+
+
 def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_server):
     body = "x" * (4 * 1024 * 1024)
     article = Article.objects.create(title="huge", body=body)
