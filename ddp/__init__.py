@@ -8,4 +8,15 @@ from ddp.protocol.errors import MeteorError
 
 __version__ = "0.1.0"
 
-__all__ = ["MeteorError", "__version__"]
+__all__ = ["MeteorError", "__version__", "notify_changed"]
+
+
+def notify_changed(model, pks, using="default"):
+    """Announce rows written without model signals (``update()``, ``bulk_create()``, SQL).
+
+    Call it in the same transaction as the write; rows that no longer exist are
+    announced as deleted. (Imported lazily: this package must not import Django.)
+    """
+    from ddp.bus.producer import notify_changed
+
+    notify_changed(model, pks, using)

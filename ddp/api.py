@@ -153,12 +153,21 @@ class Registry:
             autodiscover_modules("ddp")
             self._discovered = True
 
+    def collections_for_model(self, model):
+        """Every collection that publishes ``model`` (or its concrete parent)."""
+        concrete = model._meta.concrete_model
+        return [c for c in self.collections.values() if c.model is model or c.model is concrete]
+
     def collection_for_model(self, model):
-        """The registered collection of ``model`` (or of its concrete parent), or None."""
-        for collection in self.collections.values():
-            if collection.model is model or collection.model is model._meta.concrete_model:
+        """The collection a plain queryset of ``model`` goes to: the one named
+        ``<app_label>.<model_name>`` if registered, else the first registered."""
+        collections = self.collections_for_model(model)
+        meta = model._meta
+        default = f"{meta.app_label}.{meta.model_name}"
+        for collection in collections:
+            if collection.get_name() == default:
                 return collection
-        return None
+        return collections[0] if collections else None
 
     def resolve_queries(self, publication, params):
         """Pair each query of a publication instance with its Collection class."""

@@ -61,3 +61,30 @@ def check_psycopg_version(app_configs=None, **kwargs):
             id="ddp.E002",
         )
     ]
+
+
+@register("ddp")
+def check_published_models_on_default(app_configs=None, **kwargs):
+    """``ddp.E003``: published models must be written to ``default``, where servers LISTEN.
+
+    A router sending their writes elsewhere would make every change on them invisible to
+    clients; better refused at start-up than silently dropped.
+    """
+    from django.db import DEFAULT_DB_ALIAS, router
+
+    from ddp.api import API
+
+    errors = []
+    for collection in API.collections.values():
+        alias = router.db_for_write(collection.model)
+        if alias not in (None, DEFAULT_DB_ALIAS):
+            errors.append(
+                Error(
+                    f"{collection.model._meta.label} (collection {collection.get_name()!r}) "
+                    f"is written to database {alias!r}: DDP only sees changes on "
+                    f"{DEFAULT_DB_ALIAS!r}.",
+                    hint="Route writes of published models to the default database.",
+                    id="ddp.E003",
+                )
+            )
+    return errors

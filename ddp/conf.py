@@ -19,6 +19,14 @@ DEFAULTS = {
     "MAX_CONNECTIONS": 100_000,
     # permessage-deflate triples the cost per frame and adds ~120 KB per connection.
     "WEBSOCKET_COMPRESSION": False,
+    # Seconds between a ddpserver's registry heartbeats, and of silence after which
+    # writers ignore its subscriptions (and live servers delete them).
+    "SERVER_HEARTBEAT": 5.0,
+    "SERVER_TIMEOUT": 30.0,
+    # Seconds after which a half-received chunked change is dropped.
+    "CHUNK_TIMEOUT": 30.0,
+    # Seconds between reconnection attempts of a lost listener: doubling up to this cap.
+    "LISTENER_MAX_BACKOFF": 10.0,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

@@ -83,3 +83,13 @@ def documents(queryset, collection):
                 document_id(pk) for pk in getattr(obj, f"_ddp_{f.name}") or ()
             ]
         yield document_id(obj.pk), fields
+
+
+def document(obj, collection):
+    """``(id, fields)`` of one saved instance; each many-to-many field costs one query."""
+    concrete, many = published_fields(collection)
+    fields = {field_key(f): field_value(f, obj) for f in concrete}
+    for f in many:
+        pks = getattr(obj, f.name).values_list("pk", flat=True)
+        fields[m2m_key(f.name)] = [document_id(pk) for pk in pks]
+    return document_id(obj.pk), fields

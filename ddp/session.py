@@ -15,12 +15,15 @@ block on a slow client.
 """
 
 import logging
-from dataclasses import replace
+from collections import deque
+from dataclasses import dataclass, replace
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
 from ddp.api import API, Context, bind_params
+from ddp.bus.producer import take_notified
+from ddp.bus.registry import subscription_key
 from ddp.protocol import (
     CLOSE,
     MISSING,
@@ -42,24 +45,53 @@ from ddp.serialize import documents
 logger = logging.getLogger("ddp.session")
 
 
+#: Put in the inbox to make the worker apply bus changes while no request comes.
+WAKE = object()
+#: Queued instead of changes after the listener was lost: re-run every subscription.
+RESYNC = object()
+
+
 def run_method(func, this, params):
-    """Run one method in its own transaction: an exception rolls its writes back."""
+    """Run one method in its own transaction: an exception rolls its writes back.
+
+    Returns ``(result, notified)``: whether the method's writes sent changes, which its
+    caller must then see before ``updated``.
+    """
     bind_params(func, params)
+    take_notified()
     with transaction.atomic():
-        return func(this, *params)
+        result = func(this, *params)
+    return result, take_notified()
+
+
+@dataclass
+class Subscription:
+    """One named subscription of this session."""
+
+    name: str
+    params: tuple
+    key: str = ""
+    #: Names of the collections its queries publish to.
+    collections: frozenset = frozenset()
+    #: Its registry row id; events from writers that could not see it are not for it.
+    registry: int = 0
 
 
 class Session:
-    def __init__(self, send, close, run_db, registry=API):
+    def __init__(self, send, close, run_db, wake=None, bus=None, registry=API):
         self.connection = ServerConnection()
         self.box = MergeBox()
         self.context = Context(connection_id=self.connection.session_id, user=AnonymousUser())
-        #: Active named subscriptions: id -> (publication name, params).
+        #: Active named subscriptions by id.
         self.subs = {}
         self.registry = registry
+        self.bus = bus
+        #: Bus events (and RESYNC markers) waiting for the worker, in arrival order.
+        self.changes = deque()
         self._send = send
         self._close = close
         self._run_db = run_db
+        self._wake = wake or (lambda: None)
 
     def send(self, message):
         self._send(encode(message))
@@ -81,6 +113,9 @@ class Session:
         return requests
 
     def handle(self, request):
+        self.apply_changes()
+        if request is WAKE:
+            return
         if isinstance(request, Sub):
             self._sub(request)
         elif isinstance(request, Unsub):
@@ -97,51 +132,128 @@ class Session:
         if publication is None:
             self.send(NoSub(sub.id, MeteorError(404, f"Subscription '{sub.name}' not found")))
             return
-        self.subs[sub.id] = (sub.name, sub.params)
+        state = self.subs[sub.id] = Subscription(sub.name, sub.params)
         try:
-            self._run_db(self._publish, sub.id, publication, sub.params)
+            self._run_db(self._publish, sub.id, state, publication)
         except Exception as exc:
             if not isinstance(exc, MeteorError):
                 logger.exception("Publication %r failed", sub.name)
-            del self.subs[sub.id]
-            self.send_all(self.box.remove_subscription(("N", sub.id)))
+            self._drop(sub.id)
             self.send(NoSub(sub.id, sanitize(exc)))
             return
         self.send(Ready((sub.id,)))
 
-    def _publish(self, sub_id, publication, params):
-        """Run in a database worker: stream the initial documents through the merge box."""
+    def _publish(self, sub_id, state, publication):
+        """Run in a database worker: register with the bus, then stream the initial
+        documents through the merge box, so no change committed after the query is lost."""
         handle = ("N", sub_id)
-        instance = publication(self.context)
-        for queryset, collection in self.registry.resolve_queries(instance, params):
+        pairs = self._queries(state, publication)
+        state.collections = frozenset(collection.get_name() for _, collection in pairs)
+        if self.bus is not None:
+            state.key = subscription_key(state.name, state.params, self.context.user_id)
+            state.registry = self.bus.subscribe(
+                self, state.key, state.name, state.params, self.context.user_id, state.collections
+            )
+        for queryset, collection in pairs:
             name = collection.get_name()
             for doc_id, fields in documents(queryset, collection):
                 self.send_all(self.box.added(handle, name, doc_id, fields))
 
+    def _queries(self, state, publication):
+        return self.registry.resolve_queries(publication(self.context), state.params)
+
+    def _drop(self, sub_id):
+        """Withdraw a subscription's documents and its interest in the bus."""
+        state = self.subs.pop(sub_id)
+        self.send_all(self.box.remove_subscription(("N", sub_id)))
+        if self.bus is not None and state.key:
+            self.bus.unsubscribe(self, state.key, state.collections)
+
     def _unsub(self, unsub):
-        if unsub.id is not MISSING and self.subs.pop(unsub.id, None) is not None:
-            self.send_all(self.box.remove_subscription(("N", unsub.id)))
+        if unsub.id is not MISSING and unsub.id in self.subs:
+            self._drop(unsub.id)
         self.send(NoSub(unsub.id))
+
+    def teardown(self):
+        """The connection is gone: forget everything silently (S9), tell the bus."""
+        if self.bus is not None:
+            for state in self.subs.values():
+                if state.key:
+                    self.bus.unsubscribe(self, state.key, state.collections)
+        self.subs.clear()
+
+    # Live changes ----------------------------------------------------------------
+
+    def push_change(self, event):
+        """Called by the bus, on the listener's thread: queue and wake the worker."""
+        self.changes.append(event)
+        self._wake()
+
+    def push_resync(self):
+        """The listener was lost: changes queued so far are older than a re-run."""
+        self.changes.clear()
+        self.changes.append(RESYNC)
+        self._wake()
+
+    def apply_changes(self):
+        while self.changes:
+            item = self.changes.popleft()
+            if item is RESYNC:
+                self._resync()
+            else:
+                self._apply(item)
+
+    def _apply(self, event):
+        for sub_id, state in self.subs.items():
+            if event.collection not in state.collections or event.registry < state.registry:
+                continue
+            handle = ("N", sub_id)
+            if event.fields is not None and state.key in event.subs:
+                self.send_all(self.box.put(handle, event.collection, event.id, event.fields))
+            elif self.box.holds(handle, event.collection, event.id):
+                self.send_all(self.box.removed(handle, event.collection, event.id))
+
+    def _resync(self):
+        for sub_id, state in list(self.subs.items()):
+            try:
+                docs = self._run_db(self._current_documents, state)
+            except Exception:
+                logger.exception("Re-running %r after a lost listener failed", state.name)
+                continue
+            self.send_all(self.box.replace(("N", sub_id), docs))
+
+    def _current_documents(self, state):
+        docs = {}
+        for queryset, collection in self._queries(state, self.registry.publications[state.name]):
+            docs.setdefault(collection.get_name(), {}).update(documents(queryset, collection))
+        return docs
 
     # Methods ---------------------------------------------------------------------
 
     def _method(self, call):
-        self._send(self._result(call))
+        text, notified = self._result(call)
+        if notified and self.bus is not None:
+            # The caller must see its own writes before ``updated`` (R4, R5).
+            self.bus.fence()
+            self.apply_changes()
+        self._send(text)
         self.send(Updated((call.id,)))
 
     def _result(self, call):
-        """The encoded ``result`` of one call; errors become Meteor errors, never tracebacks."""
+        """The encoded ``result`` of one call, and whether its writes sent changes.
+
+        Errors become Meteor errors, never tracebacks."""
         func = self.registry.methods.get(call.method)
         if func is None:
-            return encode(
-                Result(call.id, error=MeteorError(404, f"Method '{call.method}' not found"))
-            )
+            error = MeteorError(404, f"Method '{call.method}' not found")
+            return encode(Result(call.id, error=error)), False
         seed = None if call.random_seed is MISSING else call.random_seed
         this = replace(self.context, random_seed=seed)
         try:
+            value, notified = self._run_db(run_method, func, this, call.params)
             # Encoding inside the try: a return value EJSON cannot carry is a 500 too.
-            return encode(Result(call.id, result=self._run_db(run_method, func, this, call.params)))
+            return encode(Result(call.id, result=value)), notified
         except Exception as exc:
             if not isinstance(exc, MeteorError):
                 logger.exception("Method %r failed", call.method)
-            return encode(Result(call.id, error=sanitize(exc)))
+            return encode(Result(call.id, error=sanitize(exc))), False

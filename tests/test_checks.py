@@ -71,3 +71,24 @@ def test_psycopg3_does_not_matter_without_postgresql():
 
 def test_the_project_passes():
     assert check_database_engines() + check_psycopg_version() == []
+
+
+class RouteBooksElsewhere:
+    def db_for_write(self, model, **hints):
+        return "other" if model._meta.model_name == "book" else None
+
+
+@override_settings(DATABASE_ROUTERS=[RouteBooksElsewhere()])
+def test_published_model_written_elsewhere_is_refused():
+    from ddp.checks import check_published_models_on_default
+
+    errors = check_published_models_on_default()
+    assert errors
+    assert set(ids(errors)) == {"ddp.E003"}
+    assert "bookstore.Book" in errors[0].msg
+
+
+def test_published_models_on_default_pass():
+    from ddp.checks import check_published_models_on_default
+
+    assert check_published_models_on_default() == []

@@ -212,17 +212,23 @@ class MergeBox:
                 messages += self.removed(sub, collection, doc_id)
         for collection, members in documents.items():
             for doc_id, fields in members.items():
-                if not self.holds(sub, collection, doc_id):
-                    messages += self.added(sub, collection, doc_id, fields)
-                    continue
-                doc = self._collections[collection][doc_id]
-                dropped = [
-                    key
-                    for key, precedence in doc.fields.items()
-                    if sub in precedence and key not in fields
-                ]
-                messages += self.changed(sub, collection, doc_id, fields, dropped)
+                messages += self.put(sub, collection, doc_id, fields)
         return messages
+
+    def put(self, sub, collection, doc_id, fields):
+        """Make ``sub`` publish ``doc_id`` with exactly ``fields``, whether it held it or not.
+
+        ``added`` when ``sub`` did not hold the document, else the ``changed`` (values
+        that differ, fields ``sub`` no longer sets) the client needs: how a live change
+        to a row is applied.
+        """
+        if not self.holds(sub, collection, doc_id):
+            return self.added(sub, collection, doc_id, fields)
+        doc = self._collections[collection][doc_id]
+        dropped = [
+            key for key, precedence in doc.fields.items() if sub in precedence and key not in fields
+        ]
+        return self.changed(sub, collection, doc_id, fields, dropped)
 
     def _document(self, sub, collection, doc_id):
         if not self.holds(sub, collection, doc_id):

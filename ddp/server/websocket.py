@@ -27,7 +27,7 @@ from wsproto.frame_protocol import CloseReason
 
 from ddp.conf import ddp_settings
 from ddp.protocol import ConnectionState, Error, Ping
-from ddp.session import Session
+from ddp.session import WAKE, Session
 
 logger = logging.getLogger("ddp.server")
 
@@ -91,12 +91,13 @@ def bad_request(environ):
 class Connection:
     """One client on ``/websocket``: the reader, worker and writer around a Session."""
 
-    def __init__(self, ws, run_db, registry=None):
+    def __init__(self, ws, run_db, bus=None):
         self.ws = ws
         self.inbox = queue.Queue()
         self.outbox = queue.Queue()
-        kwargs = {} if registry is None else {"registry": registry}
-        self.session = Session(self.outbox.put, self.close, run_db, **kwargs)
+        self.session = Session(
+            self.outbox.put, self.close, run_db, wake=lambda: self.inbox.put(WAKE), bus=bus
+        )
 
     def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
         """Close after what is queued; safe from any thread, any number of times."""
@@ -107,6 +108,8 @@ class Connection:
         writer = threading.Thread(target=self._write, daemon=True)
         worker.start()
         writer.start()
+        if ddp_settings.SEND_SERVER_ID:
+            self.outbox.put('{"server_id":"0"}')
         try:
             self._read()
         finally:
@@ -114,6 +117,7 @@ class Connection:
             self.close()
             worker.join()
             writer.join()
+            self.session.teardown()
 
     def _read(self):
         interval = ddp_settings.HEARTBEAT_INTERVAL

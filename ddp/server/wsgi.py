@@ -23,8 +23,9 @@ class DDPApplication:
     that shutdown can close them.
     """
 
-    def __init__(self, run_db, mark_handled, max_message_size, django_app=None):
+    def __init__(self, run_db, mark_handled, max_message_size, bus=None, django_app=None):
         self.run_db = run_db
+        self.bus = bus
         self.max_message_size = max_message_size
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
@@ -39,7 +40,7 @@ class DDPApplication:
             start_response(status, [("Content-Type", "text/plain"), *headers])
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
-        connection = Connection(ws, self.run_db)
+        connection = Connection(ws, self.run_db, self.bus)
         self.connections.add(connection)
         try:
             connection.serve()

@@ -73,7 +73,7 @@ def test_each_database_worker_has_its_own_connection():
     assert 1 < len(pids) <= 3
 
 
-def test_two_hundred_subscribers_use_at_most_the_pool(django_db_blocker):
+def test_two_hundred_subscribers_use_at_most_the_pool_and_the_listener():
     name = "ddp-pool-bound"
     url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
     count_sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
@@ -92,7 +92,7 @@ def test_two_hundred_subscribers_use_at_most_the_pool(django_db_blocker):
         for client in clients:
             client.close()
     assert readies == 200
-    assert max(seen) <= 3
+    assert max(seen) <= 3 + 1  # the pool, and the bus listener
     assert max(seen) >= 1
 
 

@@ -73,7 +73,12 @@ class Command(BaseCommand):
         return super().execute(*args, **options)
 
     def handle(self, *args, **options):
+        from django.db import connections
+
         from ddp.api import API
+        from ddp.bus.hub import Bus
+        from ddp.bus.listener import Listener
+        from ddp.bus.registry import ServerRegistration
         from ddp.server import eventlet_driver
         from ddp.server.pool import DatabasePool
         from ddp.server.wsgi import DDPApplication
@@ -92,7 +97,13 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot listen on {addr}:{port}: {exc.strerror}") from None
         pool = DatabasePool(pool_size)
-        app = DDPApplication(pool.run, eventlet_driver.mark_handled, max_message_size)
+        bus = Bus(
+            ServerRegistration(),
+            Listener(connections["default"].get_connection_params(), None, None),
+            pool.run,
+        )
+        bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
+        app = DDPApplication(pool.run, eventlet_driver.mark_handled, max_message_size, bus)
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
 
@@ -108,5 +119,6 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         eventlet_driver.serve(sock, app, max_connections, on_started=started)
+        bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")

@@ -1,0 +1,12 @@
+"""The change path between processes, through PostgreSQL ``NOTIFY``/``LISTEN``.
+
+* :mod:`ddp.bus.capture` turns ``post_save``, ``post_delete`` and ``m2m_changed`` of
+  published models into changes, in the process that made them;
+* :mod:`ddp.bus.producer` serialises each change once, matches it once against the
+  distinct live subscriptions of :mod:`ddp.bus.registry`, and NOTIFYs inside the writer's
+  transaction, so PostgreSQL delivers it only on COMMIT, in commit order;
+* :mod:`ddp.bus.payload` frames events (version, unique id, chunks under 8000 bytes);
+* :mod:`ddp.bus.listener` is each ``ddpserver``'s one LISTEN connection, and
+  :mod:`ddp.bus.dispatch` hands events to the sessions whose subscriptions need them,
+  with no database query.
+"""

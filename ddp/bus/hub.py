@@ -1,0 +1,140 @@
+"""A ddpserver's side of the bus: which sessions need which collections, and fences.
+
+Sessions call :meth:`Bus.subscribe` before a subscription's first query, so every change
+committed after that query is heard. The listener calls :meth:`Bus.deliver` with each
+event: sessions whose subscriptions publish the event's collection get it, and the
+session's merge box does the rest. Dispatching costs no database query.
+"""
+
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict
+
+from django.db import connections
+
+from ddp.bus.producer import channel
+
+logger = logging.getLogger("ddp.bus")
+
+
+class Bus:
+    def __init__(self, registration, listener, run_db):
+        self.registration = registration
+        self.listener = listener
+        self.run_db = run_db
+        self._refcounts = defaultdict(int)  # distinct subscription key -> local subscriptions
+        self._registry_ids = {}
+        self._registered = {}  # key -> the arguments of its registry row
+        self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
+        self._fences = {}
+        self._running = False
+        self.fence_channel = f"ddp_fence_{registration.server_id}"
+
+    # Life -----------------------------------------------------------------------
+
+    def start(self, heartbeat):
+        self.run_db(self.registration.start)
+        self.listener.on_event = self.deliver
+        self.listener.on_reconnect = self.resync
+        self.listener.on_notify = self._fenced
+        self.listener.start()
+        self.listener.listen(self.fence_channel, raw=True)
+        self._running = True
+        threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
+
+    def stop(self):
+        self._running = False
+        self.listener.stop()
+        try:
+            self.run_db(self.registration.stop)
+        except Exception:
+            logger.exception("Could not remove this server from the registry")
+
+    def _beat(self, interval):
+        while self._running:
+            time.sleep(interval)
+            try:
+                if self.run_db(self.registration.beat):
+                    logger.warning("This server was taken for dead: registering again")
+                    for key, row in list(self._registered.items()):
+                        self._registry_ids[key] = self.run_db(self.registration.add, key, *row)
+                    self.resync()
+            except Exception:
+                logger.exception("Registry heartbeat failed")
+
+    # Subscriptions --------------------------------------------------------------
+
+    def subscribe(self, session, key, publication, params, user_id, collections):
+        """Hear ``collections`` for ``session``; register the distinct subscription.
+
+        Runs in a database worker. Returns the registry id: events whose writer saw no
+        row this recent could not have known about this subscription.
+        """
+        for name in collections:
+            sessions = self._sessions[name]
+            if not sessions:
+                self.listener.listen(channel(name))
+            sessions[session] += 1
+        if key not in self._registry_ids:
+            row = (publication, params, user_id, collections)
+            self._registry_ids[key] = self.registration.add(key, *row)
+            self._registered[key] = row
+        self._refcounts[key] += 1
+        return self._registry_ids[key]
+
+    def unsubscribe(self, session, key, collections):
+        for name in collections:
+            sessions = self._sessions.get(name)
+            if sessions is None or session not in sessions:
+                continue
+            sessions[session] -= 1
+            if sessions[session] <= 0:
+                del sessions[session]
+            if not sessions:
+                del self._sessions[name]
+                self.listener.unlisten(channel(name))
+        self._refcounts[key] -= 1
+        if self._refcounts[key] <= 0:
+            del self._refcounts[key]
+            self._registry_ids.pop(key, None)
+            self._registered.pop(key, None)
+            self.run_db(self.registration.remove, key)
+
+    # Events ---------------------------------------------------------------------
+
+    def deliver(self, event):
+        for session in list(self._sessions.get(event.collection, ())):
+            session.push_change(event)
+
+    def resync(self):
+        """After the listener was lost: every session re-runs its subscriptions."""
+        sessions = {s for by_session in self._sessions.values() for s in by_session}
+        logger.warning("Listener reconnected: re-running %d sessions", len(sessions))
+        for session in sessions:
+            session.push_resync()
+
+    def fence(self):
+        """Wait until every change committed before now has been delivered to sessions.
+
+        NOTIFYs reach a listener in commit order, so once a fence sent after a method's
+        COMMIT comes back, that method's own changes are in its sessions' queues.
+        """
+        token = secrets.token_hex(8)
+        arrived = self._fences[token] = threading.Event()
+        try:
+            self.run_db(self._send_fence, token)
+            if not arrived.wait(10):
+                logger.warning("A fence did not come back within 10 s")
+        finally:
+            self._fences.pop(token, None)
+
+    def _send_fence(self, token):
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [self.fence_channel, token])
+
+    def _fenced(self, channel_name, token):
+        arrived = self._fences.get(token)
+        if arrived is not None:
+            arrived.set()

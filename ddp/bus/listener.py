@@ -1,0 +1,167 @@
+"""Each ddpserver's one LISTEN connection: green, on-demand channels, reconnect, de-chunk.
+
+It runs in its own (green) thread and owns its psycopg2 connection outright: other threads
+ask for LISTEN/UNLISTEN through a queue and a wake-up pipe, and wait for it to be done, so
+a subscription starts only once its changes can be heard. If the connection drops
+(PostgreSQL restarted, the backend terminated, the network cut), the server keeps serving;
+the listener reconnects with a doubling backoff capped at ``DDP["LISTENER_MAX_BACKOFF"]``,
+LISTENs again, and calls ``on_reconnect`` so every subscription is re-run and diffed:
+changes committed while it was gone are not lost.
+
+Written against the standard library: ``ddpserver`` has made ``select``, ``threading`` and
+psycopg2 green before this runs.
+"""
+
+import logging
+import os
+import queue
+import select
+import threading
+import time
+
+import psycopg2
+import psycopg2.extensions
+
+from ddp.bus.payload import Reassembler, decode
+from ddp.conf import ddp_settings
+
+logger = logging.getLogger("ddp.bus")
+
+
+class Listener:
+    def __init__(self, connect_params, on_event, on_reconnect, on_notify=None):
+        """``on_event(event)`` gets each change; ``on_notify(channel, payload)`` gets
+        payloads of channels that carry no change events (fences)."""
+        self.connect_params = connect_params
+        self.on_event = on_event
+        self.on_reconnect = on_reconnect
+        self.on_notify = on_notify
+        self.channels = set()
+        self.raw_channels = set()
+        self.connected = threading.Event()
+        self._commands = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="ddp-listener", daemon=True)
+        self._reassembler = Reassembler(ddp_settings.CHUNK_TIMEOUT)
+        #: Counters for logs and tests: events dispatched, reconnections, dropped chunk sets.
+        self.stats = {"events": 0, "reconnects": 0, "dropped_chunks": 0}
+        #: The backend pid of the current connection (for tests that terminate it).
+        self.backend_pid = None
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._running = False
+        self._wake()
+        self._thread.join(5)
+
+    def listen(self, channel, raw=False):
+        """LISTEN to ``channel`` (``raw``: hand its payloads to ``on_notify``); wait for it."""
+        self._command("listen", channel, raw)
+
+    def unlisten(self, channel):
+        self._command("unlisten", channel, False)
+
+    def _command(self, action, channel, raw):
+        done = threading.Event()
+        self._commands.put((action, channel, raw, done))
+        self._wake()
+        # While disconnected the channel is recorded and LISTENed on reconnection, whose
+        # resync covers what was missed; waiting longer would stall subscriptions.
+        done.wait(10)
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _run(self):
+        backoff = 0.1
+        first = True
+        while self._running:
+            try:
+                conn = psycopg2.connect(**self.connect_params)
+            except psycopg2.Error as exc:
+                logger.warning("Listener cannot connect (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, ddp_settings.LISTENER_MAX_BACKOFF)
+                continue
+            backoff = 0.1
+            try:
+                self._serve(conn, resync=not first)
+            except (psycopg2.Error, OSError) as exc:
+                if self._running:
+                    logger.warning("Listener lost its connection (%s); reconnecting", exc)
+                    self.stats["reconnects"] += 1
+            finally:
+                self.connected.clear()
+                try:
+                    conn.close()
+                except psycopg2.Error:
+                    pass
+            first = False
+
+    def _serve(self, conn, resync):
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.backend_pid = cursor.fetchone()[0]
+            for channel in self.channels | self.raw_channels:
+                cursor.execute(f"LISTEN {quote(conn, channel)}")
+        self.connected.set()
+        if resync:
+            self.on_reconnect()
+        while self._running:
+            self._run_commands(conn)
+            readable, _, _ = select.select([conn, self._wake_r], [], [], 1.0)
+            if self._wake_r in readable:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            conn.poll()
+            while conn.notifies:
+                self._notified(conn.notifies.pop(0))
+            self.stats["dropped_chunks"] += self._reassembler.expire(time.monotonic())
+
+    def _run_commands(self, conn):
+        while True:
+            try:
+                action, channel, raw, done = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            target = self.raw_channels if raw else self.channels
+            try:
+                with conn.cursor() as cursor:
+                    if action == "listen":
+                        target.add(channel)
+                        cursor.execute(f"LISTEN {quote(conn, channel)}")
+                    else:
+                        self.channels.discard(channel)
+                        cursor.execute(f"UNLISTEN {quote(conn, channel)}")
+            finally:
+                done.set()
+
+    def _notified(self, notify):
+        if notify.channel in self.raw_channels:
+            if self.on_notify is not None:
+                self.on_notify(notify.channel, notify.payload)
+            return
+        text = self._reassembler.feed(notify.payload, time.monotonic())
+        if text is None:
+            return
+        try:
+            event = decode(text)
+        except (ValueError, KeyError, TypeError):
+            logger.error("Ignoring a malformed payload on %s", notify.channel)
+            return
+        self.stats["events"] += 1
+        self.on_event(event)
+
+
+def quote(conn, identifier):
+    return psycopg2.extensions.quote_ident(identifier, conn)

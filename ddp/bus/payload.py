@@ -1,0 +1,102 @@
+"""Change events as NOTIFY payloads: a format version, a unique id, and chunks.
+
+An event is one JSON object (EJSON for the fields)::
+
+    {"v": 1, "e": "<unique id>", "c": "<collection>", "i": "<document id>",
+     "f": {<fields>} or null when the document is gone,
+     "s": ["<subscription key>", ...], "r": <highest registry id the writer saw>}
+
+The unique id keeps two equal changes in one transaction from being folded into one
+notification by PostgreSQL. A payload over PostgreSQL's 8000-byte limit is sent as
+numbered chunks ``#<id>:<n>:<total>:<part>``, all in the same transaction and so
+delivered together and in order; :class:`Reassembler` joins them, and drops a set that
+stays incomplete longer than its timeout.
+"""
+
+import secrets
+from dataclasses import dataclass
+
+from ddp.protocol import dumps, from_ejson, loads, to_ejson
+
+VERSION = 1
+#: PostgreSQL refuses payloads of 8000 bytes or more; keep room for the chunk header.
+MAX_PAYLOAD = 7900
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    collection: str
+    id: str
+    #: The document's fields, or ``None`` when it was deleted.
+    fields: dict | None
+    #: Keys of the distinct subscriptions the document belongs to after the change.
+    subs: frozenset
+    #: The highest subscription registry id the writer could see.
+    registry: int
+    event_id: str = ""
+
+
+def encode(event):
+    """The NOTIFY payloads of one event: one, or several chunks of a large one."""
+    event_id = event.event_id or secrets.token_hex(8)
+    text = dumps(
+        {
+            "v": VERSION,
+            "e": event_id,
+            "c": event.collection,
+            "i": event.id,
+            "f": None if event.fields is None else to_ejson(event.fields),
+            "s": sorted(event.subs),
+            "r": event.registry,
+        }
+    )
+    if len(text) <= MAX_PAYLOAD:
+        return [text]
+    # ``dumps`` escapes every non-ASCII character, so characters are bytes here.
+    size = MAX_PAYLOAD - 64
+    parts = [text[n : n + size] for n in range(0, len(text), size)]
+    return [f"#{event_id}:{n}:{len(parts)}:{part}" for n, part in enumerate(parts)]
+
+
+def decode(text):
+    """The :class:`Event` in one whole payload; ``ValueError`` if it is not one."""
+    data = loads(text)
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise ValueError(f"Not a version {VERSION} change event")
+    fields = data["f"]
+    return Event(
+        collection=data["c"],
+        id=data["i"],
+        fields=None if fields is None else from_ejson(fields),
+        subs=frozenset(data["s"]),
+        registry=data["r"],
+        event_id=data["e"],
+    )
+
+
+class Reassembler:
+    """Joins chunked payloads; forgets a chunk set not completed within ``timeout`` s."""
+
+    def __init__(self, timeout=30.0):
+        self.timeout = timeout
+        self._partial = {}  # event id -> (first seen, {n: part}, total)
+
+    def feed(self, payload, now):
+        """Return the whole payload once complete (or at once if unchunked), else None."""
+        if not payload.startswith("#"):
+            return payload
+        event_id, n, total, part = payload[1:].split(":", 3)
+        total = int(total)
+        _, parts, _ = self._partial.setdefault(event_id, (now, {}, total))
+        parts[int(n)] = part
+        if len(parts) < total:
+            return None
+        del self._partial[event_id]
+        return "".join(parts[k] for k in range(total))
+
+    def expire(self, now):
+        """Drop chunk sets older than the timeout; return how many were dropped."""
+        stale = [e for e, (started, _, _) in self._partial.items() if now - started > self.timeout]
+        for event_id in stale:
+            del self._partial[event_id]
+        return len(stale)
