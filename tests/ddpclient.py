@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import time
 
 import websocket
 
@@ -13,6 +14,8 @@ class DDPClient:
         self.log = []
         self.ids = itertools.count(1)
         self.session = None
+        #: The client's copy of every collection, as a Meteor client keeps it.
+        self.collections = {}
         if connect:
             self.send({"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]})
             reply = self.recv()
@@ -29,7 +32,36 @@ class DDPClient:
         self.ws.settimeout(timeout or self.timeout)
         message = json.loads(self.ws.recv())
         self.log.append(message)
+        self._apply(message)
         return message
+
+    def _apply(self, message):
+        kind = message.get("msg")
+        if kind not in ("added", "changed", "removed"):
+            return
+        docs = self.collections.setdefault(message["collection"], {})
+        if kind == "added":
+            assert message["id"] not in docs, f"duplicate added: {message}"
+            docs[message["id"]] = dict(message["fields"])
+        elif kind == "changed":
+            doc = docs[message["id"]]
+            doc.update(message.get("fields", {}))
+            for key in message.get("cleared", ()):
+                del doc[key]
+        else:
+            del docs[message["id"]]
+
+    def wait_for(self, predicate, timeout=20):
+        """Read messages until ``predicate(self)`` holds; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"gave up waiting; last messages: {self.log[-5:]}")
+            try:
+                self.recv(timeout=remaining)
+            except websocket.WebSocketTimeoutException:
+                pass
 
     def recv_until(self, predicate, timeout=None):
         """Every message up to and including the first for which ``predicate`` is true."""

@@ -1,9 +1,11 @@
 """Publications and methods the live-server tests call."""
 
+import os
 import socket
 import threading
 
 from django.db import connection
+from django.db.backends.signals import connection_created
 
 from bookstore.models import Author, Book
 from ddp import MeteorError
@@ -103,3 +105,26 @@ def runtime(this):
         "psycopg_wait_callback": psycopg2.extensions.get_wait_callback() is not None,
         "threading_local": threading.local.__module__,
     }
+
+
+# With DDP_TEST_COUNT_QUERIES set, a server counts every SQL statement its Django
+# connections run, so a test can prove that dispatching a change costs no query.
+QUERIES = [0]
+
+
+def _count(execute, sql, params, many, context):
+    QUERIES[0] += 1
+    return execute(sql, params, many, context)
+
+
+def _install_counter(sender, connection, **kwargs):
+    connection.execute_wrappers.append(_count)
+
+
+if os.environ.get("DDP_TEST_COUNT_QUERIES"):
+    connection_created.connect(_install_counter)
+
+
+@API.method("test.queryCount")
+def query_count(this):
+    return QUERIES[0]

@@ -1,0 +1,276 @@
+"""Changes made through the ORM anywhere reach the right clients on every ddpserver."""
+
+import os
+import signal
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
+
+from bookstore.models import Author, Book
+from ddp.testing.database import database_url
+from tests.ddpclient import DDPClient
+from tests.live import ServerProcess
+from tests.testapp.models import Article
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+JANET = "janet@evanovich.com"
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, django_db_blocker):
+    """Three ddpserver processes on the one test database."""
+    with django_db_blocker.unblock():
+        started = [ServerProcess().start() for _ in range(3)]
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def authors():
+    return (
+        Author.objects.create(name="Janet", email=JANET),
+        Author.objects.create(name="Lee", email="lee@child.com"),
+    )
+
+
+def books_of(client):
+    return client.collections.get("bookstore.book", {})
+
+
+def test_create_update_move_delete_reach_exactly_the_right_clients(servers, authors):
+    janet, lee = authors
+    everyone, janets = [], []
+    for server in servers:
+        all_client = DDPClient(server.ws_url)
+        all_client.sub("AllBooks")
+        janet_client = DDPClient(server.ws_url)
+        janet_client.sub("BooksByAuthorEmail", JANET)
+        everyone.append(all_client)
+        janets.append(janet_client)
+
+    book = Book.objects.create(title="Hot Six", author=janet)
+    pk = str(book.pk)
+    for client in everyone + janets:
+        client.wait_for(lambda c: pk in books_of(c))
+        assert books_of(client)[pk] == {"title": "Hot Six", "author_id": str(janet.pk)}
+        assert client.log[-1] == {
+            "msg": "added",
+            "collection": "bookstore.book",
+            "id": pk,
+            "fields": {"title": "Hot Six", "author_id": str(janet.pk)},
+        }
+
+    book.title = "Seven Up"
+    book.save()
+    for client in everyone + janets:
+        client.wait_for(lambda c: books_of(c)[pk]["title"] == "Seven Up")
+        # Only the field that changed travels.
+        assert client.log[-1] == {
+            "msg": "changed",
+            "collection": "bookstore.book",
+            "id": pk,
+            "fields": {"title": "Seven Up"},
+        }
+
+    book.author = lee  # moves out of BooksByAuthorEmail(janet)
+    book.save()
+    for client in janets:
+        client.wait_for(lambda c: pk not in books_of(c))
+        assert client.log[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
+    for client in everyone:
+        client.wait_for(lambda c: books_of(c)[pk]["author_id"] == str(lee.pk))
+
+    book.author = janet  # and back in
+    book.save()
+    for client in janets:
+        client.wait_for(lambda c: pk in books_of(c))
+        assert client.log[-1]["msg"] == "added"
+
+    book.delete()
+    for client in everyone + janets:
+        client.wait_for(lambda c: pk not in books_of(c))
+        assert client.log[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
+    for client in everyone + janets:
+        client.close()
+
+
+def marker_arrives_next(client, author):
+    """Commit a change that must arrive, and check it is the first thing that does."""
+    before = len(client.log)
+    marker = Book.objects.create(title="marker", author=author)
+    client.wait_for(lambda c: str(marker.pk) in books_of(c))
+    return client.log[before:]
+
+
+def test_rollbacks_send_nothing_and_commits_exactly_one_message(servers, authors):
+    janet = authors[0]
+    client = DDPClient(servers[0].ws_url)
+    client.sub("AllBooks")
+
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            Book.objects.create(title="rolled back", author=janet)
+            raise RuntimeError
+    with transaction.atomic():
+        kept = Book.objects.create(title="kept", author=janet)
+        try:
+            with transaction.atomic():
+                Book.objects.create(title="savepoint rolled back", author=janet)
+                kept.title = "kept, renamed in a rolled back savepoint"
+                kept.save()
+                raise RuntimeError
+        except RuntimeError:
+            pass
+    arrived = marker_arrives_next(client, janet)
+    titles = [m["fields"]["title"] for m in arrived if m["msg"] in ("added", "changed")]
+    assert titles == ["kept", "marker"]
+    client.close()
+
+
+def test_one_megabyte_document_arrives_intact(servers):
+    client = DDPClient(servers[1].ws_url)
+    client.sub("Articles")
+    body = "ü" * (1024 * 1024)
+    article = Article.objects.create(title="big", body=body)
+    client.wait_for(lambda c: str(article.pk) in c.collections.get("testapp.article", {}))
+    assert client.collections["testapp.article"][str(article.pk)]["body"] == body
+    client.close()
+
+
+def test_a_thousand_changes_arrive_complete_and_in_commit_order(servers, authors):
+    clients = [DDPClient(server.ws_url) for server in servers]
+    for client in clients:
+        client.sub("AllBooks")
+    created = [str(Book.objects.create(title=f"b{n}", author=authors[0]).pk) for n in range(1000)]
+    for client in clients:
+        client.wait_for(lambda c: len(books_of(c)) == 1000, timeout=60)
+        order = [
+            m["id"]
+            for m in client.log
+            if m["msg"] == "added" and m["collection"] == "bookstore.book"
+        ]
+        assert order == created
+        client.close()
+
+
+def writer_queries(author):
+    with CaptureQueriesContext(connection) as queries:
+        Book.objects.create(title="counted", author=author)
+    return len(queries)
+
+
+def test_writer_queries_grow_with_distinct_subscriptions_not_clients(servers, authors):
+    janet = authors[0]
+    clients = []
+    counts = {}
+    for total in (1, 10, 100):
+        while len(clients) < total:
+            client = DDPClient(servers[len(clients) % 3].ws_url)
+            client.sub("AllBooks")
+            clients.append(client)
+        counts[total] = writer_queries(janet)
+    assert counts[1] == counts[10] == counts[100]
+    # A second distinct subscription (other parameters) costs its own match.
+    other = DDPClient(servers[0].ws_url)
+    other.sub("BooksByAuthorEmail", JANET)
+    assert writer_queries(janet) == counts[1] + 1
+    for client in clients + [other]:
+        client.close()
+
+
+def test_receivers_run_no_query_per_change(authors):
+    env = {"DDP_TEST_COUNT_QUERIES": "1"}
+    with ServerProcess(ddp={"SERVER_HEARTBEAT": 3600}, env=env) as server:
+        client = DDPClient(server.ws_url)
+        client.sub("AllBooks")
+        before, _ = client.call("test.queryCount")
+        assert before["result"] > 0  # the counter sees the subscription's own queries
+        books = [Book.objects.create(title=f"q{n}", author=authors[0]) for n in range(10)]
+        for book in books:
+            book.title += "!"
+            book.save()
+        client.wait_for(
+            lambda c: all(
+                books_of(c).get(str(b.pk), {}).get("title", "").endswith("!") for b in books
+            )
+        )
+        after, _ = client.call("test.queryCount")
+        assert after["result"] == before["result"]
+        client.close()
+
+
+def test_method_writes_reach_the_caller_before_updated(servers, authors):
+    client = DDPClient(servers[2].ws_url)
+    client.sub("AllBooks")
+    result, messages = client.call("bookstore.addBook", "From a method", JANET)
+    kinds = [(m["msg"], m.get("id")) for m in messages]
+    added = kinds.index(("added", result["result"]))
+    updated = next(n for n, m in enumerate(messages) if m["msg"] == "updated")
+    assert added < updated
+    client.close()
+
+
+def test_lost_listener_reconnects_and_clients_converge(authors):
+    name = "ddp-listener-loss"
+    url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
+    janet = authors[0]
+    with ServerProcess(env={"DATABASE_URL": url}) as server:
+        client = DDPClient(server.ws_url)
+        client.sub("AllBooks")
+        stop = threading.Event()
+
+        def write():
+            n = 0
+            while not stop.is_set() and n < 400:
+                book = Book.objects.create(title=f"w{n}", author=janet)
+                if n % 3 == 0:
+                    book.delete()
+                elif n % 3 == 1:
+                    Book.objects.filter(pk=book.pk).update(title=f"w{n} renamed")
+                    Book.objects.get(pk=book.pk).save()
+                n += 1
+            connection.close()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        client.wait_for(lambda c: len(books_of(c)) > 20)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND query LIKE 'LISTEN%%'",
+                [name],
+            )
+            assert cursor.fetchall() == [(True,)]
+        writer.join()
+
+        def equal_to_database(c):
+            wanted = {
+                str(b.pk): {"title": b.title, "author_id": str(b.author_id)}
+                for b in Book.objects.all()
+            }
+            return books_of(c) == wanted
+
+        client.wait_for(equal_to_database, timeout=30)
+        client.close()
+    output = server.output()
+    assert "Listener lost its connection" in output
+    assert "Listener reconnected: re-running 1 sessions" in output
+
+
+def test_killed_server_stops_costing_the_writer(authors):
+    janet = authors[0]
+    server = ServerProcess(ddp={"SERVER_HEARTBEAT": 0.2}).start()
+    client = DDPClient(server.ws_url)
+    client.sub("BooksByAuthorEmail", "killed@example.com")
+    with override_settings(DDP={"SERVER_TIMEOUT": 1.0}):
+        alive = writer_queries(janet)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(1.5)")
+        dead = writer_queries(janet)
+    assert dead < alive

@@ -1,0 +1,63 @@
+"""Change events as NOTIFY payloads: versioned, unique, chunked under 8000 bytes."""
+
+import datetime
+
+import pytest
+
+from ddp.bus.payload import MAX_PAYLOAD, Event, Reassembler, decode, encode
+
+pytestmark = pytest.mark.quick
+
+
+def event(fields=None, **overrides):
+    base = dict(collection="bookstore.book", id="1", fields=fields, subs=frozenset({"k"}))
+    return Event(**{**base, "registry": 3, **overrides})
+
+
+def test_round_trip_with_ejson_fields():
+    when = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    [text] = encode(event({"title": "T", "at": when, "raw": b"\x00"}))
+    got = decode(text)
+    assert (got.collection, got.id, got.subs, got.registry) == ("bookstore.book", "1", {"k"}, 3)
+    assert got.fields == {"title": "T", "at": when, "raw": b"\x00"}
+
+
+def test_deleted_document_has_no_fields():
+    assert decode(encode(event(None))[0]).fields is None
+
+
+def test_equal_changes_get_distinct_payloads():
+    # PostgreSQL folds identical notifications of one transaction into one.
+    assert encode(event({"a": 1})) != encode(event({"a": 1}))
+
+
+def test_a_megabyte_document_is_chunked_and_reassembled():
+    body = "é" * (1024 * 1024)
+    chunks = encode(event({"body": body}))
+    assert len(chunks) > 100
+    assert all(len(chunk.encode()) < 8000 for chunk in chunks)
+    joiner = Reassembler()
+    results = [joiner.feed(chunk, now=0) for chunk in chunks]
+    assert results[:-1] == [None] * (len(chunks) - 1)
+    assert decode(results[-1]).fields == {"body": body}
+
+
+def test_small_payload_passes_through():
+    [text] = encode(event({"a": 1}))
+    assert len(text) <= MAX_PAYLOAD
+    assert Reassembler().feed(text, now=0) == text
+
+
+def test_half_received_chunks_are_dropped_after_the_timeout():
+    chunks = encode(event({"body": "x" * 20_000}))
+    joiner = Reassembler(timeout=30)
+    joiner.feed(chunks[0], now=0)
+    assert joiner.expire(now=10) == 0
+    assert joiner.expire(now=31) == 1
+    # The rest of a dropped set never completes into a wrong event.
+    assert [joiner.feed(chunk, now=32) for chunk in chunks[1:]] == [None] * (len(chunks) - 1)
+
+
+def test_unknown_version_is_refused():
+    with pytest.raises(ValueError, match="version"):
+        decode('{"v": 99}')
