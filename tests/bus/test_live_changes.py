@@ -274,3 +274,41 @@ def test_killed_server_stops_costing_the_writer(authors):
             cursor.execute("SELECT pg_sleep(1.5)")
         dead = writer_queries(janet)
     assert dead < alive
+
+
+def test_bulk_writes_are_announced_with_notify_changed(servers, authors):
+    import ddp
+
+    janet = authors[0]
+    client = DDPClient(servers[0].ws_url)
+    client.sub("AllBooks")
+    made = Book.objects.bulk_create([Book(title=f"bulk{n}", author=janet) for n in range(3)])
+    pks = [book.pk for book in made]
+    with transaction.atomic():
+        Book.objects.filter(pk__in=pks).update(title="bulk renamed")
+        ddp.notify_changed(Book, pks)
+    client.wait_for(lambda c: all(str(pk) in books_of(c) for pk in pks))
+    assert {books_of(client)[str(pk)]["title"] for pk in pks} == {"bulk renamed"}
+    with transaction.atomic():
+        Book.objects.filter(pk=pks[0])._raw_delete(using="default")
+        ddp.notify_changed(Book, [str(pks[0])])
+    client.wait_for(lambda c: str(pks[0]) not in books_of(c))
+    client.close()
+
+
+def test_many_to_many_changes_update_the_id_lists(servers):
+    from tests.testapp.models import Tag
+
+    client = DDPClient(servers[1].ws_url)
+    client.sub("Articles")
+    first, second = Article.objects.create(title="a1"), Article.objects.create(title="a2")
+    tag = Tag.objects.create(name="t")
+    articles = lambda c: c.collections.get("testapp.article", {})  # noqa: E731
+    client.wait_for(lambda c: str(second.pk) in articles(c))
+    first.tags.add(tag)
+    client.wait_for(lambda c: articles(c)[str(first.pk)]["tag_ids"] == [str(tag.pk)])
+    tag.article_set.add(second)  # from the other side
+    client.wait_for(lambda c: articles(c)[str(second.pk)]["tag_ids"] == [str(tag.pk)])
+    first.tags.clear()
+    client.wait_for(lambda c: articles(c)[str(first.pk)]["tag_ids"] == [])
+    client.close()

@@ -227,3 +227,10 @@ def test_startup_lists_publications_at_verbosity_2():
     output = server.output()
     assert "publication AllBooks" in output
     assert "publication BooksByAuthorEmail" in output
+
+
+def test_server_id_welcome_only_when_asked():
+    with ServerProcess(ddp={"SEND_SERVER_ID": True}) as server:
+        client = DDPClient(server.ws_url, connect=False)
+        assert client.recv() == {"server_id": "0"}
+        client.close()
