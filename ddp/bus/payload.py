@@ -36,13 +36,12 @@ class Event:
     event_id: str = ""
 
 
-def encode(event):
-    """The NOTIFY payloads of one event: one, or several chunks of a large one."""
-    event_id = event.event_id or secrets.token_hex(8)
-    text = dumps(
+def to_text(event):
+    """The whole JSON text of one event, before any chunking."""
+    return dumps(
         {
             "v": VERSION,
-            "e": event_id,
+            "e": event.event_id or secrets.token_hex(8),
             "c": event.collection,
             "i": event.id,
             "f": None if event.fields is None else to_ejson(event.fields),
@@ -50,10 +49,16 @@ def encode(event):
             "r": event.registry,
         }
     )
+
+
+def encode(event):
+    """The NOTIFY payloads of one event: one, or several chunks of a large one."""
+    text = to_text(event)
     if len(text) <= MAX_PAYLOAD:
         return [text]
     # ``dumps`` escapes every non-ASCII character, so characters are bytes here.
     size = MAX_PAYLOAD - 64
+    event_id = loads(text)["e"]
     parts = [text[n : n + size] for n in range(0, len(text), size)]
     return [f"#{event_id}:{n}:{len(parts)}:{part}" for n, part in enumerate(parts)]
 

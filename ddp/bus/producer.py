@@ -82,17 +82,36 @@ def _matches(row, collection, pk):
     return False
 
 
-def _send(using, event):
-    with connections[using].cursor() as cursor:
-        for text in payload.encode(event):
-            cursor.execute("SELECT pg_notify(%s, %s)", [channel(event.collection), text])
-    _local.notified = True
+class PostgresBackend:
+    """Where changes go in production: the shared registry tables and ``pg_notify``."""
+
+    def live_subscriptions(self, collection_names, using):
+        return live_subscriptions(collection_names, using)
+
+    def send(self, using, event):
+        with connections[using].cursor() as cursor:
+            for text in payload.encode(event):
+                cursor.execute("SELECT pg_notify(%s, %s)", [channel(event.collection), text])
+
+
+_backend = PostgresBackend()
+
+
+def use_backend(backend):
+    """Send changes through ``backend`` from now on; return the previous one.
+
+    The seam for :class:`ddp.bus.memory.InMemoryBus`, which tests use to see changes
+    made inside a test's transaction that never commits.
+    """
+    global _backend
+    previous, _backend = _backend, backend
+    return previous
 
 
 def changed(instance, collections, using, deleted=False):
     """Announce that ``instance`` was saved (or ``deleted``) to every live subscription."""
     names = [collection.get_name() for collection in collections]
-    rows = live_subscriptions(names, using)
+    rows = _backend.live_subscriptions(names, using)
     if not rows:
         return
     for collection, name in zip(collections, names, strict=True):
@@ -105,7 +124,8 @@ def changed(instance, collections, using, deleted=False):
         else:
             doc_id, fields = document(instance, collection)
             keys = frozenset(row[1] for row in relevant if _matches(row, collection, instance.pk))
-        _send(using, payload.Event(name, doc_id, fields, keys, registry))
+        _backend.send(using, payload.Event(name, doc_id, fields, keys, registry))
+        _local.notified = True
 
 
 def notify_changed(model, pks, using="default"):

@@ -137,10 +137,10 @@ def test_no_ping_before_the_handshake_nor_in_pre1():
         old.close()
 
 
-def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_server):
+def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_live_server):
     body = "x" * (4 * 1024 * 1024)
     article = Article.objects.create(title="huge", body=body)
-    with DDPClient(ddp_server.ws_url) as client:
+    with DDPClient(ddp_live_server.ws_url) as client:
         client.send({"msg": "sub", "id": "big", "name": "Articles", "params": []})
         time.sleep(1.5)  # the server's writes block on a full socket meanwhile
         messages = client.recv_until(lambda m: m["msg"] == "ready", timeout=30)
@@ -149,11 +149,11 @@ def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_server):
     assert docs[0]["fields"]["body"] == body
 
 
-def test_more_than_1024_simultaneous_connections(ddp_server):
+def test_more_than_1024_simultaneous_connections(ddp_live_server):
     clients = []
     try:
         for _ in range(1100):
-            clients.append(DDPClient(ddp_server.ws_url))
+            clients.append(DDPClient(ddp_live_server.ws_url))
         assert len({client.session for client in clients}) == 1100
         clients[-1].send({"msg": "ping", "id": "last"})
         assert clients[-1].recv() == {"msg": "pong", "id": "last"}
@@ -162,15 +162,15 @@ def test_more_than_1024_simultaneous_connections(ddp_server):
             client.close()
 
 
-def test_compression_is_off_unless_enabled(ddp_server):
+def test_compression_is_off_unless_enabled(ddp_live_server):
     offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-    assert "permessage-deflate" not in handshake_headers(ddp_server.port, offer)
+    assert "permessage-deflate" not in handshake_headers(ddp_live_server.port, offer)
     with ServerProcess(ddp={"WEBSOCKET_COMPRESSION": True}) as server:
         assert "permessage-deflate" in handshake_headers(server.port, offer)
 
 
-def test_oversized_frame_closes_with_1009_and_others_keep_working(ddp_server):
-    with DDPClient(ddp_server.ws_url) as victim, DDPClient(ddp_server.ws_url) as other:
+def test_oversized_frame_closes_with_1009_and_others_keep_working(ddp_live_server):
+    with DDPClient(ddp_live_server.ws_url) as victim, DDPClient(ddp_live_server.ws_url) as other:
         victim.send_raw(json.dumps({"msg": "ping", "id": "x" * (1024 * 1024 + 10)}))
         assert victim.close_code() == 1009
         other.send({"msg": "ping", "id": "fine"})
@@ -183,9 +183,9 @@ def test_max_message_size_option():
         assert client.close_code() == 1009
 
 
-def test_burst_of_ten_thousand_messages(ddp_server):
+def test_burst_of_ten_thousand_messages(ddp_live_server):
     authors = Author.objects.count()
-    with DDPClient(ddp_server.ws_url) as noisy, DDPClient(ddp_server.ws_url) as other:
+    with DDPClient(ddp_live_server.ws_url) as noisy, DDPClient(ddp_live_server.ws_url) as other:
         frames = []
         for n in range(10_000):
             frames.append(json.dumps({"msg": "ping", "id": str(n)}) if n % 2 else "{oops")
@@ -202,9 +202,9 @@ def test_burst_of_ten_thousand_messages(ddp_server):
     assert Author.objects.count() == authors
 
 
-def test_django_views_share_the_port(ddp_server):
+def test_django_views_share_the_port(ddp_live_server):
     Author.objects.create(name="Visible Author", email="visible@example.com")
-    with urllib.request.urlopen(ddp_server.url, timeout=10) as response:
+    with urllib.request.urlopen(ddp_live_server.url, timeout=10) as response:
         assert response.status == 200
         assert "Visible Author" in response.read().decode()
 
@@ -213,8 +213,8 @@ def test_django_views_share_the_port(ddp_server):
     ("method", "status", "body"),
     [("GET", 400, b"Not a valid websocket request"), ("POST", 405, b"")],
 )
-def test_plain_http_on_websocket_path(ddp_server, method, status, body):
-    request = urllib.request.Request(ddp_server.ws_url.replace("ws:", "http:"), method=method)
+def test_plain_http_on_websocket_path(ddp_live_server, method, status, body):
+    request = urllib.request.Request(ddp_live_server.ws_url.replace("ws:", "http:"), method=method)
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == status

@@ -9,8 +9,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.quick]
 
 
 @pytest.fixture
-def client(ddp_server):
-    client = DDPClient(ddp_server.ws_url)
+def client(ddp_live_server):
+    client = DDPClient(ddp_live_server.ws_url)
     yield client
     client.close()
 

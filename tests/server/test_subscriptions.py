@@ -22,8 +22,8 @@ def books():
 
 
 @pytest.fixture
-def client(ddp_server):
-    client = DDPClient(ddp_server.ws_url)
+def client(ddp_live_server):
+    client = DDPClient(ddp_live_server.ws_url)
     yield client
     client.close()
 

@@ -12,15 +12,15 @@ CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
 
 @pytest.fixture
-def raw(ddp_server):
-    client = DDPClient(ddp_server.ws_url, connect=False)
+def raw(ddp_live_server):
+    client = DDPClient(ddp_live_server.ws_url, connect=False)
     yield client
     client.close()
 
 
 @pytest.fixture
-def client(ddp_server):
-    client = DDPClient(ddp_server.ws_url)
+def client(ddp_live_server):
+    client = DDPClient(ddp_live_server.ws_url)
     yield client
     client.close()
 
@@ -52,11 +52,11 @@ def test_version_negotiation(raw, version, support, reply):
         assert raw.close_code() == 1000
 
 
-def test_failed_then_reconnect_with_the_offered_version(ddp_server):
-    with DDPClient(ddp_server.ws_url, connect=False) as first:
+def test_failed_then_reconnect_with_the_offered_version(ddp_live_server):
+    with DDPClient(ddp_live_server.ws_url, connect=False) as first:
         first.send({"msg": "connect", "version": "pre1", "support": ["1", "pre1"]})
         assert first.recv() == {"msg": "failed", "version": "1"}
-    with DDPClient(ddp_server.ws_url, connect=False) as second:
+    with DDPClient(ddp_live_server.ws_url, connect=False) as second:
         second.send({"msg": "connect", "version": "1", "support": ["1", "pre1"]})
         assert second.recv()["msg"] == "connected"
 

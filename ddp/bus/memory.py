@@ -1,0 +1,108 @@
+"""An in-memory bus with the contract of the PostgreSQL one, for tests in one process.
+
+Django's ``TestCase`` runs each test in a transaction that never commits, so no NOTIFY
+would ever be delivered. This bus stands in for both ends: the producer asks it which
+subscriptions are live and hands it each change, and sessions subscribe to it. A change is
+delivered when production would deliver its NOTIFY: at once outside ``atomic()`` blocks,
+else when the outermost block the test itself opened exits, in the same order; a change
+made in a savepoint that rolls back is never delivered. (It rides on Django's own
+``on_commit`` bookkeeping, which already forgets callbacks of rolled-back savepoints.)
+"""
+
+import itertools
+from collections import defaultdict
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from ddp.bus import payload
+from ddp.protocol import to_ejson
+
+
+class _Delivery:
+    """An ``on_commit`` callback this bus can find again in Django's list."""
+
+    __slots__ = ("bus", "event")
+
+    def __init__(self, bus, event):
+        self.bus = bus
+        self.event = event
+
+    def __call__(self):
+        self.bus.deliver(self.event)
+
+
+def _test_depth(connection):
+    """How many of the open atomic blocks a ``TestCase`` opened (they never commit)."""
+    return sum(1 for block in connection.atomic_blocks if getattr(block, "_from_testcase", False))
+
+
+class InMemoryBus:
+    def __init__(self, using=DEFAULT_DB_ALIAS):
+        self.using = using
+        self._ids = itertools.count(1)
+        self._rows = {}  # key -> [id, key, publication, params, user_id, collections]
+        self._refcounts = defaultdict(int)
+        self._sessions = defaultdict(lambda: defaultdict(int))
+
+    # The session's side (the contract of ddp.bus.hub.Bus) --------------------------
+
+    def subscribe(self, session, key, publication, params, user_id, collections):
+        for name in collections:
+            self._sessions[name][session] += 1
+        if key not in self._rows:
+            params = to_ejson(list(params))
+            self._rows[key] = (
+                next(self._ids),
+                key,
+                publication,
+                params,
+                user_id,
+                list(collections),
+            )
+        self._refcounts[key] += 1
+        return self._rows[key][0]
+
+    def unsubscribe(self, session, key, collections):
+        for name in collections:
+            sessions = self._sessions.get(name, {})
+            sessions[session] = sessions.get(session, 0) - 1
+            if sessions[session] <= 0:
+                sessions.pop(session, None)
+        self._refcounts[key] -= 1
+        if self._refcounts[key] <= 0:
+            del self._refcounts[key]
+            self._rows.pop(key, None)
+
+    def fence(self):
+        """A method's writes are delivered once its block has exited: nothing to wait for."""
+        self.flush()
+
+    def deliver(self, event):
+        for session in list(self._sessions.get(event.collection, ())):
+            session.push_change(event)
+
+    # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
+
+    def live_subscriptions(self, collection_names, using):
+        wanted = set(collection_names)
+        return [row for row in self._rows.values() if wanted.intersection(row[5])]
+
+    def send(self, using, event):
+        # Through the wire format and back, as a NOTIFY goes, so tests see what peers see.
+        event = payload.decode(payload.to_text(event))
+        transaction.on_commit(_Delivery(self, event), using=using)
+        self.flush()
+
+    def flush(self):
+        """Deliver the changes whose transaction a production server would have committed."""
+        connection = connections[self.using]
+        if len(connection.atomic_blocks) > _test_depth(connection):
+            return  # inside a block the test's code opened: not committed yet
+        ours = [
+            entry
+            for entry in connection.run_on_commit
+            if isinstance(entry[1], _Delivery) and entry[1].bus is self
+        ]
+        connection.run_on_commit[:] = [e for e in connection.run_on_commit if e not in ours]
+        for _, delivery, _ in ours:
+            delivery()

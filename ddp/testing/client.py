@@ -1,0 +1,333 @@
+"""DDP clients for tests, with one API: in-process (:class:`DDPClient`) or over a socket.
+
+Both keep every message they receive (``messages``), a local copy of each collection as
+Meteor's minimongo would (``collection(name)``), and a list of messages not yet matched
+by an assertion. Each ``assert_*`` looks among those unread messages, consumes the one it
+matched, and on failure says what did arrive::
+
+    client.subscribe("BooksByAuthorEmail", "janet@evanovich.com")   # waits for ready
+    book = Book.objects.create(title="Hot Six", author=janet)
+    client.assert_added("bookstore.book", str(book.pk), title="Hot Six")
+
+The in-process client drives the server's own Session (the same registry, merge box and
+change path) with no socket, so it is fast and deterministic; its changes come through
+:class:`ddp.bus.memory.InMemoryBus`. The websocket client talks to a real ``ddpserver``
+and waits up to ``timeout`` seconds for what it expects.
+"""
+
+import itertools
+import json
+import pprint
+import time
+
+from ddp.protocol import MeteorError, dumps, from_ejson, loads, to_ejson
+
+#: Message keys compared by :meth:`BaseClient.assert_messages`.
+_WIRE_FIELDS = ("fields", "result", "params")
+
+
+class SubscriptionError(AssertionError):
+    """A subscription the test expected to be ready ended with ``nosub``."""
+
+    def __init__(self, name, error):
+        super().__init__(f"Subscription {name!r} failed: {error}")
+        self.error = error
+
+
+class BaseClient:
+    """The API and the assertions; subclasses move the messages."""
+
+    timeout = 10.0
+    #: Whether messages may still arrive after a pump that brought none.
+    waits = True
+
+    def __init__(self):
+        self.messages = []
+        self._unread = []
+        self._collections = {}
+        self._ids = itertools.count(1)
+        self.session_id = None
+
+    # What subclasses provide ---------------------------------------------------------
+
+    def send(self, message):
+        """Send one DDP message (a dict; ``params`` is EJSON-encoded here)."""
+        raise NotImplementedError
+
+    def _pump(self, timeout):
+        """Receive what has arrived (waiting up to ``timeout`` s); False if nothing did."""
+        raise NotImplementedError
+
+    # Receiving -----------------------------------------------------------------------
+
+    def _received(self, text):
+        message = loads(text)
+        for key in _WIRE_FIELDS:
+            if key in message:
+                message[key] = from_ejson(message[key])
+        self.messages.append(message)
+        self._unread.append(message)
+        self._apply(message)
+
+    def _apply(self, message):
+        kind = message.get("msg")
+        if kind == "added":
+            self._collections.setdefault(message["collection"], {})[message["id"]] = dict(
+                message.get("fields", {})
+            )
+        elif kind == "changed":
+            doc = self._collections.setdefault(message["collection"], {}).setdefault(
+                message["id"], {}
+            )
+            doc.update(message.get("fields", {}))
+            for key in message.get("cleared", ()):
+                doc.pop(key, None)
+        elif kind == "removed":
+            self._collections.get(message["collection"], {}).pop(message["id"], None)
+
+    def collection(self, name):
+        """The client's copy of collection ``name``: ``{id: fields}``."""
+        self._pump(0)
+        return self._collections.get(name, {})
+
+    def _wait(self, predicate, what):
+        """Consume and return the first unread message matching ``predicate``.
+
+        An in-process client fails as soon as nothing more can arrive; a socket client
+        waits up to ``timeout`` seconds for it.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for message in self._unread:
+                if predicate(message):
+                    self._unread.remove(message)
+                    return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"Expected {what}; {self._arrived()}")
+            if not self._pump(min(remaining, 0.25)) and not self.waits:
+                raise AssertionError(f"Expected {what}; {self._arrived()}")
+
+    def _arrived(self):
+        if not self._unread:
+            return "no unread message arrived"
+        return "unread messages:\n" + pprint.pformat(self._unread, width=100)
+
+    # Requests ------------------------------------------------------------------------
+
+    def connect(self, version="1", support=("1", "pre2", "pre1")):
+        self.send({"msg": "connect", "version": version, "support": list(support)})
+        reply = self._wait(lambda m: m.get("msg") in ("connected", "failed"), "connected")
+        if reply["msg"] == "failed":
+            raise AssertionError(f"Version negotiation failed: {reply}")
+        self.session_id = reply["session"]
+        return self.session_id
+
+    def subscribe(self, name, *params):
+        """Subscribe; return the sub id once ``ready`` (consumed; the initial documents
+        stay unread for assertions). Raises :class:`SubscriptionError` on ``nosub``."""
+        sub_id = str(next(self._ids))
+        self.send({"msg": "sub", "id": sub_id, "name": name, "params": list(params)})
+        reply = self._wait(
+            lambda m: (
+                (m.get("msg") == "ready" and sub_id in m.get("subs", ()))
+                or (m.get("msg") == "nosub" and m.get("id") == sub_id)
+            ),
+            f"ready or nosub for {name!r}",
+        )
+        if reply["msg"] == "nosub":
+            raise SubscriptionError(name, reply.get("error"))
+        return sub_id
+
+    def unsubscribe(self, sub_id):
+        """Unsubscribe and wait for the ``nosub``; the ``removed`` before it stay unread."""
+        self.send({"msg": "unsub", "id": sub_id})
+        self._wait(
+            lambda m: m.get("msg") == "nosub" and m.get("id") == sub_id, f"nosub for {sub_id}"
+        )
+
+    def call(self, method, *params):
+        """Call a method; return its result, or raise the :class:`MeteorError` it sent."""
+        call_id = str(next(self._ids))
+        self.send({"msg": "method", "id": call_id, "method": method, "params": list(params)})
+        result = self._wait(
+            lambda m: m.get("msg") == "result" and m.get("id") == call_id, f"result of {method}"
+        )
+        self._wait(
+            lambda m: m.get("msg") == "updated" and call_id in m.get("methods", ()),
+            f"updated for {method}",
+        )
+        if "error" in result:
+            error = result["error"]
+            raise MeteorError(error.get("error"), error.get("reason"), error.get("details"))
+        return result.get("result")
+
+    # Assertions ----------------------------------------------------------------------
+
+    def assert_added(self, collection, id, **fields):
+        """An ``added`` for ``id`` arrived, with at least these field values."""
+        return self._wait(
+            lambda m: (
+                m.get("msg") == "added"
+                and m.get("collection") == collection
+                and m.get("id") == id
+                and all(m.get("fields", {}).get(k) == v for k, v in fields.items())
+            ),
+            f"added {collection} {id} {fields or ''}",
+        )
+
+    def assert_changed(self, collection, id, fields=None, cleared=None):
+        """A ``changed`` for ``id`` arrived, with exactly these ``fields`` and ``cleared``."""
+        return self._wait(
+            lambda m: (
+                m.get("msg") == "changed"
+                and m.get("collection") == collection
+                and m.get("id") == id
+                and (fields is None or m.get("fields", {}) == fields)
+                and (cleared is None or sorted(m.get("cleared", ())) == sorted(cleared))
+            ),
+            f"changed {collection} {id} fields={fields} cleared={cleared}",
+        )
+
+    def assert_removed(self, collection, id):
+        return self._wait(
+            lambda m: (
+                m.get("msg") == "removed"
+                and m.get("collection") == collection
+                and m.get("id") == id
+            ),
+            f"removed {collection} {id}",
+        )
+
+    def assert_ready(self, sub_id):
+        return self._wait(
+            lambda m: m.get("msg") == "ready" and sub_id in m.get("subs", ()), f"ready {sub_id}"
+        )
+
+    def assert_nosub(self, sub_id, error=None):
+        """A ``nosub`` for ``sub_id`` arrived; with ``error``, its Meteor error code."""
+        return self._wait(
+            lambda m: (
+                m.get("msg") == "nosub"
+                and m.get("id") == sub_id
+                and (error is None or m.get("error", {}).get("error") == error)
+            ),
+            f"nosub {sub_id}" + (f" with error {error}" if error is not None else ""),
+        )
+
+    def assert_no_messages(self):
+        """Nothing arrived that no assertion consumed."""
+        self._pump(0)
+        if self._unread:
+            raise AssertionError(f"Expected no message; {self._arrived()}")
+
+    def assert_messages(self, expected, ordered=True):
+        """The unread messages are exactly ``expected`` (dicts), in order unless not
+        ``ordered``; they are consumed."""
+        self._pump(0)
+        got = list(self._unread)
+        if ordered:
+            ok = got == list(expected)
+        else:
+            ok = sorted(map(_canonical, got)) == sorted(map(_canonical, expected))
+        if not ok:
+            raise AssertionError(
+                "Messages differ.\nexpected:\n"
+                + pprint.pformat(list(expected), width=100)
+                + "\ngot:\n"
+                + pprint.pformat(got, width=100)
+            )
+        self._unread.clear()
+
+
+def _canonical(message):
+    return json.dumps(to_ejson(message), sort_keys=True)
+
+
+def encode_request(message):
+    """Client messages carry EJSON ``params``; everything else is plain JSON."""
+    if "params" in message:
+        message = {**message, "params": to_ejson(message["params"])}
+    return dumps(message)
+
+
+class DDPClient(BaseClient):
+    """An in-process client: the server's own Session, no socket, no thread.
+
+    ``bus`` is the :class:`~ddp.bus.memory.InMemoryBus` that carries changes made in the
+    test (``DDPTestCase`` and the ``ddp_client`` fixture pass theirs). Publications and
+    methods run on the test's own database connection, inside its transaction.
+    """
+
+    waits = False
+
+    def __init__(self, bus=None, registry=None, connect=True):
+        from ddp.api import API
+        from ddp.session import Session
+
+        super().__init__()
+        self.bus = bus
+        self.closed = False
+        self.session = Session(
+            self._received,
+            self._close,
+            lambda func, *args: func(*args),
+            bus=bus,
+            registry=registry or API,
+        )
+        if connect:
+            self.connect()
+
+    def _close(self):
+        self.closed = True
+
+    def send(self, message):
+        if self.closed:
+            raise AssertionError("The server closed this connection")
+        for request in self.session.receive(encode_request(message)):
+            self.session.handle(request)
+
+    def _pump(self, timeout):
+        before = len(self.messages)
+        if self.bus is not None:
+            self.bus.flush()
+        self.session.apply_changes()
+        return len(self.messages) > before
+
+    def close(self):
+        self.session.teardown()
+        self.closed = True
+
+
+class WebSocketDDPClient(BaseClient):
+    """The same API over a real websocket to a running ``ddpserver`` (websocket-client)."""
+
+    def __init__(self, url, connect=True, timeout=10.0):
+        import websocket
+
+        super().__init__()
+        self.timeout = timeout
+        self._closed_error = websocket.WebSocketConnectionClosedException
+        self._timeout_error = websocket.WebSocketTimeoutException
+        self.ws = websocket.create_connection(url, timeout=timeout)
+        if connect:
+            self.connect()
+
+    def send(self, message):
+        self.ws.send(encode_request(message))
+
+    def _pump(self, timeout):
+        self.ws.settimeout(max(timeout, 0.001))
+        try:
+            text = self.ws.recv()
+        except self._timeout_error:
+            return False
+        except self._closed_error:
+            raise AssertionError(f"The server closed the connection; {self._arrived()}") from None
+        if not text:
+            raise AssertionError(f"The server closed the connection; {self._arrived()}")
+        self._received(text)
+        return True
+
+    def close(self):
+        self.ws.close()

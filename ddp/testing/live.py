@@ -1,0 +1,109 @@
+"""A real ``ddpserver`` in a subprocess, on a free port, against the test database.
+
+The test process itself is never monkey-patched by eventlet: the server runs apart, as in
+production, with ``DATABASE_URL`` pointing at the test database. If it fails to start,
+:meth:`ServerProcess.start` raises with everything it printed, traceback included.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+
+from django.db import connection
+
+from ddp.testing.database import database_url
+
+LISTENING = re.compile(r"listening on http://(?P<host>[^/]+):(?P<port>\d+)/")
+
+
+class ServerProcess:
+    """Start ``python -m django ddpserver`` and learn its port from what it prints.
+
+    ``args`` are more ``ddpserver`` options; ``command`` replaces ``python -m django
+    ddpserver``; ``env`` adds environment variables; ``ddp`` is passed JSON-encoded in
+    ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this project's does).
+    """
+
+    def __init__(self, *args, ddp=None, command=None, settings=None, env=None, cwd=None):
+        self.args = list(args)
+        self.ddp = ddp or {}
+        self.command = command
+        self.settings = settings
+        self.extra_env = env or {}
+        self.cwd = cwd or os.getcwd()
+        self.port = None
+        self.lines = []
+        self._started = threading.Event()
+
+    def environ(self):
+        env = dict(os.environ)
+        # The server imports what this process imports: same settings, same sys.path.
+        env.update(
+            DATABASE_URL=database_url(connection.settings_dict),
+            DJANGO_SETTINGS_MODULE=self.settings or os.environ["DJANGO_SETTINGS_MODULE"],
+            PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+            DDP_TEST_SETTINGS=json.dumps(self.ddp),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout=60):
+        command = self.command or [sys.executable, "-m", "django", "ddpserver"]
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [*command, "127.0.0.1:0", *self.args],
+            cwd=self.cwd,
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        if not self._started.wait(timeout) or self.port is None:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"ddpserver did not start:\n{self.output()}")
+        return self
+
+    def _read_stdout(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match and self.port is None:
+                self.port = int(match["port"])
+                self._started.set()
+        self._started.set()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}/websocket"
+
+    def output(self):
+        self.stderr.seek(0)
+        return "".join(self.lines) + self.stderr.read().decode(errors="replace")
+
+    def stop(self, signum=signal.SIGTERM, timeout=20):
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
