@@ -8,7 +8,8 @@ import logging
 
 from django.core.wsgi import get_wsgi_application
 
-from ddp.server.websocket import Connection, WebSocket, bad_request
+from ddp.server import websocket
+from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
 
@@ -40,12 +41,9 @@ class DDPApplication:
             start_response(status, [("Content-Type", "text/plain"), *headers])
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
-        connection = Connection(ws, self.run_db, self.bus)
-        self.connections.add(connection)
         try:
-            connection.serve()
+            websocket.serve(ws, self.run_db, self.bus, self.connections)
         finally:
-            self.connections.discard(connection)
             self.mark_handled()
         return []
 

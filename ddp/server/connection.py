@@ -1,0 +1,114 @@
+"""One DDP client, whatever carries its messages (raw WebSocket or SockJS).
+
+Three green threads around a :class:`~ddp.session.Session`, joined by queues:
+
+* the worker takes requests from the inbox one at a time and runs them in the session
+  (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
+* the writer drains the outbox into the transport, so nothing that produces messages
+  (a database worker streaming a publication, the listener) waits on a slow client;
+* the heartbeat pings a silent client after ``DDP["HEARTBEAT_INTERVAL"]`` and closes it
+  after ``DDP["HEARTBEAT_TIMEOUT"]`` more (H4); a socket that never completes the DDP
+  handshake is closed after the same time without a ping, and ``pre1`` has no heartbeat.
+
+The transport calls :meth:`DDPConnection.receive` for each text message (pings and
+malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
+gone. It provides ``send_text(text)`` and ``close(code, reason)``.
+"""
+
+import queue
+import threading
+
+from wsproto.frame_protocol import CloseReason
+
+from ddp.conf import ddp_settings
+from ddp.protocol import ConnectionState, Error, Ping
+from ddp.session import WAKE, Session
+
+#: Closes the transport once everything queued before it has been written.
+_CLOSE = object()
+
+
+class DDPConnection:
+    def __init__(self, transport, run_db, bus=None):
+        self.transport = transport
+        self.inbox = queue.Queue()
+        self.outbox = queue.Queue()
+        self.session = Session(
+            self.outbox.put, self.close, run_db, wake=lambda: self.inbox.put(WAKE), bus=bus
+        )
+        self._heard = False
+        self._done = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, daemon=True),
+            threading.Thread(target=self._write, daemon=True),
+            threading.Thread(target=self._heartbeat, daemon=True),
+        ]
+
+    def open(self):
+        for thread in self._threads:
+            thread.start()
+        if ddp_settings.SEND_SERVER_ID:
+            self.outbox.put('{"server_id":"0"}')
+
+    def receive(self, text):
+        """One text message from the client."""
+        self._heard = True
+        for request in self.session.receive(text):
+            self.inbox.put(request)
+
+    def receive_binary(self):
+        """DDP is text: a binary message is a bad request, and the connection goes on."""
+        self._heard = True
+        self.session.send(Error("Bad request"))
+
+    def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
+        """Close after what is queued; safe from any thread, any number of times."""
+        self.outbox.put((_CLOSE, code, reason))
+
+    def finish(self):
+        """The transport is gone: stop the threads, forget the session silently (S9)."""
+        self._done.set()
+        self.inbox.put(None)
+        self.close()
+        for thread in self._threads:
+            thread.join()
+        self.session.teardown()
+
+    def _work(self):
+        while (request := self.inbox.get()) is not None:
+            self.session.handle(request)
+
+    def _write(self):
+        broken = False
+        while True:
+            item = self.outbox.get()
+            if isinstance(item, tuple) and item[0] is _CLOSE:
+                if not broken:
+                    self.transport.close(item[1], item[2])
+                return
+            if broken:
+                continue  # the peer went away: drop what is left until the close marker
+            try:
+                self.transport.send_text(item)
+            except OSError:
+                broken = True
+
+    def _heartbeat(self):
+        interval = ddp_settings.HEARTBEAT_INTERVAL
+        timeout = ddp_settings.HEARTBEAT_TIMEOUT
+        while not self._done.wait(interval):
+            if self._heard:
+                self._heard = False
+                continue
+            connection = self.session.connection
+            if connection.state is ConnectionState.CONNECTED:
+                if not connection.heartbeat_enabled:
+                    continue
+                self.session.send(Ping())
+            if self._done.wait(timeout):
+                return
+            if self._heard:
+                self._heard = False
+                continue
+            self.close(CloseReason.GOING_AWAY, "Heartbeat timeout")
+            return

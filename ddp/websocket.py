@@ -1,0 +1,69 @@
+"""The WebSocket under raw DDP (``/websocket``) and SockJS: simple-websocket, corrected.
+
+simple-websocket does the handshake and the reading. Two of its habits are corrected
+here: it writes with ``socket.send`` and ignores partial writes, so a large frame to a slow
+reader arrived cut (every write here is a full ``sendall``, serialised per connection);
+and it accepts permessage-deflate whenever a browser offers it, which triples the cost per
+frame and adds about 120 KB per connection (off unless ``DDP["WEBSOCKET_COMPRESSION"]``).
+"""
+
+import socket
+import threading
+
+import simple_websocket
+from wsproto.events import CloseConnection, TextMessage
+
+from ddp.conf import ddp_settings
+
+
+class FullWriteSocket:
+    """A socket whose ``send`` writes everything, one writer at a time."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data):
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class WebSocket(simple_websocket.Server):
+    """simple-websocket's server with full writes and compression only when enabled."""
+
+    def __init__(self, environ, **kwargs):
+        if not ddp_settings.WEBSOCKET_COMPRESSION:
+            environ = {k: v for k, v in environ.items() if k != "HTTP_SEC_WEBSOCKET_EXTENSIONS"}
+        raw = environ["eventlet.input"].get_socket()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        environ = {**environ, "gunicorn.socket": FullWriteSocket(raw)}
+        super().__init__(environ, **kwargs)
+
+    def send_text(self, text):
+        self.sock.send(self.ws.send(TextMessage(data=text)))
+
+    def close_with(self, code, reason=None):
+        """Send a close frame, then end both directions so no thread waits on the peer."""
+        if self.connected:
+            self.connected = False
+            try:
+                self.sock.send(self.ws.send(CloseConnection(code, reason)))
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.event.set()
+
+
+def bad_request(environ):
+    """The HTTP answer to a request on ``/websocket`` that is no WebSocket upgrade (T1)."""
+    if environ["REQUEST_METHOD"] != "GET":
+        return "405 Method Not Allowed", [("Allow", "GET")], b""
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return "400 Bad Request", [], b"Not a valid websocket request"
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in ("8", "13"):
+        return "400 Bad Request", [], b"Only supported WebSocket protocol is RFC 6455."
+    return None
