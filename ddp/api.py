@@ -24,7 +24,7 @@ classes and functions only; per-connection state lives in :mod:`ddp.session`.
 import inspect
 from dataclasses import dataclass, field
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils.module_loading import autodiscover_modules
 
 from ddp.protocol import MeteorError
@@ -36,12 +36,31 @@ class Collection:
     ``name`` defaults to ``"<app_label>.<model_name>"``. ``fields`` limits the published
     fields to the listed model field names (the primary key is always the document id);
     ``exclude`` drops fields from the default of every concrete and many-to-many field.
+
+    ``user_rel`` restricts the documents a user sees: a lookup (or a list of them, any
+    one of which may match) from the model to the user, such as ``"owner"`` or
+    ``"team__members"``. Every query of the collection is filtered with it, for the
+    initial documents and for every live change; anonymous connections see none.
     """
 
     model: type[Model] = None
     name: str = None
     fields: tuple = None
     exclude: tuple = ()
+    user_rel: str | list = None
+
+    @classmethod
+    def restrict(cls, queryset, user):
+        """``queryset`` limited to what ``user`` may see through ``user_rel``."""
+        if cls.user_rel is None:
+            return queryset
+        if user is None or not user.is_authenticated:
+            return queryset.none()
+        lookups = [cls.user_rel] if isinstance(cls.user_rel, str) else cls.user_rel
+        condition = Q()
+        for lookup in lookups:
+            condition |= Q(**{lookup: user})
+        return queryset.filter(condition).distinct()
 
     @classmethod
     def get_name(cls):
@@ -68,12 +87,27 @@ class Context:
     #: Free-form per-connection data a project may keep across calls.
     data: dict = field(default_factory=dict)
 
+    #: The hash of the login token the connection rides on (``ddp.accounts``), or None.
+    login_token: str = None
+    #: Set by :meth:`set_user` during a method: ``(user, login token hash)``.
+    new_login: tuple = None
+
     @property
     def user_id(self):
         """The user's id as a string, or ``None`` for an anonymous connection."""
         if self.user is None or not getattr(self.user, "is_authenticated", False):
             return None
         return str(self.user.pk)
+
+    def set_user(self, user, token_hash=None):
+        """Log the connection in as ``user`` (``None``: out), as Meteor's ``setUserId``.
+
+        Takes effect when the method returns and before its ``result`` goes out: every
+        subscription is re-run for the new user and only the differences are sent.
+        ``token_hash`` is the login token the connection now rides on; the connection is
+        closed if that token is revoked.
+        """
+        self.new_login = (user, token_hash)
 
 
 class Publication:
@@ -88,6 +122,9 @@ class Publication:
 
     name: str = None
     queries: list = None
+    #: Anonymous connections get no documents, and ``ready``: once they log in, the
+    #: subscription is re-run and fills (a ``nosub`` would have lost it for good, S12).
+    login_required = False
 
     def __init__(self, this):
         self.this = this
@@ -117,6 +154,13 @@ class Registry:
         self.collections = {}
         self.publications = {}
         self.methods = {}
+        #: ``user -> (collection, id, fields)``: the logged-in user's own document, which
+        #: ``ddp.accounts`` publishes to the ``users`` collection (None: no such document).
+        self.user_document = None
+        #: Publication names registered more than once: name -> every class registered under
+        #: it, in order. The last one is served, as before; ``ddp_publications --check``
+        #: reports the others, which would otherwise vanish without a word.
+        self.duplicates = {}
         self._discovered = False
         # A Meteor front end opens these by itself; a nosub would make it retry or wait
         # forever, and a document would make autoupdate reload the page.
@@ -133,7 +177,11 @@ class Registry:
                     raise TypeError(f"{item.__name__} has no model")
                 self.collections[item.get_name()] = item
             elif isinstance(item, type) and issubclass(item, Publication):
-                self.publications[item.get_name()] = item
+                name = item.get_name()
+                previous = self.publications.get(name)
+                if previous is not None and previous is not item:
+                    self.duplicates.setdefault(name, [previous]).append(item)
+                self.publications[name] = item
             else:
                 raise TypeError(f"Cannot register {item!r}: not a Collection or Publication")
         return items
@@ -170,8 +218,12 @@ class Registry:
         return collections[0] if collections else None
 
     def resolve_queries(self, publication, params):
-        """Pair each query of a publication instance with its Collection class."""
+        """Pair each query of a publication instance with its Collection class, each
+        queryset restricted to what the connection's user may see."""
         bind_params(type(publication).get_queries, params)
+        user = publication.this.user
+        if publication.login_required and not (user is not None and user.is_authenticated):
+            return []
         pairs = []
         for entry in publication.get_queries(*params):
             if isinstance(entry, tuple):
@@ -186,8 +238,16 @@ class Registry:
                     raise LookupError(f"No collection is registered for {queryset.model}")
             if not isinstance(queryset, QuerySet):
                 raise TypeError(f"{publication.get_name()} returned {queryset!r}, not a QuerySet")
-            pairs.append((queryset, collection))
+            pairs.append((collection.restrict(queryset, user), collection))
         return pairs
+
+
+class CommittedError(MeteorError):
+    """A Meteor error sent after the method's writes are committed, not rolled back.
+
+    For failures that must leave a trace: a failed login still lets Django's
+    ``user_login_failed`` receivers (throttling, audit) record it.
+    """
 
 
 def bind_params(func, params, skip=1):

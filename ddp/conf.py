@@ -27,6 +27,10 @@ DEFAULTS = {
     "CHUNK_TIMEOUT": 30.0,
     # Seconds between reconnection attempts of a lost listener: doubling up to this cap.
     "LISTENER_MAX_BACKOFF": 10.0,
+    # ddp.accounts: days a resume token lives (None: 100 years, as Meteor's null), and
+    # whether clients may create accounts with the createUser method.
+    "ACCOUNTS_TOKEN_DAYS": 90,
+    "ACCOUNTS_ALLOW_CREATE": False,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
-from ddp.api import API, Context, bind_params
+from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
 from ddp.protocol import (
@@ -49,6 +49,8 @@ logger = logging.getLogger("ddp.session")
 WAKE = object()
 #: Queued instead of changes after the listener was lost: re-run every subscription.
 RESYNC = object()
+#: The merge-box handle of the logged-in user's own document (a universal publication).
+USERS = ("U", "users")
 
 
 def run_method(func, this, params):
@@ -59,8 +61,14 @@ def run_method(func, this, params):
     """
     bind_params(func, params)
     take_notified()
+    committed_error = None
     with transaction.atomic():
-        result = func(this, *params)
+        try:
+            result = func(this, *params)
+        except CommittedError as exc:
+            committed_error = exc
+    if committed_error is not None:
+        raise committed_error
     return result, take_notified()
 
 
@@ -143,10 +151,9 @@ class Session:
             return
         self.send(Ready((sub.id,)))
 
-    def _publish(self, sub_id, state, publication):
-        """Run in a database worker: register with the bus, then stream the initial
-        documents through the merge box, so no change committed after the query is lost."""
-        handle = ("N", sub_id)
+    def _start(self, state, publication):
+        """Run in a database worker: the subscription's queries for the connection's user,
+        registered with the bus before any of them runs, so no later change is lost."""
         pairs = self._queries(state, publication)
         state.collections = frozenset(collection.get_name() for _, collection in pairs)
         if self.bus is not None:
@@ -154,7 +161,12 @@ class Session:
             state.registry = self.bus.subscribe(
                 self, state.key, state.name, state.params, self.context.user_id, state.collections
             )
-        for queryset, collection in pairs:
+        return pairs
+
+    def _publish(self, sub_id, state, publication):
+        """Run in a database worker: stream the initial documents through the merge box."""
+        handle = ("N", sub_id)
+        for queryset, collection in self._start(state, publication):
             name = collection.get_name()
             for doc_id, fields in documents(queryset, collection):
                 self.send_all(self.box.added(handle, name, doc_id, fields))
@@ -180,7 +192,51 @@ class Session:
             for state in self.subs.values():
                 if state.key:
                     self.bus.unsubscribe(self, state.key, state.collections)
+            self.bus.track_token(self, self.context.login_token, None)
         self.subs.clear()
+
+    def push_revoked(self, token_hash):
+        """Called by the bus: a login token was deleted. Checked in order with the
+        session's own work, so a ``logout`` that deletes its own token does not close
+        the connection it just logged out."""
+        self.changes.append(("revoked", token_hash))
+        self._wake()
+
+    # Logging in and out ------------------------------------------------------------
+
+    def _set_user(self, user, token_hash):
+        """Meteor's ``_setUserId`` (MB8): re-run every subscription for the new user and
+        send only the differences, the user's own document, then one ``ready``."""
+        if self.bus is not None:
+            self.bus.track_token(self, self.context.login_token, token_hash)
+        self.context.login_token = token_hash
+        self.context.user = user if user is not None else AnonymousUser()
+        for sub_id, state in list(self.subs.items()):
+            if self.bus is not None and state.key:
+                self.bus.unsubscribe(self, state.key, state.collections)
+            publication = self.registry.publications[state.name]
+            try:
+                docs = self._run_db(self._rerun, state, publication)
+            except Exception as exc:
+                if not isinstance(exc, MeteorError):
+                    logger.exception("Re-running %r for a new user failed", state.name)
+                self._drop(sub_id)
+                self.send(NoSub(sub_id, sanitize(exc)))
+                continue
+            self.send_all(self.box.replace(("N", sub_id), docs))
+        users = {}
+        if user is not None and self.registry.user_document is not None:
+            collection, doc_id, fields = self._run_db(self.registry.user_document, user)
+            users = {collection: {doc_id: fields}}
+        self.send_all(self.box.replace(USERS, users))
+        if self.subs:
+            self.send(Ready(tuple(self.subs)))
+
+    def _rerun(self, state, publication):
+        docs = {}
+        for queryset, collection in self._start(state, publication):
+            docs.setdefault(collection.get_name(), {}).update(documents(queryset, collection))
+        return docs
 
     # Live changes ----------------------------------------------------------------
 
@@ -200,6 +256,9 @@ class Session:
             item = self.changes.popleft()
             if item is RESYNC:
                 self._resync()
+            elif isinstance(item, tuple):
+                if item[1] == self.context.login_token:
+                    self._close()  # the client reconnects, its resume fails, it logs out
             else:
                 self._apply(item)
 
@@ -231,15 +290,20 @@ class Session:
     # Methods ---------------------------------------------------------------------
 
     def _method(self, call):
-        text, notified = self._result(call)
+        seed = None if call.random_seed is MISSING else call.random_seed
+        this = replace(self.context, random_seed=seed)
+        text, notified = self._result(call, this)
         if notified and self.bus is not None:
             # The caller must see its own writes before ``updated`` (R4, R5).
             self.bus.fence()
             self.apply_changes()
+        if this.new_login is not None:
+            # The data of the new user, and the re-sent ``ready``, go before ``result``.
+            self._set_user(*this.new_login)
         self._send(text)
         self.send(Updated((call.id,)))
 
-    def _result(self, call):
+    def _result(self, call, this):
         """The encoded ``result`` of one call, and whether its writes sent changes.
 
         Errors become Meteor errors, never tracebacks."""
@@ -247,13 +311,12 @@ class Session:
         if func is None:
             error = MeteorError(404, f"Method '{call.method}' not found")
             return encode(Result(call.id, error=error)), False
-        seed = None if call.random_seed is MISSING else call.random_seed
-        this = replace(self.context, random_seed=seed)
         try:
             value, notified = self._run_db(run_method, func, this, call.params)
             # Encoding inside the try: a return value EJSON cannot carry is a 500 too.
             return encode(Result(call.id, result=value)), notified
         except Exception as exc:
+            this.new_login = None  # a failed method logs nobody in or out
             if not isinstance(exc, MeteorError):
                 logger.exception("Method %r failed", call.method)
             return encode(Result(call.id, error=sanitize(exc))), False

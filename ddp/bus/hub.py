@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from django.db import connections
 
-from ddp.bus.producer import channel
+from ddp.bus.producer import LOGOUT_CHANNEL, channel
 
 logger = logging.getLogger("ddp.bus")
 
@@ -29,6 +29,7 @@ class Bus:
         self._registered = {}  # key -> the arguments of its registry row
         self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
         self._fences = {}
+        self._tokens = defaultdict(set)  # login token hash -> sessions riding on it
         self._running = False
         self.fence_channel = f"ddp_fence_{registration.server_id}"
 
@@ -38,9 +39,10 @@ class Bus:
         self.run_db(self.registration.start)
         self.listener.on_event = self.deliver
         self.listener.on_reconnect = self.resync
-        self.listener.on_notify = self._fenced
+        self.listener.on_notify = self._notified
         self.listener.start()
         self.listener.listen(self.fence_channel, raw=True)
+        self.listener.listen(LOGOUT_CHANNEL, raw=True)
         self._running = True
         threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
 
@@ -134,7 +136,26 @@ class Bus:
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [self.fence_channel, token])
 
-    def _fenced(self, channel_name, token):
-        arrived = self._fences.get(token)
+    def _notified(self, channel_name, payload):
+        if channel_name == LOGOUT_CHANNEL:
+            self.revoked(payload)
+            return
+        arrived = self._fences.get(payload)
         if arrived is not None:
             arrived.set()
+
+    # Login tokens ---------------------------------------------------------------
+
+    def track_token(self, session, old_hash, new_hash):
+        """``session`` now rides on login token ``new_hash`` (either may be None)."""
+        if old_hash is not None:
+            self._tokens[old_hash].discard(session)
+            if not self._tokens[old_hash]:
+                del self._tokens[old_hash]
+        if new_hash is not None:
+            self._tokens[new_hash].add(session)
+
+    def revoked(self, token_hash):
+        """A token was deleted: close its connections; their clients log in again."""
+        for session in list(self._tokens.get(token_hash, ())):
+            session.push_revoked(token_hash)

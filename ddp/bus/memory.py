@@ -31,6 +31,11 @@ class _Delivery:
         self.bus.deliver(self.event)
 
 
+class _Revocation(_Delivery):
+    def __call__(self):
+        self.bus.revoked(self.event)
+
+
 def _test_depth(connection):
     """How many of the open atomic blocks a ``TestCase`` opened (they never commit)."""
     return sum(1 for block in connection.atomic_blocks if getattr(block, "_from_testcase", False))
@@ -43,6 +48,7 @@ class InMemoryBus:
         self._rows = {}  # key -> [id, key, publication, params, user_id, collections]
         self._refcounts = defaultdict(int)
         self._sessions = defaultdict(lambda: defaultdict(int))
+        self._tokens = defaultdict(set)
 
     # The session's side (the contract of ddp.bus.hub.Bus) --------------------------
 
@@ -77,6 +83,16 @@ class InMemoryBus:
         """A method's writes are delivered once its block has exited: nothing to wait for."""
         self.flush()
 
+    def track_token(self, session, old_hash, new_hash):
+        if old_hash is not None:
+            self._tokens[old_hash].discard(session)
+        if new_hash is not None:
+            self._tokens[new_hash].add(session)
+
+    def revoked(self, token_hash):
+        for session in list(self._tokens.get(token_hash, ())):
+            session.push_revoked(token_hash)
+
     def deliver(self, event):
         for session in list(self._sessions.get(event.collection, ())):
             session.push_change(event)
@@ -93,6 +109,10 @@ class InMemoryBus:
         transaction.on_commit(_Delivery(self, event), using=using)
         self.flush()
 
+    def revoke_token(self, using, token_hash):
+        transaction.on_commit(_Revocation(self, token_hash), using=using)
+        self.flush()
+
     def flush(self):
         """Deliver the changes whose transaction a production server would have committed."""
         connection = connections[self.using]
@@ -101,7 +121,7 @@ class InMemoryBus:
         ours = [
             entry
             for entry in connection.run_on_commit
-            if isinstance(entry[1], _Delivery) and entry[1].bus is self
+            if isinstance(entry[1], (_Delivery, _Revocation)) and entry[1].bus is self
         ]
         connection.run_on_commit[:] = [e for e in connection.run_on_commit if e not in ours]
         for _, delivery, _ in ours:

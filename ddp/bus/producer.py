@@ -82,6 +82,10 @@ def _matches(row, collection, pk):
     return False
 
 
+#: The channel that carries revoked login tokens (their hashes) to every server.
+LOGOUT_CHANNEL = "ddp_logout"
+
+
 class PostgresBackend:
     """Where changes go in production: the shared registry tables and ``pg_notify``."""
 
@@ -92,6 +96,10 @@ class PostgresBackend:
         with connections[using].cursor() as cursor:
             for text in payload.encode(event):
                 cursor.execute("SELECT pg_notify(%s, %s)", [channel(event.collection), text])
+
+    def revoke_token(self, using, token_hash):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [LOGOUT_CHANNEL, token_hash])
 
 
 _backend = PostgresBackend()
@@ -126,6 +134,11 @@ def changed(instance, collections, using, deleted=False):
             keys = frozenset(row[1] for row in relevant if _matches(row, collection, instance.pk))
         _backend.send(using, payload.Event(name, doc_id, fields, keys, registry))
         _local.notified = True
+
+
+def revoke_token(token_hash, using="default"):
+    """Close every connection logged in with this token, on every server, after COMMIT."""
+    _backend.revoke_token(using, token_hash)
 
 
 def notify_changed(model, pks, using="default"):

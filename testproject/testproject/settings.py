@@ -26,7 +26,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ddp",
+    "ddp.accounts",
     "bookstore",
+]
+
+# Meteor clients log in with a SHA-256 digest of the password: this hasher checks it, and
+# Django re-hashes older passwords with it at their next plain-text login.
+PASSWORD_HASHERS = [
+    "ddp.accounts.passwords.MeteorPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
 ]
 
 MIDDLEWARE = [

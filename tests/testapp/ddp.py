@@ -56,7 +56,22 @@ class SlowBooks(Publication):
         return [Book.objects.all()]
 
 
-API.register([Article, Tag, LibraryItems, Articles, BooksAsLibrary, Failing, Refusing, SlowBooks])
+class Shelf(Collection):
+    model = models.Shelf
+    user_rel = "owner"
+
+
+class MyShelves(Publication):
+    """Every shelf: the collection's ``user_rel`` keeps each user to their own."""
+
+    login_required = True
+    queries = [models.Shelf.objects.all()]
+
+
+API.register(
+    [Article, Tag, LibraryItems, Articles, BooksAsLibrary, Failing, Refusing, SlowBooks]
+    + [Shelf, MyShelves]
+)
 
 
 @API.method("test.echo")

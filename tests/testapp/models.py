@@ -24,3 +24,10 @@ class Article(models.Model):
     blob = models.BinaryField(null=True)
     data = models.JSONField(null=True)
     tags = models.ManyToManyField(Tag, blank=True)
+
+
+class Shelf(models.Model):
+    """A user's own data, published only to its owner."""
+
+    owner = models.ForeignKey("auth.User", on_delete=models.CASCADE)
+    name = models.CharField(max_length=100)

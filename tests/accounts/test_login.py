@@ -1,0 +1,269 @@
+"""Meteor's accounts methods against django.contrib.auth, through the in-process client."""
+
+import datetime
+import hashlib
+
+import pytest
+from django.contrib.auth import user_login_failed
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import User
+from django.test import override_settings
+from django.utils import timezone
+
+from ddp import MeteorError
+from ddp.accounts.models import LoginToken
+from ddp.accounts.tokens import hash_token
+from ddp.testing import DDPTestCase
+from tests.testapp.models import Shelf
+
+AMBIGUOUS = "Something went wrong. Please check your credentials."
+
+
+def digest(password):
+    return {"digest": hashlib.sha256(password.encode()).hexdigest(), "algorithm": "sha-256"}
+
+
+class LoginTests(DDPTestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice", "alice@example.com", "wonderland")
+
+    def login(self, client, selector=None, password=None):
+        password = digest("wonderland") if password is None else password
+        return client.call(
+            "login", {"user": selector or {"username": "alice"}, "password": password}
+        )
+
+    def error_of(self, client, method, *params):
+        with pytest.raises(MeteorError) as info:
+            client.call(method, *params)
+        return info.value.error, info.value.reason
+
+    def test_digest_login_result_and_users_document_before_it(self):
+        client = self.ddp_client()
+        result = self.login(client)
+        assert result["id"] == str(self.alice.pk)
+        assert result["type"] == "password"
+        assert len(result["token"]) == 43
+        assert isinstance(result["tokenExpires"], datetime.datetime)
+        kinds = [m["msg"] for m in client.messages]
+        assert kinds.index("added") < kinds.index("result")
+        client.assert_added(
+            "users",
+            str(self.alice.pk),
+            username="alice",
+            emails=[{"address": "alice@example.com", "verified": False}],
+        )
+        document = client.collection("users")[str(self.alice.pk)]
+        assert set(document) == {"username", "emails", "profile"}
+        stored = LoginToken.objects.get(user=self.alice)
+        assert stored.hashed_token == hash_token(result["token"])
+        assert len(stored.hashed_token) == 44
+
+    def test_login_by_email_id_and_plain_text(self):
+        for selector in ({"email": "ALICE@example.com"}, {"id": str(self.alice.pk)}):
+            assert self.login(self.ddp_client(), selector)["id"] == str(self.alice.pk)
+        assert self.login(self.ddp_client(), password="wonderland")["type"] == "password"
+
+    def test_wrong_password_and_unknown_user_look_the_same_and_are_signalled(self):
+        failures = []
+        user_login_failed.connect(lambda **kw: failures.append(kw["credentials"]), weak=False)
+        self.addCleanup(user_login_failed.receivers.clear)
+        client = self.ddp_client()
+        wrong = self.error_of(
+            client, "login", {"user": {"username": "alice"}, "password": digest("x")}
+        )
+        nobody = self.error_of(
+            client, "login", {"user": {"username": "bob"}, "password": digest("x")}
+        )
+        assert wrong == nobody == (403, AMBIGUOUS)
+        assert failures == [{"username": "alice"}, {"username": "bob"}]
+        assert client.call("test.whoami")["user_id"] is None
+        assert client.collection("users") == {}
+
+    @pytest.mark.filterwarnings("ignore")
+    def test_malformed_credentials_fail_to_match(self):
+        client = self.ddp_client()
+        for options in (
+            "alice",
+            {"user": {"username": "alice"}, "password": 12345},
+            {
+                "user": {"username": "alice"},
+                "password": {"digest": "short", "algorithm": "sha-256"},
+            },
+            {"user": {"username": "alice"}, "password": {"digest": "a" * 64, "algorithm": "md5"}},
+            {"user": {"username": "alice", "email": "a@b.c"}, "password": "x"},
+            {"user": {"username": ""}, "password": "x"},
+            {"user": {"username": "alice"}, "password": "x" * 257},
+            {"resume": 5},
+        ):
+            assert self.error_of(client, "login", options) == (400, "Match failed"), options
+        assert self.error_of(client, "login", {"foo": 1}) == (
+            400,
+            "Unrecognized options for login request",
+        )
+        assert not LoginToken.objects.exists()
+
+    def test_plain_made_hash_upgrades_at_the_first_plain_text_login(self):
+        bob = User.objects.create(
+            username="bob", password=make_password("pw", hasher="pbkdf2_sha256")
+        )
+        client = self.ddp_client()
+        creds = {"user": {"username": "bob"}, "password": digest("pw")}
+        assert self.error_of(client, "login", creds) == (403, AMBIGUOUS)
+        client.call("login", {"user": {"username": "bob"}, "password": "pw"})
+        bob.refresh_from_db()
+        assert bob.password.startswith("meteor_pbkdf2_sha256$")
+        assert self.ddp_client().call("login", creds)["id"] == str(bob.pk)
+        assert bob.check_password("pw")  # Django's own login still works
+
+    def test_bcrypt_sha256_hashes_check_digests_directly(self):
+        carol = User.objects.create(
+            username="carol", password=make_password("pw", hasher="bcrypt_sha256")
+        )
+        result = self.ddp_client().call(
+            "login", {"user": {"username": "carol"}, "password": digest("pw")}
+        )
+        assert result["id"] == str(carol.pk)
+
+    def test_resume_keeps_the_token(self):
+        token = self.login(self.ddp_client())["token"]
+        client = self.ddp_client()
+        result = client.call("login", {"resume": token})
+        assert (result["id"], result["token"], result["type"]) == (
+            str(self.alice.pk),
+            token,
+            "resume",
+        )
+        client.assert_added("users", str(self.alice.pk))
+
+    def test_resume_failures(self):
+        client = self.ddp_client()
+        logged_out = (403, "You've been logged out by the server. Please log in again.")
+        assert self.error_of(client, "login", {"resume": "x" * 43}) == logged_out
+        token = self.login(self.ddp_client())["token"]
+        LoginToken.objects.update(expires=timezone.now() - datetime.timedelta(seconds=1))
+        assert self.error_of(client, "login", {"resume": token}) == (
+            403,
+            "Your session has expired. Please log in again.",
+        )
+        assert not LoginToken.objects.exists()
+        token = self.login(self.ddp_client())["token"]
+        self.alice.delete()
+        assert self.error_of(client, "login", {"resume": token}) == logged_out
+
+    def test_logout_keeps_the_connection_and_forgets_the_token(self):
+        client = self.ddp_client()
+        self.login(client)
+        client.assert_added("users", str(self.alice.pk))
+        assert client.call("logout") is None
+        client.assert_removed("users", str(self.alice.pk))
+        assert not LoginToken.objects.exists()
+        assert not client.closed
+        assert client.call("test.whoami")["user_id"] is None
+
+    def test_get_new_token_and_remove_other_tokens_close_other_connections(self):
+        assert self.error_of(self.ddp_client(), "getNewToken") == ("You are not logged in.", None)
+        first, second = self.ddp_client(), self.ddp_client()
+        old = self.login(first)
+        self.login(second)
+        new = first.call("getNewToken")
+        assert set(new) == {"id", "token", "tokenExpires"}
+        assert new["token"] != old["token"]
+        assert new["tokenExpires"] == old["tokenExpires"]  # same "when" as the current one
+        first.call("removeOtherTokens")
+        assert LoginToken.objects.get().hashed_token == hash_token(new["token"])
+        second.collection("users")  # lets the closing reach it
+        assert second.closed and not first.closed
+
+    def test_logout_other_clients(self):
+        first, second = self.ddp_client(), self.ddp_client()
+        self.login(first)
+        self.login(second)
+        result = first.call("logoutOtherClients")
+        assert LoginToken.objects.get().hashed_token == hash_token(result["token"])
+        second.collection("users")
+        assert second.closed and not first.closed
+
+    def test_create_user_is_refused_unless_allowed(self):
+        client = self.ddp_client()
+        options = {"username": "dave", "password": digest("pw")}
+        assert self.error_of(client, "createUser", options) == (403, "Signups forbidden")
+        assert not User.objects.filter(username="dave").exists()
+
+    @override_settings(DDP={"ACCOUNTS_ALLOW_CREATE": True})
+    def test_create_user(self):
+        client = self.ddp_client()
+        result = client.call(
+            "createUser",
+            {"username": "dave", "email": "dave@example.com", "password": digest("pw")},
+        )
+        dave = User.objects.get(username="dave")
+        assert (result["id"], result["type"]) == (str(dave.pk), "password")
+        client.assert_added("users", str(dave.pk), username="dave")
+        assert dave.check_password("pw")
+        assert self.error_of(client, "createUser", {"username": "ALICE", "password": "pw"}) == (
+            403,
+            AMBIGUOUS,
+        )
+        assert self.error_of(client, "createUser", {"password": "pw"}) == (
+            400,
+            "Need to set a username or email",
+        )
+        assert User.objects.count() == 2
+
+    def test_change_password(self):
+        assert self.error_of(self.ddp_client(), "changePassword", "a", "b") == (
+            401,
+            "Must be logged in",
+        )
+        client, other = self.ddp_client(), self.ddp_client()
+        self.login(client)
+        self.login(other)
+        assert self.error_of(client, "changePassword", digest("nope"), digest("new")) == (
+            403,
+            "Incorrect password",
+        )
+        assert client.call("changePassword", digest("wonderland"), digest("new")) == {
+            "passwordChanged": True
+        }
+        self.alice.refresh_from_db()
+        assert self.alice.check_password("new")
+        other.collection("users")
+        assert other.closed and not client.closed
+
+
+class UserAwarePublicationTests(DDPTestCase):
+    def setUp(self):
+        self.alice = User.objects.create_user("alice", password="pw")
+        self.bob = User.objects.create_user("bob", password="pw")
+        self.mine = Shelf.objects.create(owner=self.alice, name="alice's")
+        self.theirs = Shelf.objects.create(owner=self.bob, name="bob's")
+
+    def test_anonymous_gets_ready_and_login_fills_then_logout_empties(self):
+        client = self.ddp_client()
+        sub_id = client.subscribe("MyShelves")
+        client.assert_no_messages()
+        client.call("login", {"user": {"username": "alice"}, "password": "pw"})
+        client.assert_added("testapp.shelf", str(self.mine.pk), name="alice's")
+        client.assert_ready(sub_id)  # re-sent after the login re-run, before the result
+        assert list(client.collection("testapp.shelf")) == [str(self.mine.pk)]
+        client.call("logout")
+        client.assert_removed("testapp.shelf", str(self.mine.pk))
+        assert client.collection("testapp.shelf") == {}
+
+    def test_restriction_holds_for_live_changes(self):
+        client = self.ddp_client()
+        client.call("login", {"user": {"username": "alice"}, "password": "pw"})
+        client.assert_added("users", str(self.alice.pk))
+        client.subscribe("MyShelves")
+        client.assert_added("testapp.shelf", str(self.mine.pk))
+        Shelf.objects.create(owner=self.bob, name="bob's second")
+        mine = Shelf.objects.create(owner=self.alice, name="alice's second")
+        client.assert_added("testapp.shelf", str(mine.pk))
+        self.theirs.owner = self.alice  # given to alice: now hers to see
+        self.theirs.save()
+        client.assert_added("testapp.shelf", str(self.theirs.pk))
+        mine.owner = self.bob
+        mine.save()
+        client.assert_removed("testapp.shelf", str(mine.pk))
+        client.assert_no_messages()
