@@ -40,6 +40,7 @@ from ddp.protocol import (
     encode,
     sanitize,
 )
+from ddp.randomness import method_random
 from ddp.serialize import documents
 
 logger = logging.getLogger("ddp.session")
@@ -62,7 +63,8 @@ def run_method(func, this, params):
     bind_params(func, params)
     take_notified()
     committed_error = None
-    with transaction.atomic():
+    # The client stub's ids (a MeteorIdField) are drawn from the call's randomSeed (R8).
+    with transaction.atomic(), method_random(this.random_seed):
         try:
             result = func(this, *params)
         except CommittedError as exc:

@@ -4,6 +4,8 @@ import uuid
 
 from django.db import models
 
+from ddp.models import MeteorIdField
+
 
 class Tag(models.Model):
     name = models.CharField(max_length=50)
@@ -31,3 +33,10 @@ class Shelf(models.Model):
 
     owner = models.ForeignKey("auth.User", on_delete=models.CASCADE)
     name = models.CharField(max_length=100)
+
+
+class Note(models.Model):
+    """A document whose id a Meteor client stub generates (latency compensation)."""
+
+    id = MeteorIdField(primary_key=True)
+    text = models.CharField(max_length=100)
