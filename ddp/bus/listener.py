@@ -42,6 +42,9 @@ class Listener:
         self._commands = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
+        # Green os.write may wait for the pipe, and eventlet refuses two waiters on one
+        # file: callers (subscribing sessions, shutdown) take turns.
+        self._wake_lock = threading.Lock()
         self._running = True
         self._thread = threading.Thread(target=self._run, name="ddp-listener", daemon=True)
         self._reassembler = Reassembler(ddp_settings.CHUNK_TIMEOUT)
@@ -74,10 +77,8 @@ class Listener:
         done.wait(10)
 
     def _wake(self):
-        try:
+        with self._wake_lock:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
 
     def _run(self):
         backoff = 0.1

@@ -312,3 +312,17 @@ def test_many_to_many_changes_update_the_id_lists(servers):
     first.tags.clear()
     client.wait_for(lambda c: articles(c)[str(first.pk)]["tag_ids"] == [])
     client.close()
+
+
+def test_many_first_subscribers_at_once_on_a_fresh_server(authors):
+    """Each first subscriber to a collection asks the listener to LISTEN at the same time."""
+    with ServerProcess() as server:
+        clients = [DDPClient(server.ws_url) for _ in range(12)]
+        for n, client in enumerate(clients):
+            client.send({"msg": "sub", "id": f"s{n}", "name": "AllBooks", "params": []})
+        for client in clients:
+            reply = client.recv_until(lambda m: m["msg"] in ("ready", "nosub"))[-1]
+            assert reply["msg"] == "ready", reply
+            client.close()
+    assert server.process.returncode == 0, server.output()
+    assert "Traceback" not in server.output()
