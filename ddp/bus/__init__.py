@@ -7,6 +7,8 @@
   transaction, so PostgreSQL delivers it only on COMMIT, in commit order;
 * :mod:`ddp.bus.payload` frames events (version, unique id, chunks under 8000 bytes);
 * :mod:`ddp.bus.listener` is each ``ddpserver``'s one LISTEN connection, and
-  :mod:`ddp.bus.dispatch` hands events to the sessions whose subscriptions need them,
-  with no database query.
+  :mod:`ddp.bus.hub` hands events to the sessions whose subscriptions need them, with no
+  database query;
+* :mod:`ddp.bus.memory` stands in for both ends in one process, for tests, and
+  :mod:`ddp.bus.recording` is the file format of ``ddp_capture`` and ``ddp_replay``.
 """

@@ -49,7 +49,7 @@ class Listener:
         self._thread = threading.Thread(target=self._run, name="ddp-listener", daemon=True)
         self._reassembler = Reassembler(ddp_settings.CHUNK_TIMEOUT)
         #: Counters for logs and tests: events dispatched, reconnections, dropped chunk sets.
-        self.stats = {"events": 0, "reconnects": 0, "dropped_chunks": 0}
+        self.stats = {"events": 0, "reconnects": 0, "dropped_chunks": 0, "bad_payloads": 0}
         #: The backend pid of the current connection (for tests that terminate it).
         self.backend_pid = None
 
@@ -135,14 +135,14 @@ class Listener:
                 action, channel, raw, done = self._commands.get_nowait()
             except queue.Empty:
                 return
-            target = self.raw_channels if raw else self.channels
             try:
                 with conn.cursor() as cursor:
                     if action == "listen":
-                        target.add(channel)
+                        (self.raw_channels if raw else self.channels).add(channel)
                         cursor.execute(f"LISTEN {quote(conn, channel)}")
                     else:
                         self.channels.discard(channel)
+                        self.raw_channels.discard(channel)
                         cursor.execute(f"UNLISTEN {quote(conn, channel)}")
             finally:
                 done.set()
@@ -152,13 +152,15 @@ class Listener:
             if self.on_notify is not None:
                 self.on_notify(notify.channel, notify.payload)
             return
-        text = self._reassembler.feed(notify.payload, time.monotonic())
-        if text is None:
-            return
         try:
+            text = self._reassembler.feed(notify.payload, time.monotonic())
+            if text is None:
+                return
             event = decode(text)
-        except (ValueError, KeyError, TypeError):
-            logger.error("Ignoring a malformed payload on %s", notify.channel)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Anyone allowed to NOTIFY can send anything: log it, and keep listening.
+            self.stats["bad_payloads"] += 1
+            logger.error("Ignoring a malformed payload on %s: %s", notify.channel, exc)
             return
         self.stats["events"] += 1
         self.on_event(event)

@@ -64,17 +64,33 @@ def encode(event):
 
 
 def decode(text):
-    """The :class:`Event` in one whole payload; ``ValueError`` if it is not one."""
+    """The :class:`Event` in one whole payload; ``ValueError`` if it is not one.
+
+    Anyone allowed to NOTIFY on the database can put anything on a channel: every key
+    is checked, so a bad payload is refused here and never reaches a session.
+    """
     data = loads(text)
-    if not isinstance(data, dict) or data.get("v") != VERSION:
+    version = data.get("v") if isinstance(data, dict) else None
+    if isinstance(version, bool) or version != VERSION:
         raise ValueError(f"Not a version {VERSION} change event")
-    fields = data["f"]
+    fields, subs, registry = data.get("f"), data.get("s"), data.get("r")
+    if not (
+        isinstance(data.get("e"), str)
+        and isinstance(data.get("c"), str)
+        and isinstance(data.get("i"), str)
+        and (fields is None or isinstance(fields, dict))
+        and isinstance(subs, list)
+        and all(isinstance(key, str) for key in subs)
+        and isinstance(registry, int)
+        and not isinstance(registry, bool)
+    ):
+        raise ValueError("A change event with missing or mistyped keys")
     return Event(
         collection=data["c"],
         id=data["i"],
         fields=None if fields is None else from_ejson(fields),
-        subs=frozenset(data["s"]),
-        registry=data["r"],
+        subs=frozenset(subs),
+        registry=registry,
         event_id=data["e"],
     )
 
@@ -90,10 +106,16 @@ class Reassembler:
         """Return the whole payload once complete (or at once if unchunked), else None."""
         if not payload.startswith("#"):
             return payload
-        event_id, n, total, part = payload[1:].split(":", 3)
-        total = int(total)
-        _, parts, _ = self._partial.setdefault(event_id, (now, {}, total))
-        parts[int(n)] = part
+        try:
+            event_id, n, total, part = payload[1:].split(":", 3)
+            n, total = int(n), int(total)
+        except ValueError:
+            raise ValueError("A chunk with a malformed header") from None
+        _, parts, expected = self._partial.setdefault(event_id, (now, {}, total))
+        if total != expected or not 0 <= n < total:
+            del self._partial[event_id]
+            raise ValueError(f"Chunk {n} of {total} does not fit event {event_id}")
+        parts[n] = part
         if len(parts) < total:
             return None
         del self._partial[event_id]

@@ -326,3 +326,22 @@ def test_many_first_subscribers_at_once_on_a_fresh_server(authors):
             client.close()
     assert server.process.returncode == 0, server.output()
     assert "Traceback" not in server.output()
+
+
+def test_hostile_notifications_do_not_stop_live_changes(authors):
+    with ServerProcess() as server:
+        client = DDPClient(server.ws_url)
+        client.sub("AllBooks")
+        with connection.cursor() as cursor:
+            for payload in ("#broken", "#e:9:2:x", "not json", '{"v": 1, "c": ["a"]}', "{}"):
+                cursor.execute("SELECT pg_notify('ddp_bookstore.book', %s)", [payload])
+            cursor.execute(
+                "SELECT pg_notify('ddp_bookstore.book', %s)",
+                ['{"v":1,"e":"x","c":"bookstore.book","i":"1","f":null,"s":[],"r":"9"}'],
+            )
+        book = Book.objects.create(title="after the noise", author=authors[0])
+        client.wait_for(lambda c: str(book.pk) in books_of(c))
+        client.close()
+    output = server.output()
+    assert output.count("Ignoring a malformed payload") == 6
+    assert "Traceback" not in output

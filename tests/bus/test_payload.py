@@ -61,3 +61,34 @@ def test_half_received_chunks_are_dropped_after_the_timeout():
 def test_unknown_version_is_refused():
     with pytest.raises(ValueError, match="version"):
         decode('{"v": 99}')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v": true, "e": "x", "c": "c", "i": "1", "f": null, "s": [], "r": 1}',
+        '{"v": 1, "e": "x", "c": ["a"], "i": "1", "f": null, "s": [], "r": 1}',
+        '{"v": 1, "e": "x", "c": "c", "i": 1, "f": null, "s": [], "r": 1}',
+        '{"v": 1, "e": "x", "c": "c", "i": "1", "f": [], "s": [], "r": 1}',
+        '{"v": 1, "e": "x", "c": "c", "i": "1", "f": null, "s": "key", "r": 1}',
+        '{"v": 1, "e": "x", "c": "c", "i": "1", "f": null, "s": [], "r": "9"}',
+        '{"v": 1, "c": "c", "i": "1", "f": null, "s": [], "r": 1}',
+    ],
+)
+def test_mistyped_events_are_refused(text):
+    with pytest.raises(ValueError):
+        decode(text)
+
+
+@pytest.mark.parametrize("chunk", ["#broken", "#e:x:2:part", "#e:5:2:part", "#e:-1:2:part"])
+def test_malformed_chunks_are_refused(chunk):
+    with pytest.raises(ValueError):
+        Reassembler().feed(chunk, now=0)
+
+
+def test_chunks_that_disagree_on_their_total_drop_the_set():
+    joiner = Reassembler()
+    joiner.feed("#e:0:3:a", now=0)
+    with pytest.raises(ValueError):
+        joiner.feed("#e:1:2:b", now=0)
+    assert joiner.expire(now=100) == 0  # nothing left half-received
