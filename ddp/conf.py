@@ -31,6 +31,10 @@ DEFAULTS = {
     # whether clients may create accounts with the createUser method.
     "ACCOUNTS_TOKEN_DAYS": 90,
     "ACCOUNTS_ALLOW_CREATE": False,
+    # The outgoing buffer of one connection: a client that lets more than this pile up
+    # (it stopped reading) is disconnected, so it cannot grow the server's memory.
+    "OUTBOX_MAX_BYTES": 16 * 1024 * 1024,
+    "OUTBOX_MAX_MESSAGES": 100_000,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

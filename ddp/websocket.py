@@ -46,6 +46,16 @@ class WebSocket(simple_websocket.Server):
     def send_text(self, text):
         self.sock.send(self.ws.send(TextMessage(data=text)))
 
+    def abort(self):
+        """Cut the connection now, whatever a writer is blocked on (a client that stopped
+        reading cannot be sent a close frame)."""
+        self.connected = False
+        try:
+            self.sock._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.event.set()
+
     def close_with(self, code, reason=None):
         """Send a close frame, then end both directions so no thread waits on the peer."""
         if self.connected:

@@ -5,24 +5,32 @@ Three green threads around a :class:`~ddp.session.Session`, joined by queues:
 * the worker takes requests from the inbox one at a time and runs them in the session
   (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
 * the writer drains the outbox into the transport, so nothing that produces messages
-  (a database worker streaming a publication, the listener) waits on a slow client;
+  (a database worker streaming a publication, the listener) waits on a slow client. The
+  outbox is bounded (``DDP["OUTBOX_MAX_BYTES"]`` and ``["OUTBOX_MAX_MESSAGES"]``): a
+  client that stops reading is disconnected when it overflows, logged and counted
+  (``ddp_slow_client_disconnects_total``), and every other client goes on;
 * the heartbeat pings a silent client after ``DDP["HEARTBEAT_INTERVAL"]`` and closes it
   after ``DDP["HEARTBEAT_TIMEOUT"]`` more (H4); a socket that never completes the DDP
   handshake is closed after the same time without a ping, and ``pre1`` has no heartbeat.
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
-gone. It provides ``send_text(text)`` and ``close(code, reason)``.
+gone. It provides ``send_text(text)``, ``close(code, reason)`` and ``abort()`` (cut the
+connection at once, even while a write is blocked on it).
 """
 
+import logging
 import queue
 import threading
 
 from wsproto.frame_protocol import CloseReason
 
+from ddp import metrics
 from ddp.conf import ddp_settings
 from ddp.protocol import ConnectionState, Error, Ping
 from ddp.session import WAKE, Session
+
+logger = logging.getLogger("ddp.server")
 
 #: Closes the transport once everything queued before it has been written.
 _CLOSE = object()
@@ -34,8 +42,13 @@ class DDPConnection:
         self.inbox = queue.Queue()
         self.outbox = queue.Queue()
         self.session = Session(
-            self.outbox.put, self.close, run_db, wake=lambda: self.inbox.put(WAKE), bus=bus
+            self._enqueue, self.close, run_db, wake=lambda: self.inbox.put(WAKE), bus=bus
         )
+        #: What the outbox holds now, and its bounds.
+        self.queued_bytes = self.queued_messages = 0
+        self.max_bytes = ddp_settings.OUTBOX_MAX_BYTES
+        self.max_messages = ddp_settings.OUTBOX_MAX_MESSAGES
+        self.overflowed = False
         self._heard = False
         self._done = threading.Event()
         self._threads = [
@@ -48,7 +61,7 @@ class DDPConnection:
         for thread in self._threads:
             thread.start()
         if ddp_settings.SEND_SERVER_ID:
-            self.outbox.put('{"server_id":"0"}')
+            self._enqueue('{"server_id":"0"}')
 
     def receive(self, text):
         """One text message from the client."""
@@ -60,6 +73,31 @@ class DDPConnection:
         """DDP is text: a binary message is a bad request, and the connection goes on."""
         self._heard = True
         self.session.send(Error("Bad request"))
+
+    def _enqueue(self, text):
+        """Queue one message for the writer, or drop the client if its buffer is full."""
+        if self.overflowed:
+            return
+        size = len(text)
+        if (
+            self.queued_bytes + size > self.max_bytes
+            or self.queued_messages + 1 > self.max_messages
+        ):
+            self.overflowed = True
+            metrics.inc("ddp_slow_client_disconnects_total")
+            logger.warning(
+                "Disconnecting slow client %s: %d messages, %d bytes waiting",
+                self.session.connection.session_id,
+                self.queued_messages,
+                self.queued_bytes,
+            )
+            # Its socket is full, so no close frame would get through: cut it. The
+            # writer, blocked on it, fails and drops the rest.
+            self.transport.abort()
+            return
+        self.queued_bytes += size
+        self.queued_messages += 1
+        self.outbox.put(text)
 
     def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
         """Close after what is queued; safe from any thread, any number of times."""
@@ -86,8 +124,10 @@ class DDPConnection:
                 if not broken:
                     self.transport.close(item[1], item[2])
                 return
-            if broken:
-                continue  # the peer went away: drop what is left until the close marker
+            self.queued_bytes -= len(item)
+            self.queued_messages -= 1
+            if broken or self.overflowed:
+                continue  # the peer went away or fell behind: drop the rest until the close
             try:
                 self.transport.send_text(item)
             except OSError:

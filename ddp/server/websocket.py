@@ -21,6 +21,9 @@ class WebSocketTransport:
     def close(self, code, reason):
         self.ws.close_with(code, reason)
 
+    def abort(self):
+        self.ws.abort()
+
 
 def serve(ws, run_db, bus, connections):
     """Serve one client until either side closes; ``connections`` tracks live clients."""
