@@ -5,17 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('testapp', '0002_shelf'),
+        ("testapp", "0002_shelf"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Note',
+            name="Note",
             fields=[
-                ('id', ddp.models.MeteorIdField(primary_key=True, serialize=False)),
-                ('text', models.CharField(max_length=100)),
+                ("id", ddp.models.MeteorIdField(primary_key=True, serialize=False)),
+                ("text", models.CharField(max_length=100)),
             ],
         ),
     ]
