@@ -21,17 +21,20 @@ from dataclasses import dataclass, replace
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
+from ddp import metrics
 from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
 from ddp.protocol import (
     CLOSE,
     MISSING,
+    Added,
     MergeBox,
     MeteorError,
     Method,
     NoSub,
     Ready,
+    Removed,
     Result,
     ServerConnection,
     Sub,
@@ -74,6 +77,36 @@ def run_method(func, this, params):
     return result, take_notified()
 
 
+def encode_counted(message):
+    """Encode a message, and count it: the encoder is the cost to share (``/metrics``)."""
+    metrics.inc("ddp_messages_encoded_total")
+    return encode(message)
+
+
+def shared_key(message, event):
+    """What makes ``message`` the same text for every client of ``event``, or None.
+
+    A merge box builds its messages from the event's own values when it has nothing of
+    its own to add; those are the same objects as in the event, so an identity check says
+    whether another client's identical message can be reused.
+    """
+    if isinstance(message, Removed):
+        return ("removed",)
+    fields = message.fields or {}
+    if not all(event.fields.get(key) is value for key, value in fields.items()):
+        return None
+    if isinstance(message, Added):
+        return ("added", tuple(fields)) if len(fields) == len(event.fields) else None
+    return ("changed", tuple(fields), tuple(message.cleared))
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """Queued for a session when a login token it may ride on was deleted."""
+
+    token_hash: str
+
+
 @dataclass
 class Subscription:
     """One named subscription of this session."""
@@ -104,7 +137,7 @@ class Session:
         self._wake = wake or (lambda: None)
 
     def send(self, message):
-        self._send(encode(message))
+        self._send(encode_counted(message))
 
     def send_all(self, messages):
         for message in messages:
@@ -201,7 +234,7 @@ class Session:
         """Called by the bus: a login token was deleted. Checked in order with the
         session's own work, so a ``logout`` that deletes its own token does not close
         the connection it just logged out."""
-        self.changes.append(("revoked", token_hash))
+        self.changes.append(Revoked(token_hash))
         self._wake()
 
     # Logging in and out ------------------------------------------------------------
@@ -242,9 +275,13 @@ class Session:
 
     # Live changes ----------------------------------------------------------------
 
-    def push_change(self, event):
-        """Called by the bus, on the listener's thread: queue and wake the worker."""
-        self.changes.append(event)
+    def push_change(self, event, shared):
+        """Called by the bus, on the listener's thread: queue and wake the worker.
+
+        ``shared`` is one dict per event for all its sessions: the text of each message
+        the event makes is encoded once and reused by every client that gets the same.
+        """
+        self.changes.append((event, shared))
         self._wake()
 
     def push_resync(self):
@@ -258,21 +295,36 @@ class Session:
             item = self.changes.popleft()
             if item is RESYNC:
                 self._resync()
-            elif isinstance(item, tuple):
-                if item[1] == self.context.login_token:
+            elif isinstance(item, Revoked):
+                if item.token_hash == self.context.login_token:
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
-                self._apply(item)
+                self._apply(*item)
 
-    def _apply(self, event):
+    def _apply(self, event, shared):
         for sub_id, state in self.subs.items():
             if event.collection not in state.collections or event.registry < state.registry:
                 continue
             handle = ("N", sub_id)
             if event.fields is not None and state.key in event.subs:
-                self.send_all(self.box.put(handle, event.collection, event.id, event.fields))
+                messages = self.box.put(handle, event.collection, event.id, event.fields)
             elif self.box.holds(handle, event.collection, event.id):
-                self.send_all(self.box.removed(handle, event.collection, event.id))
+                messages = self.box.removed(handle, event.collection, event.id)
+            else:
+                continue
+            for message in messages:
+                self._send_shared(message, event, shared)
+
+    def _send_shared(self, message, event, shared):
+        """Send ``message``, encoding it once for every client that gets the same text."""
+        key = shared_key(message, event)
+        if key is None:
+            self.send(message)
+            return
+        text = shared.get(key)
+        if text is None:
+            text = shared[key] = encode_counted(message)
+        self._send(text)
 
     def _resync(self):
         for sub_id, state in list(self.subs.items()):
@@ -312,13 +364,13 @@ class Session:
         func = self.registry.methods.get(call.method)
         if func is None:
             error = MeteorError(404, f"Method '{call.method}' not found")
-            return encode(Result(call.id, error=error)), False
+            return encode_counted(Result(call.id, error=error)), False
         try:
             value, notified = self._run_db(run_method, func, this, call.params)
             # Encoding inside the try: a return value EJSON cannot carry is a 500 too.
-            return encode(Result(call.id, result=value)), notified
+            return encode_counted(Result(call.id, result=value)), notified
         except Exception as exc:
             this.new_login = None  # a failed method logs nobody in or out
             if not isinstance(exc, MeteorError):
                 logger.exception("Method %r failed", call.method)
-            return encode(Result(call.id, error=sanitize(exc))), False
+            return encode_counted(Result(call.id, error=sanitize(exc))), False

@@ -107,8 +107,9 @@ class Bus:
     # Events ---------------------------------------------------------------------
 
     def deliver(self, event):
+        shared = {}  # one encoding of each distinct message, for all the sessions
         for session in list(self._sessions.get(event.collection, ())):
-            session.push_change(event)
+            session.push_change(event, shared)
 
     def resync(self):
         """After the listener was lost: every session re-runs its subscriptions."""

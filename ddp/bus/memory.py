@@ -94,8 +94,9 @@ class InMemoryBus:
             session.push_revoked(token_hash)
 
     def deliver(self, event):
+        shared = {}  # one encoding of each distinct message, for all the sessions
         for session in list(self._sessions.get(event.collection, ())):
-            session.push_change(event)
+            session.push_change(event, shared)
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
 
