@@ -35,6 +35,9 @@ DEFAULTS = {
     # (it stopped reading) is disconnected, so it cannot grow the server's memory.
     "OUTBOX_MAX_BYTES": 16 * 1024 * 1024,
     "OUTBOX_MAX_MESSAGES": 100_000,
+    # Pages (origins, such as "https://app.example.com", or "*") allowed to connect,
+    # beside the server's own host and ALLOWED_HOSTS: see ddp/origins.py.
+    "ALLOWED_ORIGINS": None,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

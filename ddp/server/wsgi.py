@@ -8,6 +8,7 @@ import logging
 
 from django.core.wsgi import get_wsgi_application
 
+from ddp.origins import origin_allowed
 from ddp.server import websocket
 from ddp.websocket import WebSocket, bad_request
 
@@ -36,6 +37,8 @@ class DDPApplication:
         if environ.get("PATH_INFO") not in WEBSOCKET_PATHS:
             return self.django_app(environ, start_response)
         refusal = bad_request(environ)
+        if refusal is None and not origin_allowed(environ):
+            refusal = "403 Forbidden", [], b"Origin not allowed"
         if refusal is not None:
             status, headers, body = refusal
             start_response(status, [("Content-Type", "text/plain"), *headers])
