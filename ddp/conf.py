@@ -38,6 +38,9 @@ DEFAULTS = {
     # Pages (origins, such as "https://app.example.com", or "*") allowed to connect,
     # beside the server's own host and ALLOWED_HOSTS: see ddp/origins.py.
     "ALLOWED_ORIGINS": None,
+    # Seconds over which SIGTERM closes the clients one by one, so they reconnect to
+    # other servers gradually (Meteor's graceful shutdown); each after its method in flight.
+    "SHUTDOWN_WINDOW": 5.0,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

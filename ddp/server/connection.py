@@ -34,6 +34,8 @@ logger = logging.getLogger("ddp.server")
 
 #: Closes the transport once everything queued before it has been written.
 _CLOSE = object()
+#: In the inbox: the request before it is the last this connection runs (shutdown).
+_LAST = object()
 
 
 class DDPConnection:
@@ -103,6 +105,11 @@ class DDPConnection:
         """Close after what is queued; safe from any thread, any number of times."""
         self.outbox.put((_CLOSE, code, reason))
 
+    def shut_down(self, code, reason):
+        """Close once the request being run (a method in flight, say) has answered;
+        requests that arrive after this are not run. From any thread."""
+        self.inbox.put((_LAST, code, reason))
+
     def finish(self):
         """The transport is gone: stop the threads, forget the session silently (S9)."""
         self._done.set()
@@ -114,6 +121,9 @@ class DDPConnection:
 
     def _work(self):
         while (request := self.inbox.get()) is not None:
+            if isinstance(request, tuple) and request[0] is _LAST:
+                self.close(request[1], request[2])
+                return
             self.session.handle(request)
 
     def _write(self):

@@ -108,11 +108,13 @@ def wait_for_signal_in_background():
     return eventlet.spawn(wait)
 
 
-def serve(sock, app, max_connections, on_started=None):
+def serve(sock, app, max_connections, on_started=None, window=0.0):
     """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, then close clients and return.
 
-    ``app.close_all(code, reason)`` is called on shutdown so every client gets a close
-    frame ("going away") rather than a reset.
+    On the signal the server stops accepting, then ``app.shut_down(code, reason, pause)``
+    closes the clients one by one over ``window`` seconds ("going away", after any method
+    in flight has answered), as Meteor's graceful shutdown does, so that they reconnect
+    to other servers gradually rather than all at once.
     """
     signal_received = wait_for_signal_in_background()
     server = eventlet.spawn(
@@ -129,7 +131,8 @@ def serve(sock, app, max_connections, on_started=None):
     logger.info("Received signal %d, closing clients", signum)
     server.kill()
     sock.close()
-    app.close_all(1001, "Server shutting down")
-    with eventlet.Timeout(5, False):
+    count = len(app.connections)
+    app.shut_down(1001, "Server shutting down", window / count if count > 1 else 0)
+    with eventlet.Timeout(window + 10, False):
         while app.connections:
             eventlet.sleep(0.05)

@@ -5,6 +5,7 @@ need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2).
 """
 
 import logging
+import time
 
 from django.core.wsgi import get_wsgi_application
 
@@ -22,7 +23,7 @@ class DDPApplication:
 
     ``mark_handled`` tells the WSGI server that a request took over its socket (the
     eventlet driver passes its own), and ``connections`` holds every live client so
-    that shutdown can close them.
+    that shutdown can close them (:meth:`shut_down`).
     """
 
     def __init__(self, run_db, mark_handled, max_message_size, bus=None, django_app=None):
@@ -50,6 +51,10 @@ class DDPApplication:
             self.mark_handled()
         return []
 
-    def close_all(self, code, reason):
-        for connection in list(self.connections):
-            connection.close(code, reason)
+    def shut_down(self, code, reason, pause):
+        """Close the clients one by one, ``pause`` seconds apart, each once its request
+        in flight has answered: they reconnect to other servers gradually, not at once."""
+        for n, connection in enumerate(list(self.connections)):
+            if n:
+                time.sleep(pause)
+            connection.shut_down(code, reason)

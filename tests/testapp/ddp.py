@@ -100,6 +100,14 @@ def refuse(this):
     raise MeteorError("not-allowed", "You may not", {"why": "test"})
 
 
+@API.method("test.slow")
+def slow(this, seconds):
+    """A method still running when the server is told to stop."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+    return "finished"
+
+
 @API.method("test.backendPid")
 def backend_pid(this):
     with connection.cursor() as cursor:

@@ -118,7 +118,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"  method {name}")
             self.stdout.flush()
 
-        eventlet_driver.serve(sock, app, max_connections, on_started=started)
+        eventlet_driver.serve(
+            sock, app, max_connections, on_started=started, window=ddp_settings.SHUTDOWN_WINDOW
+        )
         bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")

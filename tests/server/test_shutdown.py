@@ -1,0 +1,79 @@
+"""SIGTERM: stop accepting, close clients one by one, let methods in flight answer."""
+
+import signal
+import threading
+
+import pytest
+
+from bookstore.models import Author, Book
+from tests.ddpclient import DDPClient
+from tests.live import ServerProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_sigterm_lets_a_method_in_flight_answer_then_closes_everyone():
+    with ServerProcess(ddp={"SHUTDOWN_WINDOW": 1.0}) as server:
+        busy = DDPClient(server.ws_url)
+        idle = [DDPClient(server.ws_url) for _ in range(5)]
+        busy.send({"msg": "method", "id": "slow", "method": "test.slow", "params": [1.0]})
+        busy.send({"msg": "ping", "id": "p"})
+        assert busy.recv() == {"msg": "pong", "id": "p"}  # the method is running
+        server.process.send_signal(signal.SIGTERM)
+        assert busy.close_code() == 1001
+        assert {"msg": "result", "id": "slow", "result": "finished"} in busy.log
+        assert {"msg": "updated", "methods": ["slow"]} in busy.log
+        for client in idle:
+            assert client.close_code() == 1001
+        assert server.stop() == 0, server.output()
+
+
+def test_rolling_restart_of_one_of_three_servers_loses_no_change():
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    servers = [ServerProcess(ddp={"SHUTDOWN_WINDOW": 0.5}).start() for _ in range(3)]
+    clients = {n: [] for n in range(3)}
+    for n, server in enumerate(servers):
+        for _ in range(4):
+            client = DDPClient(server.ws_url)
+            client.sub("AllBooks")
+            clients[n].append(client)
+    done = threading.Event()
+
+    def write():
+        for n in range(300):
+            book = Book.objects.create(title=f"r{n}", author=janet)
+            if n % 4 == 0:
+                book.title += " renamed"
+                book.save()
+            if n % 7 == 0:
+                book.delete()
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    replacement = None
+    try:
+        clients[0][0].wait_for(lambda c: len(c.collections.get("bookstore.book", {})) > 30)
+        servers[0].process.send_signal(signal.SIGTERM)  # a rolling restart: this one goes
+        assert servers[0].stop() == 0
+        replacement = ServerProcess().start()
+        # Its clients reconnect, to a peer or to the new server, and subscribe again.
+        moved = []
+        for n, old in enumerate(clients[0]):
+            assert old.close_code() == 1001
+            target = servers[1] if n % 2 else replacement
+            client = DDPClient(target.ws_url)
+            client.sub("AllBooks")
+            moved.append(client)
+        writer.join()
+        assert done.is_set()
+        wanted = {
+            str(b.pk): {"title": b.title, "author_id": str(janet.pk)} for b in Book.objects.all()
+        }
+        for client in moved + clients[1] + clients[2]:
+            client.wait_for(lambda c: c.collections.get("bookstore.book", {}) == wanted)
+            client.close()
+    finally:
+        writer.join()
+        for server in servers[1:] + ([replacement] if replacement else []):
+            server.stop()
