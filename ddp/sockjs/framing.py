@@ -1,0 +1,58 @@
+"""SockJS frames: what the server writes, and the messages in what clients send.
+
+Pure functions, no I/O (PROTOCOL.md 10.2). The server writes four kinds of frame: ``o``
+(open), ``h`` (heartbeat), ``a[...]`` (a JSON array of messages) and ``c[code,"reason"]``
+(close). Messages are encoded with every non-ASCII character escaped (B7): a JavaScript
+string may carry lone surrogates, which a Python ``str`` keeps but UTF-8 cannot encode, and
+browsers' transports mangle U+2028 and its neighbours unless they arrive escaped
+(sockjs-protocol's JSONEncoding tests).
+"""
+
+import functools
+import json
+
+OPEN = "o"
+HEARTBEAT = "h"
+
+#: The reasons sockjs-node gives for a payload it cannot read (``src/trans-xhr.coffee``).
+BROKEN_JSON = "Broken JSON encoding."
+PAYLOAD_EXPECTED = "Payload expected."
+
+
+class FramingError(ValueError):
+    """A client's payload is not a JSON array of strings; ``str()`` is the reason."""
+
+
+@functools.lru_cache(maxsize=1024)
+def quote(message):
+    """One message as a JSON string. A message sent to many sessions is quoted once: the
+    cache is keyed by the text, whose hash Python keeps in the string itself."""
+    return json.dumps(message)
+
+
+def messages_frame(messages):
+    """One ``a`` frame carrying every message in ``messages``, in order."""
+    return "a[" + ",".join(map(quote, messages)) + "]"
+
+
+def close_frame(code, reason):
+    return "c" + json.dumps([code, reason], separators=(",", ":"))
+
+
+def client_messages(payload, single_allowed=False):
+    """The messages a client sent: a JSON array of strings, or one JSON string on a websocket.
+
+    An empty array is a valid frame with no message (clients send it as a heartbeat).
+    Anything but strings inside the array is refused too: the app is promised text.
+    """
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        raise FramingError(BROKEN_JSON) from None
+    if single_allowed and isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise FramingError(PAYLOAD_EXPECTED)
+    if not all(isinstance(message, str) for message in value):
+        raise FramingError(BROKEN_JSON)
+    return value

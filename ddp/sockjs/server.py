@@ -1,0 +1,210 @@
+"""``SockJSServer``: a SockJS 0.3 server as a WSGI application, hosting any app.
+
+The host mounts it at a prefix and passes it every request whose path is under that
+prefix, unchanged. The app is any object with ``on_open(session)``,
+``on_message(session, text)`` and ``on_close(session)``; see :mod:`ddp.sockjs.session`
+for when each is called and what a session offers.
+
+URLs under the prefix, as sockjs-node 0.3.24 dispatches them (``src/sockjs.coffee``):
+
+* ``GET /``: the greeting; ``GET /info`` and ``OPTIONS /info``: capabilities (T9);
+* ``/<server>/<session>/xhr``, ``/xhr_send``, ``/xhr_streaming``: ``POST`` and ``OPTIONS``;
+* ``/<server>/<session>/websocket``: ``GET`` (404 when websockets are off).
+
+A known path asked with another method gets 405 and ``Allow``; anything else 404.
+``<server>`` and ``<session>`` are anything without a slash or a dot; ``<server>`` is for
+load balancers and ignored.
+"""
+
+import dataclasses
+import functools
+import json
+import re
+import secrets
+import threading
+import time
+
+from ddp.sockjs import responses, websocket, xhr
+from ddp.sockjs.session import Session
+
+SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
+
+XHR_TRANSPORTS = {"xhr": xhr.poll, "xhr_send": xhr.send, "xhr_streaming": xhr.stream}
+
+
+@dataclasses.dataclass(frozen=True)
+class SockJSOptions:
+    """sockjs-node's options, with its defaults; times in seconds (Meteor: 45 and 60, T8)."""
+
+    #: Offer the websocket transport (``/info`` tells clients whether to try it).
+    websocket: bool = True
+    #: Set a ``JSESSIONID`` cookie for load balancers with sticky sessions.
+    cookie_needed: bool = False
+    #: Silence after which a receiving request gets ``h`` (a websocket: a ping).
+    heartbeat_delay: float = 25.0
+    #: Time a session waits for its next receiving request before it expires.
+    disconnect_delay: float = 5.0
+    #: Bytes after which a streaming answer ends, so browsers free what it accumulated.
+    response_limit: int = 128 * 1024
+    #: Answer cross-origin requests (CORS headers and ``origins`` in ``/info``).
+    cors: bool = True
+    #: Largest message a client may send, in bytes; None for no limit. A bigger websocket
+    #: frame closes the socket with 1009, a bigger ``xhr_send`` body gets 413.
+    max_message_size: int | None = None
+    #: Text (counted in characters, as DDP's ``OUTBOX_MAX_BYTES``) and messages that may
+    #: wait for a client; beyond, it is cut off. None, as sockjs-node, for no limit.
+    max_queued_bytes: int | None = None
+    max_queued_messages: int | None = None
+
+
+class SockJSServer:
+    """A WSGI application serving SockJS under ``prefix`` for ``app``.
+
+    ``app.on_open(session)``, ``app.on_message(session, text)`` and
+    ``app.on_close(session)`` run on the session's own worker thread, one at a time and in
+    that order; a session offers ``send(text)``, ``close(code=3000, reason="Go away!")``,
+    ``id`` and ``environ``. ``options`` is a :class:`SockJSOptions`.
+
+    ``mark_handled`` tells the WSGI server that a request took over its socket (a
+    websocket); under ``ddpserver`` it is :func:`ddp.server.eventlet_driver.mark_handled`.
+    ``connections`` holds the live sessions, and :meth:`shut_down` closes them, as the
+    eventlet driver expects of the application it serves.
+    """
+
+    def __init__(self, app, prefix="/sockjs", options=None, mark_handled=None):
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+        self.options = options or SockJSOptions()
+        self.mark_handled = mark_handled or (lambda: None)
+        self.connections = set()
+        self._sessions = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        rest = path[len(self.prefix) :]
+        methods = self._route(rest) if path.startswith(self.prefix) else None
+        if methods is None:
+            return responses.not_found(start_response)
+        handler = methods.get(environ["REQUEST_METHOD"])
+        if handler is None:
+            return responses.method_not_allowed(start_response, methods)
+        return handler(environ, start_response)
+
+    def shut_down(self, code, reason, pause=0.0):
+        """Close every session, ``pause`` seconds apart, so clients come back gradually.
+
+        A session with a receiving request open goes once that request has carried the
+        close frame; the others at once, as nobody would poll them again.
+        """
+        for n, session in enumerate(list(self.connections)):
+            if n:
+                time.sleep(pause)
+            session.terminate(code, reason)
+
+    def _route(self, rest):
+        """The methods ``rest`` of a path answers, each with its handler; None for 404."""
+        if rest in ("", "/"):
+            return {"GET": self._welcome}
+        if rest in ("/info", "/info/"):
+            return {"OPTIONS": self._info_options, "GET": self._info}
+        match = SESSION_URL.fullmatch(rest)
+        if match is None:
+            return None
+        transport, session_id = match["transport"], match["session"]
+        if transport in XHR_TRANSPORTS:
+            handler = functools.partial(XHR_TRANSPORTS[transport], self, session_id=session_id)
+            return {"POST": handler, "OPTIONS": self._xhr_options}
+        if transport == "websocket":
+            if not self.options.websocket:
+                return {"GET": self._disabled}
+            return {"GET": functools.partial(websocket.serve, self, session_id=session_id)}
+        return None
+
+    # Answers.
+
+    def _welcome(self, environ, start_response):
+        return responses.respond(
+            start_response, "200 OK", [responses.TEXT], b"Welcome to SockJS!\n"
+        )
+
+    def _info(self, environ, start_response):
+        info = {"websocket": self.options.websocket}
+        if self.options.cors:
+            info["origins"] = ["*:*"]
+        info["cookie_needed"] = self.options.cookie_needed
+        # Browsers lack a good source of entropy: the client seeds from this.
+        info["entropy"] = secrets.randbits(32)
+        headers = [responses.JSON, responses.NO_CACHE, *self._cors(environ)]
+        return responses.respond(
+            start_response, "200 OK", headers, json.dumps(info, separators=(",", ":")).encode()
+        )
+
+    def _info_options(self, environ, start_response):
+        return responses.preflight(
+            start_response, ["OPTIONS", "GET"], self._preflight_headers(environ)
+        )
+
+    def _xhr_options(self, environ, start_response):
+        return responses.preflight(
+            start_response, ["OPTIONS", "POST"], self._preflight_headers(environ)
+        )
+
+    def _disabled(self, environ, start_response):
+        return responses.not_found(start_response, responses.cache_for_a_year())
+
+    def _cors(self, environ):
+        return responses.cors(environ) if self.options.cors else []
+
+    def _cookie(self, environ):
+        return [responses.jsessionid(environ)] if self.options.cookie_needed else []
+
+    def _preflight_headers(self, environ):
+        return [*self._cookie(environ), *self._cors(environ)]
+
+    def session_headers(self, environ):
+        """Headers of every answer about a session (``xhr``, ``xhr_send``...)."""
+        return [*self._cookie(environ), responses.NO_CACHE, *self._cors(environ)]
+
+    # Sessions, for the transports.
+
+    def attach(self, session_id, environ, receiver):
+        """Attach a receiving request to its session, opening one if there is none.
+
+        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does.
+        """
+        while True:
+            with self._lock:
+                session = self._sessions.get(session_id)
+                if session is None:
+                    session = self._sessions[session_id] = self._new_session(session_id, environ)
+            attached = session.attach(receiver)
+            if attached is not None:
+                return (session, *attached)
+
+    def find(self, session_id):
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def websocket_session(self, session_id, environ):
+        """A session of its own for a websocket, which nothing else can find by its id."""
+        with self._lock:
+            return self._new_session(session_id, environ)
+
+    def _new_session(self, session_id, environ):
+        session = Session(
+            session_id,
+            environ,
+            self.app,
+            self._lock,
+            self.options,
+            self._forget,
+        )
+        self.connections.add(session)
+        return session
+
+    def _forget(self, session):
+        """Called by an expiring session, with the lock held."""
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        self.connections.discard(session)

@@ -1,0 +1,150 @@
+"""Options the test server fixes, tried on a SockJSServer in this process with short delays.
+
+wsgiref's threaded server stands in for eventlet here (the xhr transports need nothing of
+eventlet); it answers HTTP/1.0 and writes each yielded frame at once.
+"""
+
+import json
+import socketserver
+import threading
+import time
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+from ddp.sockjs.server import SockJSOptions, SockJSServer
+from tests.sockjs.wire import Connection, fetch
+
+pytestmark = pytest.mark.quick
+
+
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Echo:
+    def __init__(self):
+        self.sessions = []
+        self.closed = threading.Event()
+
+    def on_open(self, session):
+        self.sessions.append(session)
+
+    def on_message(self, session, text):
+        session.send(text)
+
+    def on_close(self, session):
+        self.closed.set()
+
+
+@pytest.fixture
+def serve():
+    """``serve(app, **options)`` -> (port, server): a SockJSServer at ``/sockjs``."""
+    running = []
+
+    def start(app, **options):
+        sockjs = SockJSServer(app, "/sockjs", SockJSOptions(**options))
+        httpd = make_server(
+            "127.0.0.1", 0, sockjs, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+        )
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        running.append(httpd)
+        return httpd.server_port, sockjs
+
+    yield start
+    for httpd in running:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_polling_heartbeat(serve):
+    port, _ = serve(Echo(), heartbeat_delay=0.2)
+    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
+    started = time.monotonic()
+    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "h\n"
+    assert time.monotonic() - started >= 0.2
+
+
+def test_streaming_heartbeats(serve):
+    port, _ = serve(Echo(), heartbeat_delay=0.1)
+    with Connection(port) as c:
+        c.request("POST", "/sockjs/0/s/xhr_streaming")
+        assert c.read(2049 + 2) == "h" * 2048 + "\no\n"
+        assert c.read(4) == "h\nh\n"
+
+
+def test_disconnect_delay(serve):
+    app = Echo()
+    port, sockjs = serve(app, disconnect_delay=0.2)
+    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
+    assert sockjs.connections == set(app.sessions)
+    assert app.closed.wait(5)
+    assert sockjs.connections == set()
+    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["a"]').status == 404
+
+
+def test_session_offers_its_id_and_environ(serve):
+    app = Echo()
+    port, _ = serve(app)
+    fetch(port, "POST", "/sockjs/0/abc/xhr", headers={"X-Test": "yes"})
+    (session,) = app.sessions
+    assert session.id == "abc"
+    assert session.environ["HTTP_X_TEST"] == "yes"
+
+
+def test_sending_from_another_thread_reaches_a_held_poll(serve):
+    app = Echo()
+    port, _ = serve(app)
+    fetch(port, "POST", "/sockjs/0/s/xhr")
+    (session,) = app.sessions
+    with Connection(port) as held:
+        held.send_request("POST", "/sockjs/0/s/xhr")
+        threading.Timer(0.1, session.send, args=("pushed",)).start()
+        assert held.read_head().read_body() == 'a["pushed"]\n'
+
+
+def test_cors_off(serve):
+    port, _ = serve(Echo(), cors=False)
+    r = fetch(port, "GET", "/sockjs/info", headers={"Origin": "test"})
+    assert "origins" not in json.loads(r.body)
+    assert r["access-control-allow-origin"] is None
+    r = fetch(port, "POST", "/sockjs/0/s/xhr", headers={"Origin": "test"})
+    assert r["access-control-allow-origin"] is None
+
+
+def test_max_message_size(serve):
+    port, _ = serve(Echo(), max_message_size=10)
+    fetch(port, "POST", "/sockjs/0/s/xhr")
+    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["' + "x" * 10 + '"]').status == 413
+    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["x"]').status == 204
+
+
+def test_shut_down(serve):
+    app = Echo()
+    port, sockjs = serve(app)
+    fetch(port, "POST", "/sockjs/0/idle/xhr")
+    fetch(port, "POST", "/sockjs/0/held/xhr")
+    with Connection(port) as held:
+        held.send_request("POST", "/sockjs/0/held/xhr")
+        time.sleep(0.1)
+        sockjs.shut_down(1001, "Server shutting down")
+        assert held.read_head().read_body() == 'c[1001,"Server shutting down"]\n'
+    # No one is left to hear a close frame: every session is gone at once.
+    assert sockjs.connections == set()
+
+
+def test_a_client_that_stops_polling_is_cut_off(serve):
+    app = Echo()
+    port, sockjs = serve(app, max_queued_messages=5)
+    fetch(port, "POST", "/sockjs/0/s/xhr")
+    (session,) = app.sessions
+    for _ in range(6):
+        session.send("x")
+    assert app.closed.wait(5)
+    assert sockjs.connections == set()
+    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"

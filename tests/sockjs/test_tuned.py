@@ -1,0 +1,69 @@
+"""Websocket heartbeats (RFC 6455 pings, T8) and slow clients, on short limits."""
+
+import time
+
+import pytest
+import websocket
+from websocket import ABNF
+
+from tests.sockjs.process import SockJSTestServer
+from tests.sockjs.wire import session_url
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = SockJSTestServer("tests.sockjs.tuned_server").start()
+    yield server
+    server.stop()
+    assert "Traceback" not in server.output(), server.output()
+
+
+def connect(server, service="echo"):
+    ws = websocket.create_connection(server.ws_url(session_url(service) + "/websocket"), timeout=10)
+    assert ws.recv() == "o"
+    return ws
+
+
+def test_a_client_that_answers_pings_stays(server):
+    ws = connect(server)
+    pings = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        # recv_data_frame answers each ping with a pong, as browsers do.
+        opcode, _ = ws.recv_data_frame(True)
+        assert opcode == ABNF.OPCODE_PING
+        pings += 1
+    assert pings >= 4
+    ws.send('["still here"]')
+    while (opcode_frame := ws.recv_data_frame(True))[0] == ABNF.OPCODE_PING:
+        pass
+    assert opcode_frame[1].data == b'a["still here"]'
+    ws.close()
+
+
+def test_a_client_that_never_answers_is_closed(server):
+    ws = connect(server)
+    time.sleep(1)
+    # recv_frame reads frames as they are, answering nothing.
+    frames = [ws.recv_frame() for _ in range(3)]
+    assert [frame.opcode for frame in frames] == [
+        ABNF.OPCODE_PING,
+        ABNF.OPCODE_TEXT,
+        ABNF.OPCODE_CLOSE,
+    ]
+    assert frames[1].data == b'c[3000,"No response from heartbeat"]'
+    assert frames[2].data[:2] == (1000).to_bytes(2, "big")
+    ws.shutdown()
+
+
+def test_a_websocket_client_that_stops_reading_is_cut_off(server):
+    ws = connect(server, "flood")
+    ws.send('["flood"]')
+    deadline = time.monotonic() + 10
+    while "Disconnecting slow SockJS client" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    # What the kernel held is still there to read; then the connection ends, no close frame.
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        while ws.recv_frame().opcode == ABNF.OPCODE_TEXT:
+            pass

@@ -1,0 +1,54 @@
+"""``python -m tests.sockjs.tuned_server ADDRPORT``: SockJS services with options the standard
+test server cannot have, so that heartbeats and overflows are seen within a test.
+
+* ``/echo``: 0.2 s heartbeats and a 0.3 s pong timeout;
+* ``/flood``: at most 100 messages waiting; a message ``"flood"`` makes it send 100,000.
+"""
+
+from ddp.server import eventlet_driver
+
+eventlet_driver.monkey_patch()
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+
+from ddp.sockjs import testserver, websocket  # noqa: E402
+from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
+
+
+class Flood(testserver.Echo):
+    def on_message(self, session, text):
+        if text == "flood":
+            for _ in range(100_000):
+                session.send("x" * 1000)
+
+
+websocket.PONG_TIMEOUT = 0.3
+settings.configure()
+logging.basicConfig(level=logging.WARNING)
+addr, port = testserver.parse_addrport(sys.argv[1])
+sock = eventlet_driver.listen(addr, port)
+app = testserver.Services(
+    [
+        SockJSServer(
+            testserver.Echo(),
+            "/echo",
+            SockJSOptions(heartbeat_delay=0.2),
+            mark_handled=eventlet_driver.mark_handled,
+        ),
+        SockJSServer(
+            Flood(),
+            "/flood",
+            SockJSOptions(max_queued_messages=100),
+            mark_handled=eventlet_driver.mark_handled,
+        ),
+    ]
+)
+eventlet_driver.serve(
+    sock,
+    app,
+    max_connections=100,
+    on_started=lambda: print(f"listening on http://{addr}:{sock.getsockname()[1]}/", flush=True),
+)
