@@ -191,15 +191,24 @@ def send(server, environ, start_response, session_id):
 
 def read_payload(environ, limit):
     """The body of an ``xhr_send`` as text: ``""`` for a content type sockjs-node ignores,
-    ``None`` when longer than ``limit`` bytes. Only bodies with a length are read."""
+    ``None`` when longer than ``limit`` bytes.
+
+    sockjs-client under Node sends its bodies chunked, with no length: those are read up
+    to the limit (the WSGI server joins the chunks).
+    """
     content_type = environ.get("CONTENT_TYPE", "").split(";")[0]
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if limit is not None and length > limit:
-        return None
-    body = environ["wsgi.input"].read(length) if length else b""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        body = environ["wsgi.input"].read(-1 if limit is None else limit + 1)
+        if limit is not None and len(body) > limit:
+            return None
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            return None
+        body = environ["wsgi.input"].read(length) if length else b""
     if content_type not in SEND_CONTENT_TYPES:
         return ""
     try:

@@ -192,3 +192,25 @@ def test_cookie_on_streaming(port):
 
 def test_no_cookie_unless_needed(port):
     assert fetch(port, "POST", session_url() + "/xhr")["set-cookie"] is None
+
+
+def test_chunked_xhr_send_as_sockjs_client_sends_it_from_node(port):
+    import http.client
+
+    base = "/echo/000/chunkeds"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", f"{base}/xhr")
+    assert conn.getresponse().read() == b"o\n"
+    conn.request(
+        "POST",
+        f"{base}/xhr_send",
+        body=iter([b'["hel', b'lo"]']),
+        headers={"Content-Type": "text/plain"},
+        encode_chunked=True,
+    )
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204
+    conn.request("POST", f"{base}/xhr")
+    assert conn.getresponse().read() == b'a["hello"]\n'
+    conn.close()
