@@ -41,6 +41,9 @@ DEFAULTS = {
     # Seconds over which SIGTERM closes the clients one by one, so they reconnect to
     # other servers gradually (Meteor's graceful shutdown); each after its method in flight.
     "SHUTDOWN_WINDOW": 5.0,
+    # Serve /metrics (Prometheus); False hands the path to Django, e.g. to keep a
+    # public port from showing its publications and load.
+    "METRICS": True,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
 }

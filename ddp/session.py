@@ -14,7 +14,7 @@ Every message goes out through ``send(text)``, which must queue it in order and 
 block on a slow client.
 """
 
-import logging
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -45,9 +45,6 @@ from ddp.protocol import (
 )
 from ddp.randomness import method_random
 from ddp.serialize import documents
-
-logger = logging.getLogger("ddp.session")
-
 
 #: Put in the inbox to make the worker apply bus changes while no request comes.
 WAKE = object()
@@ -180,7 +177,7 @@ class Session:
             self._run_db(self._publish, sub.id, state, publication)
         except Exception as exc:
             if not isinstance(exc, MeteorError):
-                logger.exception("Publication %r failed", sub.name)
+                metrics.log_error(self.connection.session_id, publication=sub.name)
             self._drop(sub.id)
             self.send(NoSub(sub.id, sanitize(exc)))
             return
@@ -242,6 +239,11 @@ class Session:
     def _set_user(self, user, token_hash):
         """Meteor's ``_setUserId`` (MB8): re-run every subscription for the new user and
         send only the differences, the user's own document, then one ``ready``."""
+        metrics.log_event(
+            "logout" if user is None else "login",
+            self.connection.session_id,
+            user=(self.context.user if user is None else user).pk,
+        )
         if self.bus is not None:
             self.bus.track_token(self, self.context.login_token, token_hash)
         self.context.login_token = token_hash
@@ -254,7 +256,9 @@ class Session:
                 docs = self._run_db(self._rerun, state, publication)
             except Exception as exc:
                 if not isinstance(exc, MeteorError):
-                    logger.exception("Re-running %r for a new user failed", state.name)
+                    metrics.log_error(
+                        self.connection.session_id, publication=state.name, on="login"
+                    )
                 self._drop(sub_id)
                 self.send(NoSub(sub_id, sanitize(exc)))
                 continue
@@ -331,7 +335,7 @@ class Session:
             try:
                 docs = self._run_db(self._current_documents, state)
             except Exception:
-                logger.exception("Re-running %r after a lost listener failed", state.name)
+                metrics.log_error(self.connection.session_id, publication=state.name, on="resync")
                 continue
             self.send_all(self.box.replace(("N", sub_id), docs))
 
@@ -344,6 +348,7 @@ class Session:
     # Methods ---------------------------------------------------------------------
 
     def _method(self, call):
+        started = time.monotonic()
         seed = None if call.random_seed is MISSING else call.random_seed
         this = replace(self.context, random_seed=seed)
         text, notified = self._result(call, this)
@@ -356,6 +361,7 @@ class Session:
             self._set_user(*this.new_login)
         self._send(text)
         self.send(Updated((call.id,)))
+        metrics.observe("ddp_method_duration_seconds", time.monotonic() - started)
 
     def _result(self, call, this):
         """The encoded ``result`` of one call, and whether its writes sent changes.
@@ -372,5 +378,5 @@ class Session:
         except Exception as exc:
             this.new_login = None  # a failed method logs nobody in or out
             if not isinstance(exc, MeteorError):
-                logger.exception("Method %r failed", call.method)
+                metrics.log_error(self.connection.session_id, method=call.method)
             return encode_counted(Result(call.id, error=sanitize(exc))), False

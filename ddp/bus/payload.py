@@ -16,6 +16,7 @@ stays incomplete longer than its timeout.
 import secrets
 from dataclasses import dataclass
 
+from ddp import metrics
 from ddp.protocol import dumps, from_ejson, loads, to_ejson
 
 VERSION = 1
@@ -119,6 +120,7 @@ class Reassembler:
         if len(parts) < total:
             return None
         del self._partial[event_id]
+        metrics.inc("ddp_chunk_reassemblies_total")
         return "".join(parts[k] for k in range(total))
 
     def expire(self, now):

@@ -68,6 +68,7 @@ class DDPConnection:
     def receive(self, text):
         """One text message from the client."""
         self._heard = True
+        metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
             self.inbox.put(request)
 
@@ -140,6 +141,7 @@ class DDPConnection:
                 continue  # the peer went away or fell behind: drop the rest until the close
             try:
                 self.transport.send_text(item)
+                metrics.inc("ddp_messages_sent_total")
             except OSError:
                 broken = True
 

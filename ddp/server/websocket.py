@@ -6,6 +6,7 @@ The request's own green thread reads frames and hands them to a
 
 from simple_websocket.errors import ConnectionClosed
 
+from ddp import metrics
 from ddp.server.connection import DDPConnection
 
 
@@ -30,6 +31,9 @@ def serve(ws, run_db, bus, connections):
     connection = DDPConnection(WebSocketTransport(ws), run_db, bus)
     connections.add(connection)
     connection.open()
+    session_id = connection.session.connection.session_id
+    remote = ws.environ.get("REMOTE_ADDR")
+    metrics.log_event("connect", session_id, transport="websocket", remote=remote)
     try:
         while True:
             data = ws.receive()
@@ -42,3 +46,4 @@ def serve(ws, run_db, bus, connections):
     finally:
         connections.discard(connection)
         connection.finish()
+        metrics.log_event("disconnect", session_id, transport="websocket", remote=remote)

@@ -1,7 +1,9 @@
-"""The WSGI application ``ddpserver`` runs: DDP at ``/websocket``, Django everywhere else.
+"""The WSGI application ``ddpserver`` runs: DDP at ``/websocket`` and ``/sockjs``, Django
+everywhere else.
 
-One port serves both, so a Meteor front end and the project's own pages, admin and API
-need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2).
+One port serves all, so a Meteor front end and the project's own pages, admin and API
+need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2);
+``/sockjs`` is SockJS, which Meteor's browser client uses by default.
 """
 
 import logging
@@ -9,8 +11,10 @@ import time
 
 from django.core.wsgi import get_wsgi_application
 
+from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
-from ddp.server import websocket
+from ddp.server import observability, websocket
+from ddp.server.sockjs import sockjs_server
 from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
@@ -19,7 +23,8 @@ WEBSOCKET_PATHS = ("/websocket", "/websocket/")
 
 
 class DDPApplication:
-    """Route ``/websocket`` to DDP and every other path to Django's WSGI handler.
+    """Route ``/websocket`` and ``/sockjs`` to DDP, ``/healthz`` and ``/metrics`` to
+    :mod:`~ddp.server.observability`, and every other path to Django's WSGI handler.
 
     ``mark_handled`` tells the WSGI server that a request took over its socket (the
     eventlet driver passes its own), and ``connections`` holds every live client so
@@ -33,9 +38,21 @@ class DDPApplication:
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
+        self.sockjs = sockjs_server(
+            run_db, bus, self.connections, mark_handled, max_message_size, ddp_settings
+        )
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") not in WEBSOCKET_PATHS:
+        path = environ.get("PATH_INFO", "")
+        endpoint = observability.endpoint(path)
+        if endpoint is not None:
+            return endpoint(self, environ, start_response)
+        if path == "/sockjs" or path.startswith("/sockjs/"):
+            if not origin_allowed(environ):
+                start_response("403 Forbidden", [("Content-Type", "text/plain")])
+                return [b"Origin not allowed"]
+            return self.sockjs(environ, start_response)
+        if path not in WEBSOCKET_PATHS:
             return self.django_app(environ, start_response)
         refusal = bad_request(environ)
         if refusal is None and not origin_allowed(environ):

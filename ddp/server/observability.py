@@ -1,0 +1,232 @@
+"""``/healthz`` and ``/metrics``: is this server fit to serve, and what is it doing.
+
+Both are plain WSGI handlers of a server's state: anything with the
+:class:`~ddp.server.wsgi.DDPApplication`'s ``run_db`` (the database pool), ``bus`` (whose
+``listener`` has a ``connected`` event and ``stats``) and ``connections`` (the live
+:class:`~ddp.server.connection.DDPConnection` objects). Everything is read when asked, so
+nothing needs updating as clients come and go.
+
+``/metrics`` needs ``prometheus_client`` (the ``metrics`` extra); without it the path
+answers 501 and says what to install, and the server runs as before.
+"""
+
+import logging
+import threading
+from collections import Counter
+
+from django.db import connections
+
+from ddp import metrics
+from ddp.api import API
+from ddp.conf import ddp_settings
+
+try:
+    import prometheus_client
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+    from prometheus_client.utils import floatToGoString
+except ImportError:  # the optional extra is not installed: /metrics answers 501
+    prometheus_client = None
+
+logger = logging.getLogger("ddp.server")
+
+#: Seconds a probe or a scrape waits for the database. Load balancers and Prometheus
+#: (10 s by default) give up on a request that hangs, and a hung scrape loses every other
+#: metric too, exactly when the database is in trouble.
+DB_TIMEOUT = 5.0
+
+#: The listener's own counters (``Listener.stats``), as Prometheus counters.
+LISTENER_COUNTERS = {
+    "events": ("ddp_notify_events_total", "Change events received by NOTIFY and dispatched."),
+    "reconnects": ("ddp_listener_reconnects_total", "Times the listener lost its connection."),
+    "dropped_chunks": (
+        "ddp_listener_dropped_chunk_sets_total",
+        "Chunked change events dropped because a chunk never arrived in time.",
+    ),
+    "bad_payloads": (
+        "ddp_listener_bad_payloads_total",
+        "NOTIFY payloads on a change channel that were not a valid change event.",
+    ),
+}
+
+
+def endpoint(path):
+    """The handler for ``path`` if it is one of these two, else None (Django's path).
+
+    ``DDP["METRICS"] = False`` gives ``/metrics`` back to Django, for a project that
+    does not want its publications and load visible on its public port.
+    """
+    if path == "/healthz":
+        return healthz
+    if path == "/metrics" and ddp_settings.METRICS:
+        return metrics_view
+    return None
+
+
+def healthz(state, environ, start_response):
+    """200 ``ok`` when the server can serve live data, else 503 and one line saying why.
+
+    A server whose listener is down still answers, but its clients miss changes until it
+    reconnects; one that cannot reach the database cannot subscribe anyone. Either way a
+    load balancer should send new clients elsewhere.
+    """
+    problem = health_problem(state)
+    if problem is None:
+        return respond(start_response, "200 OK", "ok")
+    return respond(start_response, "503 Service Unavailable", problem)
+
+
+def health_problem(state):
+    """What keeps ``state`` from serving, in one line, or None."""
+    if state.bus is not None and not state.bus.listener.connected.is_set():
+        return "listener: not connected to PostgreSQL"
+    try:
+        run_within(state.run_db, DB_TIMEOUT, scalar, "SELECT 1")
+    except TimeoutError:
+        return f"database: no answer within {DB_TIMEOUT:g} s"
+    except Exception as exc:
+        # The reason goes to the log only: the error names hosts and users, and this
+        # path answers anyone who can reach the port.
+        logger.warning("Health check: the database failed: %s", exc)
+        return f"database: {type(exc).__name__}"
+    return None
+
+
+def metrics_view(state, environ, start_response):
+    """Every ``ddp_`` metric and the process' own, in Prometheus' text format."""
+    if prometheus_client is None:
+        return respond(
+            start_response,
+            "501 Not Implemented",
+            "/metrics needs prometheus_client: pip install django-ddp-server[metrics]",
+        )
+    # A registry per scrape, bound to this server's state: nothing global to register
+    # once, or to clash with when a process holds several applications (tests do).
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(ServerCollector(state))
+    # Memory and open files, which grow with the number of clients.
+    prometheus_client.ProcessCollector(registry=registry)
+    body = prometheus_client.generate_latest(registry)
+    start_response("200 OK", headers(prometheus_client.CONTENT_TYPE_LATEST, body))
+    return [body]
+
+
+class ServerCollector:
+    """Yields the metric families of one scrape, read from the state at that moment."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def collect(self):
+        for name in sorted(metrics.COUNTERS.keys() | metrics.counters.keys()):
+            help_text = metrics.COUNTERS.get(name, name)
+            yield CounterMetricFamily(name, help_text, value=metrics.counters[name])
+        for name in sorted(metrics.HISTOGRAMS.keys() | metrics.histograms.keys()):
+            histogram = metrics.histograms[name]
+            yield HistogramMetricFamily(
+                name,
+                metrics.HISTOGRAMS.get(name, name),
+                buckets=[(floatToGoString(le), n) for le, n in histogram.cumulative()],
+                sum_value=histogram.sum,
+            )
+        live = list(self.state.connections)
+        yield GaugeMetricFamily("ddp_connections", "Open DDP connections.", value=len(live))
+        by_publication = GaugeMetricFamily(
+            "ddp_subscriptions", "Active subscriptions, by publication.", labels=["publication"]
+        )
+        for name, count in sorted(subscriptions_by_publication(live).items()):
+            by_publication.add_metric([name], count)
+        yield by_publication
+        if self.state.bus is not None:
+            listener = self.state.bus.listener
+            yield GaugeMetricFamily(
+                "ddp_listener_connected",
+                "1 while the listener's connection to PostgreSQL is up.",
+                value=int(listener.connected.is_set()),
+            )
+            for key, (name, help_text) in LISTENER_COUNTERS.items():
+                yield CounterMetricFamily(name, help_text, value=listener.stats[key])
+        usage = notification_queue_usage(self.state.run_db)
+        if usage is not None:
+            yield GaugeMetricFamily(
+                "ddp_notification_queue_usage",
+                "Fraction of PostgreSQL's 8 GB NOTIFY queue in use; when full, every "
+                "transaction that notifies fails at COMMIT.",
+                value=usage,
+            )
+
+
+def subscriptions_by_publication(live):
+    """``{publication: active subscriptions}`` over ``live`` connections.
+
+    Every registered publication is there, at 0 when nobody subscribes, so that a series
+    does not vanish (and an alert on it go quiet) when its last subscriber leaves.
+    """
+    counts = Counter(dict.fromkeys(API.publications, 0))
+    for connection in live:
+        for subscription in list(connection.session.subs.values()):
+            counts[subscription.name] += 1
+    return counts
+
+
+def notification_queue_usage(run_db):
+    """``pg_notification_queue_usage()``, or None when the database does not answer.
+
+    A listener that stops reading (on any server of the cluster) holds the queue back;
+    at 1.0 every notifying COMMIT fails, so this is the number to alert on early.
+    """
+    try:
+        return run_within(run_db, DB_TIMEOUT, scalar, "SELECT pg_notification_queue_usage()")
+    except Exception as exc:
+        logger.warning("/metrics: could not read the notification queue usage: %s", exc)
+        return None
+
+
+def scalar(sql):
+    """Run in a database worker: the one value ``sql`` selects."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def run_within(run_db, timeout, func, *args):
+    """``run_db(func, *args)``, or TimeoutError after ``timeout`` seconds.
+
+    The pool has no deadline of its own: a busy pool or an unreachable database would
+    hold the request. The job itself stays queued and ends on its own later.
+    """
+    outcome = []
+
+    def call():
+        try:
+            outcome.append((run_db(func, *args), None))
+        except Exception as exc:
+            outcome.append((None, exc))
+
+    waiter = threading.Thread(target=call, name="ddp-probe", daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def respond(start_response, status, text):
+    body = f"{text}\n".encode()
+    start_response(status, headers("text/plain; charset=utf-8", body))
+    return [body]
+
+
+def headers(content_type, body):
+    # A proxy must never answer a probe or a scrape from its cache.
+    return [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]

@@ -1,0 +1,85 @@
+"""DDP over SockJS at ``/sockjs``, as Meteor's browser client speaks it by default.
+
+:mod:`ddp.sockjs` knows nothing of DDP; this is the app it hosts: each SockJS session
+carries one :class:`~ddp.server.connection.DDPConnection`, exactly as a raw WebSocket
+does. Meteor's server settings are used (T8): heartbeats every 45 s, sessions kept 60 s
+without a receiving connection.
+"""
+
+from ddp import metrics
+from ddp.server.connection import DDPConnection
+from ddp.sockjs.server import SockJSOptions, SockJSServer
+
+
+class SockJSTransport:
+    """What a DDPConnection needs of a SockJS session."""
+
+    def __init__(self, session, closed):
+        self.session = session
+        self.closed = closed
+
+    def send_text(self, text):
+        self.session.send(text)
+
+    def close(self, code, reason):
+        # The session answers with its close frame until SockJS forgets it; for the
+        # server the client is gone now (shutdown need not wait for that).
+        self.session.close(int(code), reason or "Normal closure")
+        self.closed()
+
+    def abort(self):
+        # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
+        self.session.close(1008, "Too slow")
+
+
+class DDPOverSockJS:
+    """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
+
+    def __init__(self, run_db, bus, connections):
+        self.run_db = run_db
+        self.bus = bus
+        self.connections = connections
+        self._by_session = {}
+
+    def on_open(self, session):
+        transport = SockJSTransport(session, lambda: self.connections.discard(connection))
+        connection = DDPConnection(transport, self.run_db, self.bus)
+        self._by_session[session] = connection
+        self.connections.add(connection)
+        connection.open()
+        metrics.log_event(
+            "connect",
+            connection.session.connection.session_id,
+            transport="sockjs",
+            remote=session.environ.get("REMOTE_ADDR"),
+        )
+
+    def on_message(self, session, text):
+        connection = self._by_session.get(session)
+        if connection is not None:
+            connection.receive(text)
+
+    def on_close(self, session):
+        connection = self._by_session.pop(session, None)
+        if connection is not None:
+            self.connections.discard(connection)
+            connection.finish()
+            metrics.log_event(
+                "disconnect",
+                connection.session.connection.session_id,
+                transport="sockjs",
+                remote=session.environ.get("REMOTE_ADDR"),
+            )
+
+
+def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings):
+    """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings."""
+    options = SockJSOptions(
+        heartbeat_delay=45.0,
+        disconnect_delay=60.0,
+        max_message_size=max_message_size,
+        max_queued_bytes=settings.OUTBOX_MAX_BYTES,
+        max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
+    )
+    app = DDPOverSockJS(run_db, bus, connections)
+    return SockJSServer(app, prefix="/sockjs", options=options, mark_handled=mark_handled)

@@ -1,0 +1,101 @@
+"""DDP over SockJS at /sockjs, as Meteor's browser client speaks it."""
+
+import http.client
+import json
+
+import pytest
+import websocket
+
+from bookstore.models import Author, Book
+from tests.live import ServerProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def frames(text):
+    """The DDP messages in one SockJS ``a[...]`` frame."""
+    assert text.startswith("a"), text
+    return [json.loads(message) for message in json.loads(text[1:])]
+
+
+def quoted(*messages):
+    return json.dumps([json.dumps(message) for message in messages])
+
+
+def post(port, path, body=b""):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
+    response = conn.getresponse()
+    data = response.read().decode()
+    conn.close()
+    return response.status, data
+
+
+@pytest.fixture
+def server():
+    with ServerProcess() as server:
+        yield server
+
+
+def test_info(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/sockjs/info", headers={"Origin": f"http://127.0.0.1:{server.port}"})
+    response = conn.getresponse()
+    info = json.loads(response.read())
+    assert response.status == 200
+    assert info["websocket"] is True
+    assert response.getheader("Access-Control-Allow-Origin") == f"http://127.0.0.1:{server.port}"
+
+
+def test_sockjs_websocket_subscription_and_live_change(server):
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/sockjs/123/abcdefgh/websocket", timeout=10
+    )
+    assert ws.recv() == "o"
+    ws.send(quoted({"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}))
+    assert frames(ws.recv())[0]["msg"] == "connected"
+    ws.send(quoted({"msg": "sub", "id": "s", "name": "AllBooks", "params": []}))
+    received = []
+    while {"msg": "ready", "subs": ["s"]} not in received:
+        received += frames(ws.recv())
+    assert {
+        "msg": "added",
+        "collection": "bookstore.author",
+        "id": str(janet.pk),
+        "fields": {"name": "Janet", "email": "janet@evanovich.com"},
+    } in received
+    book = Book.objects.create(title="Hot Six", author=janet)
+    change = frames(ws.recv())
+    assert change == [
+        {
+            "msg": "added",
+            "collection": "bookstore.book",
+            "id": str(book.pk),
+            "fields": {"title": "Hot Six", "author_id": str(janet.pk)},
+        }
+    ]
+    ws.close()
+
+
+def test_xhr_polling_method_call(server):
+    base = "/sockjs/000/pollsess"
+    assert post(server.port, f"{base}/xhr") == (200, "o\n")
+    connect = quoted({"msg": "connect", "version": "1", "support": ["1"]})
+    assert post(server.port, f"{base}/xhr_send", connect.encode())[0] == 204
+    status, body = post(server.port, f"{base}/xhr")
+    assert frames(body.strip())[0]["msg"] == "connected"
+    call = quoted({"msg": "method", "id": "1", "method": "test.echo", "params": ["hi"]})
+    assert post(server.port, f"{base}/xhr_send", call.encode())[0] == 204
+    received = []
+    while not any(m.get("msg") == "updated" for m in received):
+        received += frames(post(server.port, f"{base}/xhr")[1].strip())
+    assert {"msg": "result", "id": "1", "result": ["hi"]} in received
+
+
+def test_foreign_pages_are_refused_on_sockjs_too():
+    env = {"TEST_ALLOWED_HOSTS": "127.0.0.1"}
+    with ServerProcess(env=env) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/sockjs/info", headers={"Origin": "https://evil.example"})
+        assert conn.getresponse().status == 403
