@@ -32,6 +32,12 @@ class SockJSTransport:
         self.session.close(1008, "Too slow")
 
 
+def _log(event, connection, session):
+    session_id = connection.session.connection.session_id
+    remote = session.environ.get("REMOTE_ADDR")
+    metrics.log_event(event, session_id, transport="sockjs", remote=remote)
+
+
 class DDPOverSockJS:
     """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
 
@@ -47,12 +53,7 @@ class DDPOverSockJS:
         self._by_session[session] = connection
         self.connections.add(connection)
         connection.open()
-        metrics.log_event(
-            "connect",
-            connection.session.connection.session_id,
-            transport="sockjs",
-            remote=session.environ.get("REMOTE_ADDR"),
-        )
+        _log("connect", connection, session)
 
     def on_message(self, session, text):
         connection = self._by_session.get(session)
@@ -64,12 +65,7 @@ class DDPOverSockJS:
         if connection is not None:
             self.connections.discard(connection)
             connection.finish()
-            metrics.log_event(
-                "disconnect",
-                connection.session.connection.session_id,
-                transport="sockjs",
-                remote=session.environ.get("REMOTE_ADDR"),
-            )
+            _log("disconnect", connection, session)
 
 
 def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings):
