@@ -74,6 +74,14 @@ def run_method(func, this, params):
     return result, take_notified()
 
 
+def collect(pairs):
+    """``{collection: {id: fields}}`` of ``(queryset, Collection)`` pairs, for a merge box."""
+    docs = {}
+    for queryset, collection in pairs:
+        docs.setdefault(collection.get_name(), {}).update(documents(queryset, collection))
+    return docs
+
+
 def encode_counted(message):
     """Encode a message, and count it: the encoder is the cost to share (``/metrics``)."""
     metrics.inc("ddp_messages_encoded_total")
@@ -272,10 +280,8 @@ class Session:
             self.send(Ready(tuple(self.subs)))
 
     def _rerun(self, state, publication):
-        docs = {}
-        for queryset, collection in self._start(state, publication):
-            docs.setdefault(collection.get_name(), {}).update(documents(queryset, collection))
-        return docs
+        """Run in a database worker: register again (the user changed the key), query."""
+        return collect(self._start(state, publication))
 
     # Live changes ----------------------------------------------------------------
 
@@ -340,10 +346,7 @@ class Session:
             self.send_all(self.box.replace(("N", sub_id), docs))
 
     def _current_documents(self, state):
-        docs = {}
-        for queryset, collection in self._queries(state, self.registry.publications[state.name]):
-            docs.setdefault(collection.get_name(), {}).update(documents(queryset, collection))
-        return docs
+        return collect(self._queries(state, self.registry.publications[state.name]))
 
     # Methods ---------------------------------------------------------------------
 
