@@ -54,3 +54,22 @@ def rename_book(this, book_id, title):
         raise MeteorError(404, "Book not found") from None
     book.title = title
     book.save(update_fields=["title"])
+
+
+# Private data: each user's shelf, published to its owner only. The live page at / shows it
+# under "My shelf" once logged in, and it disappears at logout.
+class ShelfItem(Collection):
+    model = models.ShelfItem
+    fields = ("book", "note")
+    # Every query of this collection, and every live change, is limited to the user's own.
+    user_rel = "owner"
+
+
+class MyShelf(Publication):
+    """The logged-in user's shelf; an anonymous connection gets none of it, and ``ready``."""
+
+    login_required = True
+    queries = [models.ShelfItem.objects.all()]
+
+
+API.register([ShelfItem, MyShelf])

@@ -1,43 +1,38 @@
-"""A plain Django view, served by ``ddpserver`` on the same port as DDP."""
+"""The example's page, served by ``ddpserver`` on the same port as DDP.
 
-from django.http import HttpResponse
-from django.utils.html import format_html, format_html_join
+Django renders the authors and books; the front end's script (built from
+``testproject/frontend``), when it is built, keeps them live over DDP and adds a login form
+and the user's own shelf. Without it the page still lists the books, and says how to build it.
+"""
+
+import os
+
+from django.contrib.staticfiles import finders
+from django.shortcuts import render
+from django.templatetags.static import static
 
 from bookstore.models import Author
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Bookstore</title></head>
-<body>
-<h1>Bookstore</h1>
-<p>Django rendered this page, on the port that also serves DDP. From a Meteor client:</p>
-<pre>const bookstore = DDP.connect('{origin}/');
-const Books = new Mongo.Collection('bookstore.book', {{connection: bookstore}});
-const Authors = new Mongo.Collection('bookstore.author', {{connection: bookstore}});
-bookstore.subscribe('AllBooks');
-bookstore.call('bookstore.addBook', 'Hot Six', 'janet@evanovich.com');</pre>
-<p>Edit the rows in the <a href="/admin/">admin</a> (after <code>manage.py createsuperuser</code>)
-and subscribed clients see each change.</p>
-<h2>Authors and books</h2>
-<ul>{authors}</ul>
-</body>
-</html>
-"""
+#: The built front end, under the app's ``static/`` (``npm run build`` writes it).
+APP_JS = "bookstore/app.js"
+
+
+def app_js_url():
+    """The script's URL with its build time, so that a rebuild is fetched; None if unbuilt."""
+    path = finders.find(APP_JS)
+    if path is None:
+        return None
+    return f"{static(APP_JS)}?v={int(os.path.getmtime(path))}"
 
 
 def index(request):
-    """List every author with their books, and show how a Meteor client connects."""
-    authors = format_html_join(
-        "",
-        "<li>{} &lt;{}&gt;<ul>{}</ul></li>",
-        (
-            (
-                author.name,
-                author.email,
-                format_html_join("", "<li>{}</li>", ((book.title,) for book in author.books.all())),
-            )
-            for author in Author.objects.prefetch_related("books")
-        ),
+    """List every author with their books, live once the front end is built."""
+    return render(
+        request,
+        "bookstore/index.html",
+        {
+            "authors": Author.objects.prefetch_related("books"),
+            "origin": f"{request.scheme}://{request.get_host()}",
+            "app_js": app_js_url(),
+        },
     )
-    origin = f"{request.scheme}://{request.get_host()}"
-    return HttpResponse(format_html(PAGE, origin=origin, authors=authors))
