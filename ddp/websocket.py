@@ -98,6 +98,8 @@ def bad_request(environ):
         return "405 Method Not Allowed", [("Allow", "GET")], b""
     if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
         return "400 Bad Request", [], b"Not a valid websocket request"
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in ("8", "13"):
+    # sockjs-node also takes version 8 (a draft of RFC 6455); wsproto speaks only 13, and
+    # every browser since 2012 sends 13, so 8 is refused cleanly rather than half-served.
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
         return "400 Bad Request", [], b"Only supported WebSocket protocol is RFC 6455."
     return None

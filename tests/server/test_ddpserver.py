@@ -234,3 +234,16 @@ def test_server_id_welcome_only_when_asked():
         client = DDPClient(server.ws_url, connect=False)
         assert client.recv() == {"server_id": "0"}
         client.close()
+
+
+def test_websocket_versions_other_than_13_get_400(ddp_live_server):
+    with socket.create_connection(("127.0.0.1", ddp_live_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 8\r\n\r\n"
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400")
