@@ -46,6 +46,31 @@ DEFAULTS = {
     "METRICS": True,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
+    # Limits on what one client may ask (ddp/ratelimit.py). Rules for method calls and
+    # subscriptions, as Meteor's DDPRateLimiter.addRule: each allows "limit" calls per
+    # "interval_ms" for each distinct value of the fields its "match" names ("type",
+    # "name", "connection_id", "user_id"); more get the error "too-many-requests".
+    # The default is Meteor's accounts rule: 5 calls per 10 s per connection.
+    "RATE_LIMITS": [
+        {
+            "match": {
+                "type": "method",
+                "name": ["login", "createUser", "resetPassword", "forgotPassword"],
+                "connection_id": True,
+            },
+            "limit": 5,
+            "interval_ms": 10_000,
+        }
+    ],
+    # Frames a connection may send per second, in bursts of up to MESSAGE_BURST (a
+    # reconnecting Meteor client sends every sub and unanswered method at once); a
+    # client over it is closed with 1008. None: no limit.
+    "MESSAGES_PER_SECOND": 100,
+    "MESSAGE_BURST": 20_000,
+    # Active subscriptions per connection, and method calls received but not yet
+    # answered; one more gets "too-many-requests" with timeToReset 0. None: no limit.
+    "MAX_SUBSCRIPTIONS": 1000,
+    "MAX_PENDING_METHODS": 100,
 }
 
 

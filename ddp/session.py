@@ -25,6 +25,7 @@ from ddp import metrics
 from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
+from ddp.conf import ddp_settings
 from ddp.protocol import (
     CLOSE,
     MISSING,
@@ -44,6 +45,7 @@ from ddp.protocol import (
     sanitize,
 )
 from ddp.randomness import method_random
+from ddp.ratelimit import POLICY_VIOLATION, TOO_MANY_MESSAGES, ConnectionLimits, too_many_requests
 from ddp.serialize import documents
 
 #: Put in the inbox to make the worker apply bus changes while no request comes.
@@ -105,6 +107,23 @@ def shared_key(message, event):
     return ("changed", tuple(fields), tuple(message.cleared))
 
 
+def _holds_nul(params):
+    """Whether a string anywhere in ``params`` (a dict key too) holds U+0000; iterative, as
+    params may nest deeper than the stack allows."""
+    stack = [params]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return False
+
+
 @dataclass(frozen=True)
 class Revoked:
     """Queued for a session when a login token it may ride on was deleted."""
@@ -140,6 +159,8 @@ class Session:
         self._close = close
         self._run_db = run_db
         self._wake = wake or (lambda: None)
+        #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
+        self.limits = ConnectionLimits.from_settings(ddp_settings)
 
     def send(self, message):
         self._send(encode_counted(message))
@@ -148,12 +169,34 @@ class Session:
         for message in messages:
             self.send(message)
 
+    def admit(self):
+        """Count one inbound frame against the client's message budget.
+
+        False once the client has flooded: its connection is then closing (1008), and nothing
+        it sent from the flood on may run.
+        """
+        if self.limits.flooded:
+            return False
+        if not self.limits.admit_message():
+            self._close(POLICY_VIOLATION, TOO_MANY_MESSAGES)
+            return False
+        return True
+
     def receive(self, text):
-        """Feed one text frame; return the requests :meth:`handle` must run, in order."""
+        """Feed one text frame; return the requests :meth:`handle` must run, in order.
+
+        A method beyond ``DDP["MAX_PENDING_METHODS"]`` unanswered calls is answered here, at
+        once, rather than queued: the inbox must not grow with a client that never waits.
+        """
+        if not self.admit():
+            return []
         requests = []
         for item in self.connection.receive(text):
             if item is CLOSE:
                 self._close()
+            elif isinstance(item, Method) and not self.limits.queue_method():
+                self.send(Result(item.id, error=too_many_requests(0)))
+                self.send(Updated((item.id,)))
             elif isinstance(item, (Sub, Unsub, Method)):
                 requests.append(item)
             else:
@@ -169,7 +212,10 @@ class Session:
         elif isinstance(request, Unsub):
             self._unsub(request)
         else:
-            self._method(request)
+            try:
+                self._method(request)
+            finally:
+                self.limits.method_done()
 
     # Subscriptions ---------------------------------------------------------------
 
@@ -179,6 +225,15 @@ class Session:
         publication = self.registry.publications.get(sub.name)
         if publication is None:
             self.send(NoSub(sub.id, MeteorError(404, f"Subscription '{sub.name}' not found")))
+            return
+        if _holds_nul(sub.params):
+            # PostgreSQL's text and jsonb cannot hold U+0000, which JSON strings may.
+            self.send(NoSub(sub.id, MeteorError(400, "Match failed")))
+            return
+        # After the 404, as Meteor: an unknown name costs nothing and counts nothing.
+        error = self.limits.refuse_subscription(sub.name, self.context, len(self.subs))
+        if error is not None:
+            self.send(NoSub(sub.id, error))
             return
         state = self.subs[sub.id] = Subscription(sub.name, sub.params)
         try:
@@ -373,6 +428,9 @@ class Session:
         func = self.registry.methods.get(call.method)
         if func is None:
             error = MeteorError(404, f"Method '{call.method}' not found")
+            return encode_counted(Result(call.id, error=error)), False
+        error = self.limits.refuse_method(call.method, this)
+        if error is not None:
             return encode_counted(Result(call.id, error=error)), False
         try:
             value, notified = self._run_db(run_method, func, this, call.params)

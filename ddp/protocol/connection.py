@@ -34,7 +34,7 @@ bug here.
 
 import enum
 
-from ddp.protocol.ejson import EJSONError, from_ejson, loads, to_ejson
+from ddp.protocol.ejson import EJSONError, from_ejson, loads
 from ddp.protocol.ids import random_id
 from ddp.protocol.messages import (
     MISSING,
@@ -199,14 +199,35 @@ def _method(message):
     return _error("Malformed method invocation", message)
 
 
+#: ``offendingMessage`` quotes a message nested at most this deep. Deeper, encoding it runs
+#: close to Python's recursion limit, which the stack of whoever sends the reply lowers.
+MAX_QUOTED_DEPTH = 100
+
+
 def _error(reason, message):
     """Build the top-level ``error`` for ``message``, quoting it as ``offendingMessage``.
 
-    A message nested so deeply that encoding it would exhaust Python's recursion
-    limit goes unquoted: the reply must stay sendable.
+    A message nested deeper than :data:`MAX_QUOTED_DEPTH` goes unquoted: the reply must
+    stay sendable from any caller.
     """
-    try:
-        to_ejson(message)
-    except RecursionError:
+    if _deeper_than(message, MAX_QUOTED_DEPTH):
         return Error(reason)
     return Error(reason, message)
+
+
+def _deeper_than(value, limit):
+    """Whether lists and dicts nest in ``value`` more than ``limit`` deep; iterative, so
+    that measuring cannot exhaust the stack either."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

@@ -75,7 +75,8 @@ class DDPConnection:
     def receive_binary(self):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
         self._heard = True
-        self.session.send(Error("Bad request"))
+        if self.session.admit():
+            self.session.send(Error("Bad request"))
 
     def _enqueue(self, text):
         """Queue one message for the writer, or drop the client if its buffer is full."""

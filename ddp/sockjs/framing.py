@@ -47,7 +47,7 @@ def client_messages(payload, single_allowed=False):
     """
     try:
         value = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise FramingError(BROKEN_JSON) from None
     if single_allowed and isinstance(value, str):
         return [value]

@@ -278,7 +278,7 @@ class DDPClient(BaseClient):
         if connect:
             self.connect()
 
-    def _close(self):
+    def _close(self, code=None, reason=None):
         self.closed = True
 
     def send(self, message):
