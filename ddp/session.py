@@ -52,6 +52,8 @@ from ddp.serialize import documents
 WAKE = object()
 #: Queued instead of changes after the listener was lost: re-run every subscription.
 RESYNC = object()
+#: Documents of an initial send between two waits for room in the client's buffer.
+ROOM_EVERY = 100
 #: The merge-box handle of the logged-in user's own document (a universal publication).
 USERS = ("U", "users")
 
@@ -145,7 +147,7 @@ class Subscription:
 
 
 class Session:
-    def __init__(self, send, close, run_db, wake=None, bus=None, registry=API):
+    def __init__(self, send, close, run_db, wake=None, bus=None, registry=API, room=None):
         self.connection = ServerConnection()
         self.box = MergeBox()
         self.context = Context(connection_id=self.connection.session_id, user=AnonymousUser())
@@ -159,6 +161,9 @@ class Session:
         self._close = close
         self._run_db = run_db
         self._wake = wake or (lambda: None)
+        # Blocks a publication's initial send while the client's buffer is full (see
+        # :meth:`_publish`); the transport provides it.
+        self._room = room or (lambda: None)
         #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
         self.limits = ConnectionLimits.from_settings(ddp_settings)
 
@@ -263,8 +268,12 @@ class Session:
         handle = ("N", sub_id)
         for queryset, collection in self._start(state, publication):
             name = collection.get_name()
-            for doc_id, fields in documents(queryset, collection):
+            for count, (doc_id, fields) in enumerate(documents(queryset, collection), 1):
                 self.send_all(self.box.added(handle, name, doc_id, fields))
+                if count % ROOM_EVERY == 0:
+                    # A large publication goes at the client's pace, not its buffer's
+                    # limit: memory stays bounded and a reading client is not cut off.
+                    self._room()
 
     def _queries(self, state, publication):
         return self.registry.resolve_queries(publication(self.context), state.params)

@@ -15,13 +15,15 @@ Three green threads around a :class:`~ddp.session.Session`, joined by queues:
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
-gone. It provides ``send_text(text)``, ``close(code, reason)`` and ``abort()`` (cut the
-connection at once, even while a write is blocked on it).
+gone. It provides ``send_text(text)``, ``close(code, reason)``, ``abort()`` (cut the
+connection at once, even while a write is blocked on it) and ``backlog()`` (``(bytes,
+messages)`` it holds for the client beyond the outbox).
 """
 
 import logging
 import queue
 import threading
+import time
 
 from wsproto.frame_protocol import CloseReason
 
@@ -44,7 +46,12 @@ class DDPConnection:
         self.inbox = queue.Queue()
         self.outbox = queue.Queue()
         self.session = Session(
-            self._enqueue, self.close, run_db, wake=lambda: self.inbox.put(WAKE), bus=bus
+            self._enqueue,
+            self.close,
+            run_db,
+            wake=lambda: self.inbox.put(WAKE),
+            bus=bus,
+            room=self.wait_for_room,
         )
         #: What the outbox holds now, and its bounds.
         self.queued_bytes = self.queued_messages = 0
@@ -87,21 +94,41 @@ class DDPConnection:
             self.queued_bytes + size > self.max_bytes
             or self.queued_messages + 1 > self.max_messages
         ):
-            self.overflowed = True
-            metrics.inc("ddp_slow_client_disconnects_total")
-            logger.warning(
-                "Disconnecting slow client %s: %d messages, %d bytes waiting",
-                self.session.connection.session_id,
-                self.queued_messages,
-                self.queued_bytes,
-            )
-            # Its socket is full, so no close frame would get through: cut it. The
-            # writer, blocked on it, fails and drops the rest.
-            self.transport.abort()
+            self._overflow()
             return
         self.queued_bytes += size
         self.queued_messages += 1
         self.outbox.put(text)
+
+    def wait_for_room(self):
+        """Wait until the outbox is at most half full (a large initial send streams at the
+        client's pace). A client that does not drain it within the heartbeat timeout is
+        treated as one that stopped reading: cut off, and the wait ends."""
+        deadline = time.monotonic() + ddp_settings.HEARTBEAT_TIMEOUT
+        while not self.overflowed:
+            waiting_bytes, waiting_messages = self.transport.backlog()
+            if (
+                self.queued_bytes + waiting_bytes <= self.max_bytes // 2
+                and self.queued_messages + waiting_messages <= self.max_messages // 2
+            ):
+                return
+            if time.monotonic() > deadline:
+                self._overflow()
+                return
+            time.sleep(0.005)
+
+    def _overflow(self):
+        self.overflowed = True
+        metrics.inc("ddp_slow_client_disconnects_total")
+        logger.warning(
+            "Disconnecting slow client %s: %d messages, %d bytes waiting",
+            self.session.connection.session_id,
+            self.queued_messages,
+            self.queued_bytes,
+        )
+        # Its socket is full, so no close frame would get through: cut it. The writer,
+        # blocked on it, fails and drops the rest.
+        self.transport.abort()
 
     def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
         """Close after what is queued; safe from any thread, any number of times."""

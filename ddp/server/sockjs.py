@@ -27,6 +27,9 @@ class SockJSTransport:
         self.session.close(int(code), reason or "Normal closure")
         self.closed()
 
+    def backlog(self):
+        return self.session.backlog()
+
     def abort(self):
         # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
         self.session.close(1008, "Too slow")

@@ -25,6 +25,10 @@ class WebSocketTransport:
     def abort(self):
         self.ws.abort()
 
+    def backlog(self):
+        """Nothing waits here: the connection's writer writes through, blocking."""
+        return 0, 0
+
 
 def serve(ws, run_db, bus, connections):
     """Serve one client until either side closes; ``connections`` tracks live clients."""

@@ -94,6 +94,12 @@ class Session:
             elif self._receiver is not None:
                 self._receiver.wake()
 
+    def backlog(self):
+        """``(bytes, messages)`` waiting for the client: an app streaming much data waits
+        for it to shrink, rather than have the client cut off for a full buffer."""
+        with self._lock:
+            return self._queued_bytes, len(self._outgoing)
+
     def close(self, code=3000, reason="Go away!"):
         """Close the session: the client gets ``c[code,"reason"]``, after what is queued."""
         with self._lock:

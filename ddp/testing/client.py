@@ -300,13 +300,19 @@ class DDPClient(BaseClient):
 
 
 class WebSocketDDPClient(BaseClient):
-    """The same API over a real websocket to a running ``ddpserver`` (websocket-client)."""
+    """The same API over a real websocket to a running ``ddpserver`` (websocket-client).
 
-    def __init__(self, url, connect=True, timeout=10.0):
+    With ``sockjs=True``, ``url`` is a SockJS websocket URL
+    (``ws://host/sockjs/000/<session>/websocket``) and messages travel in SockJS frames, as
+    Meteor's browser client sends them.
+    """
+
+    def __init__(self, url, connect=True, timeout=10.0, sockjs=False):
         import websocket
 
         super().__init__()
         self.timeout = timeout
+        self.sockjs = sockjs
         self._closed_error = websocket.WebSocketConnectionClosedException
         self._timeout_error = websocket.WebSocketTimeoutException
         self.ws = websocket.create_connection(url, timeout=timeout)
@@ -314,7 +320,8 @@ class WebSocketDDPClient(BaseClient):
             self.connect()
 
     def send(self, message):
-        self.ws.send(encode_request(message))
+        text = encode_request(message)
+        self.ws.send(dumps([text]) if self.sockjs else text)
 
     def _pump(self, timeout):
         self.ws.settimeout(max(timeout, 0.001))
@@ -324,9 +331,13 @@ class WebSocketDDPClient(BaseClient):
             return False
         except self._closed_error:
             raise AssertionError(f"The server closed the connection; {self._arrived()}") from None
-        if not text:
+        if not text or (self.sockjs and text.startswith("c")):
             raise AssertionError(f"The server closed the connection; {self._arrived()}")
-        self._received(text)
+        if not self.sockjs:
+            self._received(text)
+        elif text.startswith("a"):
+            for message in loads(text[1:]):
+                self._received(message)
         return True
 
     def close(self):

@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from bookstore.models import Author, Book
+from ddp.testing import WebSocketDDPClient
 from tests.ddpclient import DDPClient
 from tests.live import ServerProcess
 from tests.testapp.models import Article
@@ -38,3 +39,24 @@ def test_a_client_that_never_reads_is_disconnected_and_others_get_everything():
     output = server.output()
     assert output.count("Disconnecting slow client") == 1
     assert f"Disconnecting slow client {slow.session}" in output
+
+
+def test_a_publication_larger_than_the_buffer_streams_at_the_clients_pace():
+    """A reading client gets every document of a large subscription: the initial send
+    waits for room instead of overflowing the bounded buffer, on both transports."""
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    Book.objects.bulk_create([Book(title=f"b{n}", author=janet) for n in range(3000)])
+    ddp = {"OUTBOX_MAX_MESSAGES": 500}
+    with ServerProcess(ddp=ddp) as server:
+        for client in (
+            WebSocketDDPClient(server.ws_url, timeout=60),
+            WebSocketDDPClient(
+                f"ws://127.0.0.1:{server.port}/sockjs/000/largesub/websocket",
+                timeout=60,
+                sockjs=True,
+            ),
+        ):
+            client.subscribe("AllBooks")
+            assert len(client.collection("bookstore.book")) == 3000
+            client.close()
+    assert "Disconnecting slow" not in server.output()
