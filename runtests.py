@@ -3,10 +3,13 @@
 
 Installs the Node client used by the interoperability tests on first run (``npm ci`` in
 ``tests/node``, from its lock file), then runs pytest. ``--quick`` runs only the tests marked
-``quick``, the subset CI also runs on the oldest and newest Python and Django. A run that
-collects no test fails: a typo in a path or marker must not pass as green.
+``quick``, the subset CI also runs on the oldest and newest Python and Django. For the
+browser test, a full run installs Debian's Chromium and ChromeDriver when they are missing
+and it runs as root. A run that collects no test fails: a typo in a path or marker must
+not pass as green.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -38,12 +41,35 @@ def install_node_client():
         sys.exit(f"runtests.py: npm ci failed in {NODE_DIR} (exit code {result.returncode})")
 
 
+def install_browser():
+    """Install Debian's Chromium and its ChromeDriver for the browser test, when missing.
+
+    The README's test command must work on a fresh machine; the browser is the one thing
+    pip and npm cannot bring, so it comes from Debian's packages (as root, as .ci/run does).
+    Elsewhere the browser test fails and says what to install.
+    """
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("runtests.py: apt-get install chromium chromium-driver", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+    ):
+        if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode:
+            sys.exit(f"runtests.py: {' '.join(command)} failed")
+
+
 def main(argv):
     args = list(argv)
     if "--quick" in args:
         args.remove("--quick")
         args = ["-m", "quick", *args]
     install_node_client()
+    if "--quick" not in argv:
+        install_browser()
     code = pytest.main(args)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("runtests.py: no tests ran", file=sys.stderr)
