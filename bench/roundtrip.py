@@ -62,11 +62,12 @@ import os
 import platform
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from fanout import setup_django  # the same Django set-up and migrate as the other benches
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHO_SERVER = ROOT / "bench" / "echo_server.py"
@@ -201,23 +202,6 @@ class Echo:
 
     def close(self):
         self.transport.close()
-
-
-def setup_django():
-    """Django as ``manage.py`` sets it up, then the example's tables (``migrate``)."""
-    sys.path[:0] = [str(ROOT), str(ROOT / "testproject")]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
-    import django
-
-    # Importing the settings starts the embedded PostgreSQL (or attaches to it), and this
-    # process keeps it running for migrate and the server.
-    django.setup()
-    subprocess.run(
-        [sys.executable, str(MANAGE), "migrate", "--verbosity", "0"],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-    )
 
 
 def make_user():
