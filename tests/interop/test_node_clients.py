@@ -158,6 +158,11 @@ def alice():
     return User.objects.create_user("alice", password="pw")
 
 
+def as_document(book):
+    """A book as these clients hold it: ``id`` and the published fields."""
+    return {"id": str(book.pk), "title": book.title, "author_id": str(book.author_id)}
+
+
 def test_simpleddp_logs_in_receives_a_live_change_calls_and_logs_out(ddp_live_server, alice):
     output, live = run_scenario(ddp_live_server.port, "simpleddp_client.js")
 
@@ -167,18 +172,10 @@ def test_simpleddp_logs_in_receives_a_live_change_calls_and_logs_out(ddp_live_se
     assert output["user"]["username"] == "alice"
 
     # simpleddp's documents carry `id` and the fields.
-    assert output["live"] == {
-        "id": str(live.pk),
-        "title": live.title,
-        "author_id": str(live.author_id),
-    }
+    assert output["live"] == as_document(live)
 
     book = check_added(output["added"], "From simpleddp", "simpleddp@example.com")
-    assert output["addedDoc"] == {
-        "id": str(book.pk),
-        "title": "From simpleddp",
-        "author_id": str(book.author_id),
-    }
+    assert output["addedDoc"] == as_document(book)
 
     # The plugin's logout resolved and forgot the user; the server deleted the token and
     # took the users document back.
@@ -204,19 +201,11 @@ def test_sockjs_client_logs_in_receives_a_live_change_calls_and_logs_out(
     assert user is not None, "no users document before the login's result"
     assert (user["id"], user["username"]) == (str(alice.pk), "alice")
 
-    assert output["live"] == {
-        "id": str(live.pk),
-        "title": live.title,
-        "author_id": str(live.author_id),
-    }
+    assert output["live"] == as_document(live)
 
     # The method's book reached the caller before its `updated`.
     book = check_added(output["added"], "From sockjs", "sockjs@example.com")
-    assert output["addedDoc"] == {
-        "id": str(book.pk),
-        "title": "From sockjs",
-        "author_id": str(book.author_id),
-    }
+    assert output["addedDoc"] == as_document(book)
 
     assert output["loggedOut"] is True
     assert output["logoutResult"] is None
