@@ -13,6 +13,10 @@ keeps, per connection, the view each client has and sends only what changes it
 * when the head lets go, the next value is revealed, and a field nobody publishes
   any more is ``cleared`` (MB3, MB4).
 
+Most documents are published by one subscription only: those keep their owner and a
+plain ``{field: value}`` dict, and take the precedence lists only while a second
+subscription publishes them too.
+
 Every method returns the messages to send, in order; it never returns an empty
 ``changed``. Subscription handles are any hashable the caller picks. Field values
 are kept by reference and compared by their EJSON form, so callers must not mutate
@@ -54,8 +58,45 @@ def _same_json(a, b):
     return a == b
 
 
-class _Document:
-    """One document as the client sees it, and who publishes which of its fields."""
+class _Owned:
+    """A document one subscription publishes: its fields as the client sees them.
+
+    The common case, kept small: one reference to the owner and one plain dict. It
+    becomes a :class:`_Shared` when a second subscription publishes the document, and
+    comes back to this form when only one is left.
+    """
+
+    __slots__ = ("owner", "fields")
+
+    def __init__(self, owner, fields):
+        self.owner = owner
+        self.fields = fields
+
+    def set_field(self, sub, key, value, collector):
+        # Only the owner calls this: the caller checked that ``sub`` holds the document.
+        fields = self.fields
+        if key not in fields or not _same(fields[key], value):
+            collector[key] = value
+        fields[key] = value
+
+    def clear_field(self, sub, key, collector):
+        if key in self.fields:
+            del self.fields[key]
+            collector[key] = _CLEARED
+
+    def keys_of(self, sub):
+        return list(self.fields)
+
+    def shared(self):
+        """The same document in the form that lets another subscription join it."""
+        doc = _Shared()
+        doc.subs.add(self.owner)
+        doc.fields = {key: {self.owner: value} for key, value in self.fields.items()}
+        return doc
+
+
+class _Shared:
+    """A document several subscriptions publish, and who publishes which of its fields."""
 
     __slots__ = ("subs", "fields")
 
@@ -64,6 +105,17 @@ class _Document:
         # field -> {sub: value}. Dicts keep insertion order, so each inner dict is
         # the precedence list: its first entry is what the client sees.
         self.fields = {}
+
+    def join(self, sub, fields, collector):
+        """``sub`` publishes the document too: it goes last in every precedence list."""
+        self.subs.add(sub)
+        for key, value in fields.items():
+            # No search for ``sub``: a subscription that did not hold the document
+            # appears in no precedence list.
+            precedence = self.fields.setdefault(key, {})
+            if not precedence:
+                collector[key] = value
+            precedence[sub] = value
 
     def set_field(self, sub, key, value, collector):
         precedence = self.fields.get(key)
@@ -91,6 +143,14 @@ class _Document:
             if not _same(old, revealed):
                 collector[key] = revealed
 
+    def keys_of(self, sub):
+        return [key for key, precedence in self.fields.items() if sub in precedence]
+
+    def owned(self):
+        """The compact form, once a single subscription is left."""
+        (owner,) = self.subs
+        return _Owned(owner, {key: precedence[owner] for key, precedence in self.fields.items()})
+
 
 def _changed(collection, doc_id, collector):
     """Turn a collector into at most one ``changed`` (never an empty one, D2)."""
@@ -105,18 +165,21 @@ class MergeBox:
     """The client's view of every collection on one connection."""
 
     def __init__(self):
-        # collection -> id -> _Document; a collection goes when its last document does (MB6).
+        # collection -> id -> _Owned | _Shared; a collection goes when its last document
+        # does (MB6).
         self._collections = {}
-        # sub -> {(collection, id): None}: what each subscription holds, in order.
+        # sub -> collection -> {id: None}: what each subscription holds, in order.
         self._held = {}
 
     def holds(self, sub, collection, doc_id):
         """Whether subscription ``sub`` currently publishes ``doc_id`` in ``collection``."""
-        return (collection, doc_id) in self._held.get(sub, ())
+        return doc_id in self._held.get(sub, {}).get(collection, ())
 
     def documents_of(self, sub):
-        """Iterate over the ``(collection, id)`` pairs ``sub`` publishes, oldest first."""
-        return iter(tuple(self._held.get(sub, ())))
+        """Iterate over the ``(collection, id)`` pairs ``sub`` publishes: collection by
+        collection, in the order each first got one, and oldest first within each."""
+        held = self._held.get(sub, {})
+        return iter([(collection, doc_id) for collection, ids in held.items() for doc_id in ids])
 
     def added(self, sub, collection, doc_id, fields):
         """``sub`` publishes a document it did not have (MB2).
@@ -126,29 +189,17 @@ class MergeBox:
         """
         if self.holds(sub, collection, doc_id):
             raise ProtocolError(f"{sub!r} already publishes {collection!r} {doc_id!r}")
+        self._held.setdefault(sub, {}).setdefault(collection, {})[doc_id] = None
+        own = {key: value for key, value in fields.items() if key != "_id"}
         documents = self._collections.setdefault(collection, {})
         doc = documents.get(doc_id)
-        is_new = doc is None
-        if is_new:
-            doc = documents[doc_id] = _Document()
-        doc.subs.add(sub)
-        self._held.setdefault(sub, {})[collection, doc_id] = None
+        if doc is None:
+            documents[doc_id] = _Owned(sub, dict(own))
+            return [Added(collection, doc_id, own)]
+        if type(doc) is _Owned:
+            doc = documents[doc_id] = doc.shared()
         collector = {}
-        for key, value in fields.items():
-            if key == "_id":
-                continue
-            if is_new:
-                doc.fields[key] = {sub: value}
-                collector[key] = value
-            else:
-                # No search for ``sub``: a subscription that did not hold the
-                # document appears in no precedence list.
-                precedence = doc.fields.setdefault(key, {})
-                if not precedence:
-                    collector[key] = value
-                precedence[sub] = value
-        if is_new:
-            return [Added(collection, doc_id, collector)]
+        doc.join(sub, own, collector)
         return _changed(collection, doc_id, collector)
 
     def changed(self, sub, collection, doc_id, fields, cleared=()):
@@ -156,10 +207,12 @@ class MergeBox:
 
         Returns the one ``changed`` this makes visible to the client, if any.
         """
-        doc = self._document(sub, collection, doc_id)
+        if not self.holds(sub, collection, doc_id):
+            raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
         both = set(fields).intersection(cleared)
         if both:
             raise ProtocolError(f"fields both set and cleared: {sorted(both)!r}")
+        doc = self._collections[collection][doc_id]
         collector = {}
         for key, value in fields.items():
             if key != "_id":
@@ -174,22 +227,29 @@ class MergeBox:
         ``removed`` when no other subscription has it, else a ``changed`` for the
         fields that were ``sub``'s alone or that ``sub`` showed.
         """
-        doc = self._document(sub, collection, doc_id)
-        doc.subs.discard(sub)
+        if not self.holds(sub, collection, doc_id):
+            raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
         held = self._held[sub]
-        del held[collection, doc_id]
-        if not held:
-            del self._held[sub]
-        if not doc.subs:
-            documents = self._collections[collection]
-            del documents[doc_id]
-            if not documents:
-                del self._collections[collection]
-            return [Removed(collection, doc_id)]
-        collector = {}
-        for key in list(doc.fields):
-            doc.clear_field(sub, key, collector)
-        return _changed(collection, doc_id, collector)
+        ids = held[collection]
+        del ids[doc_id]
+        if not ids:
+            del held[collection]
+            if not held:
+                del self._held[sub]
+        documents = self._collections[collection]
+        doc = documents[doc_id]
+        if type(doc) is _Shared:
+            collector = {}
+            doc.subs.discard(sub)
+            for key in list(doc.fields):
+                doc.clear_field(sub, key, collector)
+            if len(doc.subs) == 1:
+                documents[doc_id] = doc.owned()
+            return _changed(collection, doc_id, collector)
+        del documents[doc_id]
+        if not documents:
+            del self._collections[collection]
+        return [Removed(collection, doc_id)]
 
     def remove_subscription(self, sub):
         """Withdraw everything ``sub`` publishes, as for an ``unsub`` (S5)."""
@@ -224,13 +284,7 @@ class MergeBox:
         """
         if not self.holds(sub, collection, doc_id):
             return self.added(sub, collection, doc_id, fields)
-        doc = self._collections[collection][doc_id]
         dropped = [
-            key for key, precedence in doc.fields.items() if sub in precedence and key not in fields
+            key for key in self._collections[collection][doc_id].keys_of(sub) if key not in fields
         ]
         return self.changed(sub, collection, doc_id, fields, dropped)
-
-    def _document(self, sub, collection, doc_id):
-        if not self.holds(sub, collection, doc_id):
-            raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
-        return self._collections[collection][doc_id]

@@ -503,3 +503,48 @@ def test_a_strict_client_sees_the_union_of_all_subscriptions(ops):
             for key, value in fields.items():
                 assert value in [own[key] for own in offered if key in own]
         assert all(box.holds(s, "c", d) for s, held_by in contributions.items() for d in held_by)
+
+
+# -- the compact form of a document only one subscription publishes --
+
+
+def _document(box, doc_id, collection="c"):
+    return box._collections[collection][doc_id]
+
+
+def test_a_document_of_one_subscription_keeps_a_plain_dict():
+    box = MergeBox()
+    box.added("A", "c", "x", {"_id": "x", "f": 1, "g": "two"})
+    doc = _document(box, "x")
+    assert doc.owner == "A"
+    assert doc.fields == {"f": 1, "g": "two"}
+    assert not hasattr(doc, "subs") and not hasattr(doc, "__dict__")
+
+
+def test_a_second_subscription_shares_the_document_and_the_last_one_keeps_it_compact():
+    # S10's new sub before the old unsub: shared for a while, then compact again.
+    box = MergeBox()
+    box.added("old", "c", "x", {"f": "old", "g": 1})
+    box.added("new", "c", "x", {"f": "new", "h": 2})
+    doc = _document(box, "x")
+    assert doc.subs == {"old", "new"}
+    assert doc.fields == {"f": {"old": "old", "new": "new"}, "g": {"old": 1}, "h": {"new": 2}}
+    assert box.remove_subscription("old") == [Changed("c", "x", {"f": "new"}, ["g"])]
+    doc = _document(box, "x")
+    assert (doc.owner, doc.fields) == ("new", {"f": "new", "h": 2})
+    # The compact form goes on as before: changes, clears, the last removal.
+    assert box.changed("new", "c", "x", {"f": "new", "i": 3}, ["h"]) == [
+        Changed("c", "x", {"i": 3}, ["h"])
+    ]
+    assert box.put("new", "c", "x", {"f": "newer"}) == [Changed("c", "x", {"f": "newer"}, ["i"])]
+    assert box.removed("new", "c", "x") == [Removed("c", "x")]
+    assert box._collections == {}
+
+
+def test_the_box_does_not_alias_the_fields_it_is_given():
+    box = MergeBox()
+    fields = {"f": 1}
+    (message,) = box.added("A", "c", "x", fields)
+    box.changed("A", "c", "x", {"f": 2})
+    assert fields == {"f": 1}
+    assert message.fields == {"f": 1}
