@@ -23,7 +23,13 @@ from ddp.protocol.ejson import (
 )
 from ddp.protocol.errors import MeteorError, ProtocolError, sanitize
 from ddp.protocol.ids import parse_id, random_id, stringify_id
-from ddp.protocol.mergebox import MergeBox
+from ddp.protocol.mergebox import (
+    NO_MERGE,
+    NO_MERGE_MULTI,
+    PUBLICATION_STRATEGIES,
+    SERVER_MERGE,
+    MergeBox,
+)
 from ddp.protocol.messages import (
     MISSING,
     Added,
@@ -59,8 +65,11 @@ __all__ = [
     "MergeBox",
     "MeteorError",
     "Method",
+    "NO_MERGE",
+    "NO_MERGE_MULTI",
     "NoSub",
     "ObjectId",
+    "PUBLICATION_STRATEGIES",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -68,6 +77,7 @@ __all__ = [
     "Regexp",
     "Removed",
     "Result",
+    "SERVER_MERGE",
     "SUPPORTED_VERSIONS",
     "ServerConnection",
     "Sub",

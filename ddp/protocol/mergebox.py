@@ -17,6 +17,23 @@ Most documents are published by one subscription only: those keep their owner an
 plain ``{field: value}`` dict, and take the precedence lists only while a second
 subscription publishes them too.
 
+That is Meteor's default publication strategy, ``SERVER_MERGE``. A collection may use
+another (MB7), which keeps no field values and so costs little more than the ids:
+
+* ``NO_MERGE`` remembers the ids each subscription sent, so that ``removed`` goes out
+  when it stops and a live change can tell ``added`` from ``changed``. Every message
+  passes through: two subscriptions publishing one document send it twice, and the
+  first to stop removes it. For a collection one subscription at a time publishes.
+* ``NO_MERGE_MULTI`` also counts the subscriptions that publish each document: only the
+  first sends ``added`` (the others a ``changed`` with their fields) and only the last
+  to let go sends ``removed``. Fields are never merged nor cleared when one stops.
+
+Without values, a ``changed`` carries every field the caller passes (a whole live
+document, a re-run's), not the difference. Meteor's ``NO_MERGE_NO_HISTORY`` (no ids
+either) has no place here: a live change is a whole row with the subscriptions it now
+matches, so only the ids sent tell ``added`` from ``changed``, and a row leaving a query
+from one the client never had.
+
 Every method returns the messages to send, in order; it never returns an empty
 ``changed``. Subscription handles are any hashable the caller picks. Field values
 are kept by reference and compared by their EJSON form, so callers must not mutate
@@ -31,6 +48,18 @@ from ddp.protocol.messages import Added, Changed, Removed
 
 # Marks a field the client must drop, in a collector of pending field changes.
 _CLEARED = object()
+
+# Meteor's publication strategies (``Meteor.server.setPublicationStrategy``, MB7), per
+# collection. Meteor's fourth, NO_MERGE_NO_HISTORY, is not one: see the module docstring.
+
+#: The default: keep every field of every document, send the smallest difference.
+SERVER_MERGE = "SERVER_MERGE"
+#: Keep, per document, how many subscriptions publish it; no field values.
+NO_MERGE_MULTI = "NO_MERGE_MULTI"
+#: Keep only the ids each subscription sent: for a collection one subscription publishes.
+NO_MERGE = "NO_MERGE"
+#: The strategies a :class:`MergeBox` implements.
+PUBLICATION_STRATEGIES = (SERVER_MERGE, NO_MERGE_MULTI, NO_MERGE)
 
 
 def _same(a, b):
@@ -162,14 +191,26 @@ def _changed(collection, doc_id, collector):
 
 
 class MergeBox:
-    """The client's view of every collection on one connection."""
+    """The client's view of every collection on one connection.
 
-    def __init__(self):
-        # collection -> id -> _Owned | _Shared; a collection goes when its last document
-        # does (MB6).
+    ``strategies`` maps collection names to a publication strategy (a name in
+    :data:`PUBLICATION_STRATEGIES`); other collections use :data:`SERVER_MERGE`. The
+    mapping is read on every call and may be shared by many boxes, but a collection's
+    strategy must not change while the box holds documents of it.
+    """
+
+    def __init__(self, strategies=None):
+        self._strategies = {} if strategies is None else strategies
+        # collection -> id -> _Owned | _Shared (SERVER_MERGE), or the number of
+        # subscriptions that publish it (NO_MERGE_MULTI); NO_MERGE keeps nothing here.
+        # A collection goes when its last document does (MB6).
         self._collections = {}
         # sub -> collection -> {id: None}: what each subscription holds, in order.
         self._held = {}
+
+    def strategy(self, collection):
+        """The publication strategy of ``collection`` in this box."""
+        return self._strategies.get(collection, SERVER_MERGE)
 
     def holds(self, sub, collection, doc_id):
         """Whether subscription ``sub`` currently publishes ``doc_id`` in ``collection``."""
@@ -185,17 +226,24 @@ class MergeBox:
         """``sub`` publishes a document it did not have (MB2).
 
         ``added`` for a new document, else a ``changed`` with the fields nobody set yet.
-        ``_id`` in ``fields`` is ignored (D4).
+        ``_id`` in ``fields`` is ignored (D4). Under ``NO_MERGE`` it is always an
+        ``added``; under ``NO_MERGE_MULTI``, a ``changed`` with all of ``fields``.
         """
         if self.holds(sub, collection, doc_id):
             raise ProtocolError(f"{sub!r} already publishes {collection!r} {doc_id!r}")
         self._held.setdefault(sub, {}).setdefault(collection, {})[doc_id] = None
         own = {key: value for key, value in fields.items() if key != "_id"}
+        strategy = self.strategy(collection)
+        if strategy == NO_MERGE:
+            return [Added(collection, doc_id, own)]
         documents = self._collections.setdefault(collection, {})
         doc = documents.get(doc_id)
         if doc is None:
-            documents[doc_id] = _Owned(sub, dict(own))
+            documents[doc_id] = 1 if strategy == NO_MERGE_MULTI else _Owned(sub, dict(own))
             return [Added(collection, doc_id, own)]
+        if strategy == NO_MERGE_MULTI:
+            documents[doc_id] = doc + 1
+            return _changed(collection, doc_id, own)
         if type(doc) is _Owned:
             doc = documents[doc_id] = doc.shared()
         collector = {}
@@ -205,13 +253,18 @@ class MergeBox:
     def changed(self, sub, collection, doc_id, fields, cleared=()):
         """``sub`` sets ``fields`` and stops publishing the ``cleared`` fields (MB3).
 
-        Returns the one ``changed`` this makes visible to the client, if any.
+        Returns the one ``changed`` this makes visible to the client, if any. Without a
+        merge (``NO_MERGE``, ``NO_MERGE_MULTI``) that is ``fields`` and ``cleared`` as given.
         """
         if not self.holds(sub, collection, doc_id):
             raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
         both = set(fields).intersection(cleared)
         if both:
             raise ProtocolError(f"fields both set and cleared: {sorted(both)!r}")
+        if self.strategy(collection) != SERVER_MERGE:
+            collector = {key: value for key, value in fields.items() if key != "_id"}
+            collector.update((key, _CLEARED) for key in cleared if key != "_id")
+            return _changed(collection, doc_id, collector)
         doc = self._collections[collection][doc_id]
         collector = {}
         for key, value in fields.items():
@@ -225,7 +278,9 @@ class MergeBox:
         """``sub`` stops publishing a document (MB4).
 
         ``removed`` when no other subscription has it, else a ``changed`` for the
-        fields that were ``sub``'s alone or that ``sub`` showed.
+        fields that were ``sub``'s alone or that ``sub`` showed. Under ``NO_MERGE`` it is
+        always a ``removed``; under ``NO_MERGE_MULTI``, a ``removed`` when the last
+        subscription lets go and nothing before.
         """
         if not self.holds(sub, collection, doc_id):
             raise ProtocolError(f"{sub!r} does not publish {collection!r} {doc_id!r}")
@@ -236,10 +291,17 @@ class MergeBox:
             del held[collection]
             if not held:
                 del self._held[sub]
+        strategy = self.strategy(collection)
+        if strategy == NO_MERGE:
+            return [Removed(collection, doc_id)]
         documents = self._collections[collection]
         doc = documents[doc_id]
-        if type(doc) is _Shared:
-            collector = {}
+        collector = {}
+        if strategy == NO_MERGE_MULTI:
+            if doc > 1:
+                documents[doc_id] = doc - 1
+                return []
+        elif type(doc) is _Shared:
             doc.subs.discard(sub)
             for key in list(doc.fields):
                 doc.clear_field(sub, key, collector)
@@ -264,7 +326,9 @@ class MergeBox:
         Sends the smallest difference: ``removed`` for what ``sub`` no longer has,
         then, in the order of ``documents``, ``added`` for new documents and
         ``changed`` for changed or dropped fields. Used to re-run a subscription
-        without making the client drop and reload what did not change.
+        without making the client drop and reload what did not change. Without a
+        merge, every document ``sub`` still has gets a ``changed`` with all its fields:
+        no values are kept to compare with.
         """
         messages = []
         for collection, doc_id in self.documents_of(sub):
@@ -280,10 +344,13 @@ class MergeBox:
 
         ``added`` when ``sub`` did not hold the document, else the ``changed`` (values
         that differ, fields ``sub`` no longer sets) the client needs: how a live change
-        to a row is applied.
+        to a row is applied. Without a merge, that ``changed`` carries every field of
+        ``fields`` and clears nothing.
         """
         if not self.holds(sub, collection, doc_id):
             return self.added(sub, collection, doc_id, fields)
+        if self.strategy(collection) != SERVER_MERGE:
+            return self.changed(sub, collection, doc_id, fields)
         dropped = [
             key for key in self._collections[collection][doc_id].keys_of(sub) if key not in fields
         ]
