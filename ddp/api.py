@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from django.db.models import Model, Q, QuerySet
 from django.utils.module_loading import autodiscover_modules
 
-from ddp.protocol import MeteorError
+from ddp.protocol import PUBLICATION_STRATEGIES, SERVER_MERGE, MeteorError
 
 
 class Collection:
@@ -41,6 +41,16 @@ class Collection:
     one of which may match) from the model to the user, such as ``"owner"`` or
     ``"team__members"``. Every query of the collection is filtered with it, for the
     initial documents and for every live change; anonymous connections see none.
+
+    ``strategy`` is what each connection remembers of the documents it sent, as Meteor's
+    ``Meteor.server.setPublicationStrategy(name, strategy)`` (PROTOCOL.md MB7):
+
+    * ``"SERVER_MERGE"`` (the default): every field, so that several subscriptions of one
+      client can publish the same document and only differences are sent;
+    * ``"NO_MERGE_MULTI"``: only the ids and how many subscriptions publish each; a
+      document goes when the last lets go, a live change sends all its fields;
+    * ``"NO_MERGE"``: only the ids each subscription sent; for a collection that one
+      subscription at a time publishes (two would each send, and remove, the document).
     """
 
     model: type[Model] = None
@@ -48,6 +58,21 @@ class Collection:
     fields: tuple = None
     exclude: tuple = ()
     user_rel: str | list = None
+    strategy: str = SERVER_MERGE
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.strategy in PUBLICATION_STRATEGIES:
+            return
+        if cls.strategy == "NO_MERGE_NO_HISTORY":
+            raise ValueError(
+                f"{cls.__qualname__}.strategy: NO_MERGE_NO_HISTORY is not supported. A live "
+                "change here is a whole row, so the server must remember which ids it sent "
+                "to tell added from changed, or to remove a row that leaves a query; use "
+                "NO_MERGE, which keeps only those ids."
+            )
+        choices = ", ".join(repr(choice) for choice in PUBLICATION_STRATEGIES)
+        raise ValueError(f"{cls.__qualname__}.strategy is {cls.strategy!r}, not one of {choices}")
 
     @classmethod
     def restrict(cls, queryset, user):
@@ -154,6 +179,9 @@ class Registry:
         self.collections = {}
         self.publications = {}
         self.methods = {}
+        #: Collection name -> publication strategy, for every collection that does not
+        #: use the default (``SERVER_MERGE``); each session's merge box reads it.
+        self.strategies = {}
         #: ``user -> (collection, id, fields)``: the logged-in user's own document, which
         #: ``ddp.accounts`` publishes to the ``users`` collection (None: no such document).
         self.user_document = None
@@ -175,7 +203,12 @@ class Registry:
             if isinstance(item, type) and issubclass(item, Collection):
                 if item.model is None:
                     raise TypeError(f"{item.__name__} has no model")
-                self.collections[item.get_name()] = item
+                name = item.get_name()
+                self.collections[name] = item
+                if item.strategy == SERVER_MERGE:
+                    self.strategies.pop(name, None)
+                else:
+                    self.strategies[name] = item.strategy
             elif isinstance(item, type) and issubclass(item, Publication):
                 name = item.get_name()
                 previous = self.publications.get(name)

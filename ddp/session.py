@@ -149,7 +149,8 @@ class Subscription:
 class Session:
     def __init__(self, send, close, run_db, wake=None, bus=None, registry=API, room=None):
         self.connection = ServerConnection()
-        self.box = MergeBox()
+        # Per collection, what the box remembers of what it sent (Collection.strategy).
+        self.box = MergeBox(registry.strategies)
         self.context = Context(connection_id=self.connection.session_id, user=AnonymousUser())
         #: Active named subscriptions by id.
         self.subs = {}
@@ -376,6 +377,10 @@ class Session:
                 self._apply(*item)
 
     def _apply(self, event, shared):
+        # Without a merge (NO_MERGE_MULTI) each subscription holding the document makes
+        # the same ``changed`` of the whole row: the client needs it once. Skipping a
+        # message equal to the one just sent is safe under any strategy.
+        last = None
         for sub_id, state in self.subs.items():
             if event.collection not in state.collections or event.registry < state.registry:
                 continue
@@ -387,11 +392,14 @@ class Session:
             else:
                 continue
             for message in messages:
-                self._send_shared(message, event, shared)
+                key = shared_key(message, event)
+                if key is None or key != last:
+                    self._send_shared(message, key, shared)
+                last = key
 
-    def _send_shared(self, message, event, shared):
-        """Send ``message``, encoding it once for every client that gets the same text."""
-        key = shared_key(message, event)
+    def _send_shared(self, message, key, shared):
+        """Send ``message``, encoding it once for every client that gets the same text
+        (``key``, from :func:`shared_key`; None: this client's own)."""
         if key is None:
             self.send(message)
             return

@@ -68,9 +68,40 @@ class MyShelves(Publication):
     queries = [models.Shelf.objects.all()]
 
 
+class BookIds(Collection):
+    """Books whose connections keep only the ids they sent (Meteor's NO_MERGE)."""
+
+    model = Book
+    name = "nomerge.book"
+    strategy = "NO_MERGE"
+
+
+class BooksNoMerge(Publication):
+    """Books whose title starts with ``prefix``, to ``nomerge.book``."""
+
+    def get_queries(self, prefix):
+        return [(Book.objects.filter(title__startswith=prefix), "nomerge.book")]
+
+
+class BookIdsMulti(Collection):
+    """Books whose connections keep the ids and who publishes each (NO_MERGE_MULTI)."""
+
+    model = Book
+    name = "nomergemulti.book"
+    strategy = "NO_MERGE_MULTI"
+
+
+class BooksNoMergeMulti(Publication):
+    """Books whose title starts with ``prefix``, to ``nomergemulti.book``."""
+
+    def get_queries(self, prefix):
+        return [(Book.objects.filter(title__startswith=prefix), "nomergemulti.book")]
+
+
 API.register(
     [Article, Tag, LibraryItems, Articles, BooksAsLibrary, Failing, Refusing, SlowBooks]
     + [Shelf, MyShelves]
+    + [BookIds, BooksNoMerge, BookIdsMulti, BooksNoMergeMulti]
 )
 
 
