@@ -1,6 +1,10 @@
 """One DDP client, whatever carries its messages (raw WebSocket or SockJS).
 
-Three green threads around a :class:`~ddp.session.Session`, joined by queues:
+A :class:`~ddp.session.Session`, and two queues that are drained by green threads started
+only while there is something in them: an idle connection holds no thread of its own (an
+idle green thread costs about 14 KB, and a server holds thousands of idle clients). All of
+a connection's threads are green threads of the server's one OS thread (``spawn`` starts
+them), so a section that does not yield runs alone and the queues need no lock.
 
 * the worker takes requests from the inbox one at a time and runs them in the session
   (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
@@ -9,9 +13,11 @@ Three green threads around a :class:`~ddp.session.Session`, joined by queues:
   outbox is bounded (``DDP["OUTBOX_MAX_BYTES"]`` and ``["OUTBOX_MAX_MESSAGES"]``): a
   client that stops reading is disconnected when it overflows, logged and counted
   (``ddp_slow_client_disconnects_total``), and every other client goes on;
-* the heartbeat pings a silent client after ``DDP["HEARTBEAT_INTERVAL"]`` and closes it
-  after ``DDP["HEARTBEAT_TIMEOUT"]`` more (H4); a socket that never completes the DDP
-  handshake is closed after the same time without a ping, and ``pre1`` has no heartbeat.
+* :meth:`DDPConnection.beat`, called by one thread for all connections
+  (:mod:`ddp.server.heartbeat`), pings a silent client after
+  ``DDP["HEARTBEAT_INTERVAL"]`` and closes it after ``DDP["HEARTBEAT_TIMEOUT"]`` more
+  (H4); a socket that never completes the DDP handshake is closed after the same time
+  without a ping, and ``pre1`` has no heartbeat.
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
@@ -20,8 +26,8 @@ connection at once, even while a write is blocked on it) and ``backlog()`` (``(b
 messages)`` it holds for the client beyond the outbox).
 """
 
+import collections
 import logging
-import queue
 import threading
 import time
 
@@ -41,15 +47,16 @@ _LAST = object()
 
 
 class DDPConnection:
-    def __init__(self, transport, run_db, bus=None):
+    def __init__(self, transport, run_db, bus, spawn):
         self.transport = transport
-        self.inbox = queue.Queue()
-        self.outbox = queue.Queue()
+        self._spawn = spawn
+        # The queues exist while a thread drains them (an empty deque is 760 bytes).
+        self.inbox = self.outbox = None
         self.session = Session(
             self._enqueue,
             self.close,
             run_db,
-            wake=lambda: self.inbox.put(WAKE),
+            wake=lambda: self._submit(WAKE),
             bus=bus,
             room=self.wait_for_room,
         )
@@ -58,32 +65,41 @@ class DDPConnection:
         self.max_bytes = ddp_settings.OUTBOX_MAX_BYTES
         self.max_messages = ddp_settings.OUTBOX_MAX_MESSAGES
         self.overflowed = False
-        self._heard = False
-        self._done = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._work, daemon=True),
-            threading.Thread(target=self._write, daemon=True),
-            threading.Thread(target=self._heartbeat, daemon=True),
-        ]
+        #: When the client was last heard from, and since when a ping waits for an answer.
+        self._heard = time.monotonic()
+        self._probing = None
+        self._gave_up = False
+        self._ended = False  # no request is run after this (shutdown, or the client left)
+        self._finished = False  # the transport is gone
+        self._closed = False  # nothing more is written: closed, or the peer went away
+        self._torn_down = None  # set when the session is, if finish() waits for a worker
 
     def open(self):
-        for thread in self._threads:
-            thread.start()
         if ddp_settings.SEND_SERVER_ID:
             self._enqueue('{"server_id":"0"}')
 
     def receive(self, text):
         """One text message from the client."""
-        self._heard = True
+        self._heard = time.monotonic()
         metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
-            self.inbox.put(request)
+            self._submit(request)
 
     def receive_binary(self):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
-        self._heard = True
+        self._heard = time.monotonic()
         if self.session.admit():
             self.session.send(Error("Bad request"))
+
+    def _submit(self, request):
+        """Queue a request (or ``WAKE``) for the worker, starting it if none runs."""
+        if self._ended:
+            return
+        if self.inbox is not None:
+            self.inbox.append(request)
+            return
+        self.inbox = collections.deque((request,))
+        self._spawn(self._work)
 
     def _enqueue(self, text):
         """Queue one message for the writer, or drop the client if its buffer is full."""
@@ -98,7 +114,14 @@ class DDPConnection:
             return
         self.queued_bytes += size
         self.queued_messages += 1
-        self.outbox.put(text)
+        self._put(text)
+
+    def _put(self, item):
+        if self.outbox is not None:
+            self.outbox.append(item)
+            return
+        self.outbox = collections.deque((item,))
+        self._spawn(self._write)
 
     def wait_for_room(self):
         """Wait until the outbox is at most half full (a large initial send streams at the
@@ -132,63 +155,76 @@ class DDPConnection:
 
     def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
         """Close after what is queued; safe from any thread, any number of times."""
-        self.outbox.put((_CLOSE, code, reason))
+        self._put((_CLOSE, code, reason))
 
     def shut_down(self, code, reason):
         """Close once the request being run (a method in flight, say) has answered;
         requests that arrive after this are not run. From any thread."""
-        self.inbox.put((_LAST, code, reason))
+        self._submit((_LAST, code, reason))
 
     def finish(self):
-        """The transport is gone: stop the threads, forget the session silently (S9)."""
-        self._done.set()
-        self.inbox.put(None)
+        """The transport is gone: stop running requests, forget the session silently (S9)
+        once the request in flight, if any, has ended."""
+        self._ended = self._finished = True
         self.close()
-        for thread in self._threads:
-            thread.join()
-        self.session.teardown()
+        if self.inbox is None:
+            self.session.teardown()
+            return
+        self.inbox.clear()
+        self._torn_down = threading.Event()
+        self._torn_down.wait()
 
     def _work(self):
-        while (request := self.inbox.get()) is not None:
+        inbox = self.inbox
+        while inbox and not self._finished:
+            request = inbox.popleft()
             if isinstance(request, tuple) and request[0] is _LAST:
+                self._ended = True
+                inbox.clear()
                 self.close(request[1], request[2])
-                return
-            self.session.handle(request)
+            else:
+                self.session.handle(request)
+        self.inbox = None
+        if self._finished:
+            self.session.teardown()
+            self._torn_down.set()
 
     def _write(self):
-        broken = False
-        while True:
-            item = self.outbox.get()
+        outbox = self.outbox
+        while outbox:
+            item = outbox.popleft()
             if isinstance(item, tuple) and item[0] is _CLOSE:
-                if not broken:
+                if not self._closed:
+                    self._closed = True
                     self.transport.close(item[1], item[2])
-                return
+                continue
             self.queued_bytes -= len(item)
             self.queued_messages -= 1
-            if broken or self.overflowed:
+            if self._closed or self.overflowed:
                 continue  # the peer went away or fell behind: drop the rest until the close
             try:
                 self.transport.send_text(item)
                 metrics.inc("ddp_messages_sent_total")
             except OSError:
-                broken = True
+                self._closed = True
+        self.outbox = None
 
-    def _heartbeat(self):
-        interval = ddp_settings.HEARTBEAT_INTERVAL
-        timeout = ddp_settings.HEARTBEAT_TIMEOUT
-        while not self._done.wait(interval):
-            if self._heard:
-                self._heard = False
-                continue
+    def beat(self, now):
+        """Ping a client silent for an interval, close one silent for a timeout more.
+        Called every fraction of the shorter of the two by :mod:`ddp.server.heartbeat`."""
+        if self._gave_up or self._closed:
+            return
+        if self._probing is None:
+            if now - self._heard < ddp_settings.HEARTBEAT_INTERVAL:
+                return
             connection = self.session.connection
             if connection.state is ConnectionState.CONNECTED:
                 if not connection.heartbeat_enabled:
-                    continue
+                    return
                 self.session.send(Ping())
-            if self._done.wait(timeout):
-                return
-            if self._heard:
-                self._heard = False
-                continue
+            self._probing = now
+        elif self._heard > self._probing:
+            self._probing = None
+        elif now - self._probing >= ddp_settings.HEARTBEAT_TIMEOUT:
+            self._gave_up = True
             self.close(CloseReason.GOING_AWAY, "Heartbeat timeout")
-            return

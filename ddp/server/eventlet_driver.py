@@ -83,6 +83,19 @@ def listen(addr, port):
     return sock
 
 
+def spawn(function):
+    """Start ``function`` in a new green thread (``spawn_n``: no result kept, the cheapest)."""
+    eventlet.spawn_n(function)
+
+
+class HttpProtocol(eventlet.wsgi.HttpProtocol):
+    """eventlet's HTTP handler with small buffers: each WebSocket client keeps its request's
+    buffers for as long as it stays, unused after the upgrade (8 + 16 KB by default)."""
+
+    rbufsize = 2048
+    wbufsize = 2048
+
+
 def mark_handled():
     """Tell eventlet.wsgi that a request took its socket over (a WebSocket)."""
     eventlet.wsgi.WSGI_LOCAL.already_handled = True
@@ -122,6 +135,7 @@ def serve(sock, app, max_connections, on_started=None, window=0.0):
         sock,
         app,
         max_size=max_connections,
+        protocol=HttpProtocol,
         log_output=False,
         debug=False,
     )

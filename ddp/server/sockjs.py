@@ -44,15 +44,16 @@ def _log(event, connection, session):
 class DDPOverSockJS:
     """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
 
-    def __init__(self, run_db, bus, connections):
+    def __init__(self, run_db, bus, connections, spawn):
         self.run_db = run_db
+        self.spawn = spawn
         self.bus = bus
         self.connections = connections
         self._by_session = {}
 
     def on_open(self, session):
         transport = SockJSTransport(session, lambda: self.connections.discard(connection))
-        connection = DDPConnection(transport, self.run_db, self.bus)
+        connection = DDPConnection(transport, self.run_db, self.bus, self.spawn)
         self._by_session[session] = connection
         self.connections.add(connection)
         connection.open()
@@ -71,7 +72,7 @@ class DDPOverSockJS:
             _log("disconnect", connection, session)
 
 
-def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings):
+def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings, spawn):
     """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings."""
     options = SockJSOptions(
         heartbeat_delay=45.0,
@@ -80,5 +81,5 @@ def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, sett
         max_queued_bytes=settings.OUTBOX_MAX_BYTES,
         max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
-    app = DDPOverSockJS(run_db, bus, connections)
+    app = DDPOverSockJS(run_db, bus, connections, spawn)
     return SockJSServer(app, prefix="/sockjs", options=options, mark_handled=mark_handled)

@@ -4,8 +4,6 @@ The request's own green thread reads frames and hands them to a
 :class:`~ddp.server.connection.DDPConnection`; never SockJS framing here (T2).
 """
 
-from simple_websocket.errors import ConnectionClosed
-
 from ddp import metrics
 from ddp.server.connection import DDPConnection
 
@@ -30,23 +28,23 @@ class WebSocketTransport:
         return 0, 0
 
 
-def serve(ws, run_db, bus, connections):
+def serve(ws, run_db, bus, connections, spawn):
     """Serve one client until either side closes; ``connections`` tracks live clients."""
-    connection = DDPConnection(WebSocketTransport(ws), run_db, bus)
+    connection = DDPConnection(WebSocketTransport(ws), run_db, bus, spawn)
     connections.add(connection)
     connection.open()
     session_id = connection.session.connection.session_id
     remote = ws.environ.get("REMOTE_ADDR")
     metrics.log_event("connect", session_id, transport="websocket", remote=remote)
+
+    def on_message(data):
+        if isinstance(data, bytes):
+            connection.receive_binary()
+        else:
+            connection.receive(data)
+
     try:
-        while True:
-            data = ws.receive()
-            if isinstance(data, bytes):
-                connection.receive_binary()
-            elif data is not None:
-                connection.receive(data)
-    except ConnectionClosed:
-        pass
+        ws.run(on_message)
     finally:
         connections.discard(connection)
         connection.finish()

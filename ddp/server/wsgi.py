@@ -6,6 +6,7 @@ need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2);
 ``/sockjs`` is SockJS, which Meteor's browser client uses by default.
 """
 
+import functools
 import logging
 import time
 
@@ -13,7 +14,7 @@ from django.core.wsgi import get_wsgi_application
 
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
-from ddp.server import observability, websocket
+from ddp.server import heartbeat, observability, websocket
 from ddp.server.sockjs import sockjs_server
 from ddp.websocket import WebSocket, bad_request
 
@@ -26,21 +27,24 @@ class DDPApplication:
     """Route ``/websocket`` and ``/sockjs`` to DDP, ``/healthz`` and ``/metrics`` to
     :mod:`~ddp.server.observability`, and every other path to Django's WSGI handler.
 
-    ``mark_handled`` tells the WSGI server that a request took over its socket (the
-    eventlet driver passes its own), and ``connections`` holds every live client so
-    that shutdown can close them (:meth:`shut_down`).
+    ``mark_handled`` tells the WSGI server that a request took over its socket, and
+    ``spawn(function)`` starts a thread (the eventlet driver passes its own of each);
+    ``connections`` holds every live client, for the heartbeat thread and so that
+    shutdown can close them (:meth:`shut_down`).
     """
 
-    def __init__(self, run_db, mark_handled, max_message_size, bus=None, django_app=None):
+    def __init__(self, run_db, mark_handled, spawn, max_message_size, bus=None, django_app=None):
         self.run_db = run_db
+        self.spawn = spawn
         self.bus = bus
         self.max_message_size = max_message_size
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
         self.sockjs = sockjs_server(
-            run_db, bus, self.connections, mark_handled, max_message_size, ddp_settings
+            run_db, bus, self.connections, mark_handled, max_message_size, ddp_settings, spawn
         )
+        spawn(functools.partial(heartbeat.keep, self.connections))
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -63,7 +67,7 @@ class DDPApplication:
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
         try:
-            websocket.serve(ws, self.run_db, self.bus, self.connections)
+            websocket.serve(ws, self.run_db, self.bus, self.connections, self.spawn)
         finally:
             self.mark_handled()
         return []

@@ -9,15 +9,14 @@ session lives exactly as long as the socket, so websocket sessions may reuse an 
 Heartbeats are RFC 6455 pings, as sockjs-node 0.3.24 sends: a client that does not answer
 within 10 s is closed with ``c[3000,"No response from heartbeat"]``.
 
-Three green threads per client: simple-websocket's reader; this request's thread, which
-hands what arrives to the session; and a writer, the only one to write frames, which takes
+Two green threads per client: this request's thread, which reads and hands what arrives
+to the session; and a writer, the only one to write frames, which takes
 what the session holds whenever it is woken and pings every ``heartbeat_delay``.
 """
 
 import threading
 import time
 
-from simple_websocket.errors import ConnectionClosed
 from wsproto.events import Ping
 from wsproto.utilities import LocalProtocolError
 
@@ -71,21 +70,27 @@ def serve(server, environ, start_response, session_id):
 
 
 def read(ws, session, writer):
-    """Hand each client frame's messages to the session until the socket closes."""
-    try:
-        while True:
-            data = ws.receive()
-            if not data:
-                continue
-            try:
-                text = data.decode() if isinstance(data, bytes) else data
-                messages = client_messages(text, single_allowed=True)
-            except (UnicodeDecodeError, FramingError):
-                writer.abort(3000, "Broken framing.")
-                return
-            session.receive(messages)
-    except ConnectionClosed:
-        pass
+    """Hand each client frame's messages to the session until the socket closes.
+
+    After broken framing the rest is ignored: the writer sends the close and shuts the
+    socket, which ends the reading.
+    """
+    broken = False
+
+    def on_message(data):
+        nonlocal broken
+        if broken or not data:
+            return
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+            messages = client_messages(text, single_allowed=True)
+        except (UnicodeDecodeError, FramingError):
+            broken = True
+            writer.abort(3000, "Broken framing.")
+            return
+        session.receive(messages)
+
+    ws.run(on_message)
 
 
 class Writer:

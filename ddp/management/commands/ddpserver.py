@@ -103,7 +103,8 @@ class Command(BaseCommand):
             pool.run,
         )
         bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
-        app = DDPApplication(pool.run, eventlet_driver.mark_handled, max_message_size, bus)
+        driver = eventlet_driver
+        app = DDPApplication(pool.run, driver.mark_handled, driver.spawn, max_message_size, bus)
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
 

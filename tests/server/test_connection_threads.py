@@ -1,0 +1,175 @@
+"""A DDPConnection runs threads only while it has work: an idle client costs no thread.
+
+The connection is driven here by a scheduler that runs what it is asked to spawn one at a
+time, to completion, as green threads do when nothing blocks; the transport records frames.
+"""
+
+import json
+
+import pytest
+from django.test import override_settings
+
+from ddp.server import connection as connection_module
+from ddp.server.connection import DDPConnection
+
+pytestmark = pytest.mark.django_db
+
+CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
+
+
+class Scheduler:
+    def __init__(self):
+        self.pending = []
+        self.started = []
+
+    def spawn(self, function):
+        self.pending.append(function)
+        self.started.append(function.__name__)
+
+    def run(self):
+        while self.pending:
+            self.pending.pop(0)()
+
+
+class Clock:
+    """Stands in for the connection module's ``time``: seconds pass when the test says."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(connection_module, "time", clock)
+    return clock
+
+
+class Transport:
+    def __init__(self):
+        self.sent = []
+        self.closed = None
+
+    def send_text(self, text):
+        self.sent.append(json.loads(text))
+
+    def close(self, code, reason):
+        self.closed = (code, reason)
+
+    def abort(self):
+        self.closed = "aborted"
+
+    def backlog(self):
+        return 0, 0
+
+
+def connection():
+    scheduler, transport = Scheduler(), Transport()
+    conn = DDPConnection(transport, lambda func, *args: func(*args), None, scheduler.spawn)
+    conn.open()
+    return conn, scheduler, transport
+
+
+def test_an_idle_connection_holds_no_thread_and_no_queue():
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    conn.receive('{"msg":"sub","id":"s","name":"meteor.loginServiceConfiguration","params":[]}')
+    conn.receive('{"msg":"method","id":"m","method":"test.echo","params":[1]}')
+    scheduler.run()
+    kinds = [message["msg"] for message in transport.sent]
+    assert kinds[:2] == ["connected", "ready"]
+    assert {"result", "updated"} <= set(kinds)
+    assert scheduler.pending == []
+    assert conn.inbox is None and conn.outbox is None
+    conn.finish()
+    scheduler.run()
+    assert transport.closed == (1000, None)
+
+
+def test_a_burst_is_run_by_one_worker_and_written_by_one_writer():
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    scheduler.run()
+    del scheduler.started[:]
+    for n in range(50):
+        conn.receive(json.dumps({"msg": "method", "id": str(n), "method": "test.echo"}))
+    scheduler.run()
+    assert scheduler.started == ["_work", "_write"]
+    results = [message["id"] for message in transport.sent if message["msg"] == "result"]
+    assert results == [str(n) for n in range(50)]
+
+
+def test_requests_after_shut_down_are_not_run_and_the_close_comes_last():
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    conn.receive('{"msg":"method","id":"before","method":"test.echo"}')
+    conn.shut_down(1001, "Server shutting down")
+    conn.receive('{"msg":"method","id":"after","method":"test.echo"}')
+    scheduler.run()
+    ids = [message.get("id") for message in transport.sent if message["msg"] == "result"]
+    assert ids == ["before"]
+    assert transport.closed == (1001, "Server shutting down")
+
+
+@override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
+def test_beat_pings_after_the_interval_and_closes_after_the_timeout(clock):
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    scheduler.run()
+    connected = len(transport.sent)
+    clock.now += 9
+    conn.beat(clock.now)
+    assert len(transport.sent) == connected
+    clock.now += 1
+    conn.beat(clock.now)
+    scheduler.run()
+    assert transport.sent[connected:] == [{"msg": "ping"}]
+    clock.now += 4
+    conn.receive('{"msg":"pong"}')  # an answer puts the probe off
+    clock.now += 1
+    conn.beat(clock.now)
+    clock.now += 5
+    conn.beat(clock.now)
+    scheduler.run()
+    assert transport.closed is None
+    assert transport.sent[connected:] == [{"msg": "ping"}]
+    clock.now += 4  # ten seconds of silence since the pong: a second ping
+    conn.beat(clock.now)
+    clock.now += 4.9
+    conn.beat(clock.now)
+    scheduler.run()
+    assert transport.sent[connected:] == [{"msg": "ping"}, {"msg": "ping"}]
+    assert transport.closed is None
+    clock.now += 0.1
+    conn.beat(clock.now)
+    conn.beat(clock.now + 100)  # closed once
+    scheduler.run()
+    assert transport.closed == (1001, "Heartbeat timeout")
+    assert transport.sent[connected:] == [{"msg": "ping"}, {"msg": "ping"}]
+
+
+@override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
+def test_beat_closes_a_socket_that_never_connects_without_a_ping(clock):
+    conn, scheduler, transport = connection()
+    clock.now += 10
+    conn.beat(clock.now)
+    clock.now += 5
+    conn.beat(clock.now)
+    scheduler.run()
+    assert transport.sent == []
+    assert transport.closed == (1001, "Heartbeat timeout")
+
+
+@override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
+def test_beat_never_pings_pre1(clock):
+    conn, scheduler, transport = connection()
+    conn.receive('{"msg":"connect","version":"pre1","support":["pre1"]}')
+    for _ in range(10):
+        clock.now += 10
+        conn.beat(clock.now)
+    scheduler.run()
+    assert [message["msg"] for message in transport.sent] == ["connected"]
+    assert transport.closed is None
