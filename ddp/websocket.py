@@ -106,10 +106,14 @@ class WebSocket(simple_websocket.Server):
         return keep_going
 
     def send_text(self, text):
+        self.send_texts((text,))
+
+    def send_texts(self, texts):
+        """Send each text as one frame, all in one write."""
         if self.compression:
-            self.sock.send(self.ws.send(TextMessage(data=text)))
+            self.sock.send(b"".join(self.ws.send(TextMessage(data=text)) for text in texts))
         else:
-            self.sock.send(text_frame(text))
+            self.sock.send(b"".join(map(text_frame, texts)))
 
     def abort(self):
         """Cut the connection now, whatever a writer is blocked on (a client that stopped

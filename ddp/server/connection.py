@@ -21,7 +21,8 @@ them), so a section that does not yield runs alone and the queues need no lock.
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
-gone. It provides ``send_text(text)``, ``close(code, reason)``, ``abort()`` (cut the
+gone. It provides ``send_texts(texts)`` (messages in order, one frame each),
+``close(code, reason)``, ``abort()`` (cut the
 connection at once, even while a write is blocked on it) and ``backlog()`` (``(bytes,
 messages)`` it holds for the client beyond the outbox).
 """
@@ -40,8 +41,9 @@ from ddp.session import WAKE, Session
 
 logger = logging.getLogger("ddp.server")
 
-#: Closes the transport once everything queued before it has been written.
-_CLOSE = object()
+#: The writer sends what has queued up in one write of about this many bytes at most: a
+#: client that gets many changes at once costs one system call per batch, not per message.
+WRITE_BATCH_BYTES = 64 * 1024
 #: In the inbox: the request before it is the last this connection runs (shutdown).
 _LAST = object()
 
@@ -155,7 +157,7 @@ class DDPConnection:
 
     def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
         """Close after what is queued; safe from any thread, any number of times."""
-        self._put((_CLOSE, code, reason))
+        self._put((code, reason))  # a tuple in the outbox: the close, after what is before
 
     def shut_down(self, code, reason):
         """Close once the request being run (a method in flight, say) has answered;
@@ -192,19 +194,25 @@ class DDPConnection:
     def _write(self):
         outbox = self.outbox
         while outbox:
-            item = outbox.popleft()
-            if isinstance(item, tuple) and item[0] is _CLOSE:
+            texts = []
+            size = 0
+            while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
+                text = outbox.popleft()
+                texts.append(text)
+                size += len(text)
+            if not texts:
+                code, reason = outbox.popleft()
                 if not self._closed:
                     self._closed = True
-                    self.transport.close(item[1], item[2])
+                    self.transport.close(code, reason)
                 continue
-            self.queued_bytes -= len(item)
-            self.queued_messages -= 1
+            self.queued_bytes -= size
+            self.queued_messages -= len(texts)
             if self._closed or self.overflowed:
                 continue  # the peer went away or fell behind: drop the rest until the close
             try:
-                self.transport.send_text(item)
-                metrics.inc("ddp_messages_sent_total")
+                self.transport.send_texts(texts)
+                metrics.inc("ddp_messages_sent_total", len(texts))
             except OSError:
                 self._closed = True
         self.outbox = None

@@ -18,8 +18,9 @@ class SockJSTransport:
         self.session = session
         self.closed = closed
 
-    def send_text(self, text):
-        self.session.send(text)
+    def send_texts(self, texts):
+        for text in texts:
+            self.session.send(text)
 
     def close(self, code, reason):
         # The session answers with its close frame until SockJS forgets it; for the

@@ -14,8 +14,8 @@ class WebSocketTransport:
     def __init__(self, ws):
         self.ws = ws
 
-    def send_text(self, text):
-        self.ws.send_text(text)
+    def send_texts(self, texts):
+        self.ws.send_texts(texts)
 
     def close(self, code, reason):
         self.ws.close_with(code, reason)

@@ -128,8 +128,8 @@ class Writer:
         closing = False
         try:
             while True:
-                for frame in pending:
-                    self._ws.send_text(frame)
+                if pending:
+                    self._ws.send_texts(pending)
                 if closing:
                     self._ws.close_with(1000, "Normal closure")
                     return

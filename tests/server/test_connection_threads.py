@@ -51,10 +51,12 @@ def clock(monkeypatch):
 class Transport:
     def __init__(self):
         self.sent = []
+        self.writes = 0
         self.closed = None
 
-    def send_text(self, text):
-        self.sent.append(json.loads(text))
+    def send_texts(self, texts):
+        self.writes += 1
+        self.sent.extend(map(json.loads, texts))
 
     def close(self, code, reason):
         self.closed = (code, reason)
@@ -89,15 +91,17 @@ def test_an_idle_connection_holds_no_thread_and_no_queue():
     assert transport.closed == (1000, None)
 
 
-def test_a_burst_is_run_by_one_worker_and_written_by_one_writer():
+def test_a_burst_is_run_by_one_worker_and_written_by_one_writer_in_one_write():
     conn, scheduler, transport = connection()
     conn.receive(CONNECT)
     scheduler.run()
     del scheduler.started[:]
+    transport.writes = 0
     for n in range(50):
         conn.receive(json.dumps({"msg": "method", "id": str(n), "method": "test.echo"}))
     scheduler.run()
     assert scheduler.started == ["_work", "_write"]
+    assert transport.writes == 1  # 100 messages, one system call
     results = [message["id"] for message in transport.sent if message["msg"] == "result"]
     assert results == [str(n) for n in range(50)]
 
