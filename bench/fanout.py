@@ -1,6 +1,7 @@
 """How fast ORM saves reach DDP subscribers, against the raw transport, in one run.
 
-``python bench/fanout.py [--clients 100,1000] [--servers 1,3] [--rows 200]``, from anywhere.
+``python bench/fanout.py [--clients 100,1000] [--servers 1,3] [--rows 200] [--rate 20]
+[--paced-rows 100]``, from anywhere.
 
 For every number of servers S and clients N, S ``ddpserver`` processes of the example
 project (``testproject/``, its embedded PostgreSQL) serve N WebSocket clients, spread round
@@ -9,7 +10,10 @@ robin and all subscribed to ``AllBooks``. This process then saves ``--rows`` boo
 the clients note when each ``added`` of ``bookstore.book`` arrives. Reported: changes
 delivered per second (messages received / (last receipt - first commit)), latency from the
 moment ``create()`` returned (after the row's COMMIT and its NOTIFY) to receipt, and the
-writer's time per save.
+writer's time per save. A burst's latency is mostly the queue it builds (200 saves to 1,000
+clients are 200,000 messages); so the same servers and clients then get ``--paced-rows``
+more saves at ``--rate`` per second, and their latency is reported apart: what a client
+waits for a change when the servers keep up.
 
 The baseline, measured in the same run with the same clients: ``bench/raw_push.py`` pushes
 one pre-built ``added`` frame the same number of times (rows x N) with ``sendall``, the
@@ -299,8 +303,34 @@ def stop(server):
         print(f"  ddpserver on port {server.port} exited with status {status}: {last}", flush=True)
 
 
-def run_ddp(clients, servers, count, rows, author):
-    """One S x N run; returns its figures."""
+def save_books(clients, count, rows, author, first, rate=None):
+    """Save ``rows`` books, as fast as possible or ``rate`` per second on a fixed schedule,
+    and collect the clients' receipts; returns ``(commits, saves, receipts)``."""
+    from bookstore.models import Book
+
+    clients.send("record", rows * count)
+    commits, saves = {}, []
+    start = time.perf_counter()
+    for n in range(rows):
+        if rate is not None:
+            time.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        before = time.perf_counter()
+        book = Book.objects.create(title=f"{PREFIX}{first + n:06d}", author=author)
+        saves.append(time.perf_counter() - before)
+        commits[str(book.pk)] = time.time()
+    receipts = [(commits[pk], t) for pk, t in clients.answer() if pk in commits]
+    if not receipts:
+        raise RuntimeError(f"No change reached the {count} clients")
+    return commits, saves, receipts
+
+
+def latencies(receipts):
+    values = [(t - committed) * 1000 for committed, t in receipts]
+    return percentile(values, 50), percentile(values, 99)
+
+
+def run_ddp(clients, servers, count, rows, author, rate, paced_rows):
+    """One S x N run: a burst of saves, then saves at a sustained rate; returns figures."""
     from bookstore.models import Book
     from ddp.testing import ServerProcess
 
@@ -313,14 +343,8 @@ def run_ddp(clients, servers, count, rows, author):
         if ready < count:
             output = "".join(server.output()[-2000:] for server in started)
             raise RuntimeError(f"{ready} of {count} subscriptions ready; servers said:\n{output}")
-        clients.send("record", rows * count)
-        commits, saves = {}, []
-        for n in range(rows):
-            before = time.perf_counter()
-            book = Book.objects.create(title=f"{PREFIX}{n:06d}", author=author)
-            saves.append(time.perf_counter() - before)
-            commits[str(book.pk)] = time.time()
-        receipts = [(commits[pk], t) for pk, t in clients.answer() if pk in commits]
+        commits, saves, receipts = save_books(clients, count, rows, author, 0)
+        paced = save_books(clients, count, paced_rows, author, rows, rate)
     finally:
         for server in started:
             stop(server)
@@ -328,18 +352,22 @@ def run_ddp(clients, servers, count, rows, author):
     # After the servers, which close every client themselves and unsubscribe it before
     # they leave the registry.
     clients.ask("close")
-    if not receipts:
-        raise RuntimeError(f"No change reached the clients of {servers} server(s)")
-    latencies = [(t - committed) * 1000 for committed, t in receipts]
     last = max(t for _, t in receipts)
+    p50, p99 = latencies(receipts)
+    paced_p50, paced_p99 = latencies(paced[2])
     return {
         "delivered": len(receipts),
         "expected": rows * count,
         "rate": len(receipts) / (last - min(commits.values())),
-        "p50": percentile(latencies, 50),
-        "p99": percentile(latencies, 99),
+        "p50": p50,
+        "p99": p99,
         "save_mean": statistics.fmean(saves) * 1000,
         "save_p99": percentile(saves, 99) * 1000,
+        "paced_delivered": len(paced[2]),
+        "paced_expected": paced_rows * count,
+        "paced_p50": paced_p50,
+        "paced_p99": paced_p99,
+        "paced_save_mean": statistics.fmean(paced[1]) * 1000,
     }
 
 
@@ -446,6 +474,21 @@ def report(args, results, raw, others, load):
             f"{raw[count][0]:>12,.0f} {r['rate'] / raw[count][0]:>7.3f}"
         )
     print()
+    print(f"Sustained: then {args.paced_rows} more saves at {args.rate:g} per second, on a fixed")
+    print("schedule (latency from COMMIT to receipt when the servers keep up):")
+    header = (
+        f"{'servers':>7} {'clients':>7} {'delivered':>17} {'messages/s':>10} "
+        f"{'lat p50 ms':>10} {'lat p99 ms':>10} {'save mean ms':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (servers, count), r in results.items():
+        delivered = f"{r['paced_delivered']:,}/{r['paced_expected']:,}"
+        print(
+            f"{servers:>7} {count:>7} {delivered:>17} {args.rate * count:>10,.0f} "
+            f"{r['paced_p50']:>10.1f} {r['paced_p99']:>10.1f} {r['paced_save_mean']:>12.1f}"
+        )
+    print()
     print(f"raw: bench/raw_push.py sends one pre-built added frame {args.rows} times to each of")
     print("the same clients with sendall; frames/s received, and sent by its loop alone:")
     for count, (received, sent) in raw.items():
@@ -473,7 +516,15 @@ def main():
     parser.add_argument(
         "--servers", type=numbers, default=[1, 3], help="ddpserver counts (default 1,3)"
     )
-    parser.add_argument("--rows", type=int, default=200, help="books saved per run (default 200)")
+    parser.add_argument(
+        "--rows", type=int, default=200, help="books saved at once per run (default 200)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="saves per second, sustained (default 20)"
+    )
+    parser.add_argument(
+        "--paced-rows", type=int, default=100, help="books saved at --rate (default 100)"
+    )
     args = parser.parse_args()
 
     # Whatever else runs on the machine takes CPU from the bench: shown with the figures.
@@ -489,7 +540,9 @@ def main():
         for servers in args.servers:
             for count in args.clients:
                 print(f"{servers} server(s), {count} clients...", flush=True)
-                results[servers, count] = run_ddp(clients, servers, count, args.rows, author)
+                results[servers, count] = run_ddp(
+                    clients, servers, count, args.rows, author, args.rate, args.paced_rows
+                )
         # An unsaved book shaped like the runs' last one: its frame has their size.
         text = added_text(Book(pk=10**6, title=f"{PREFIX}{args.rows - 1:06d}", author=author))
         for count in args.clients:

@@ -147,7 +147,17 @@ class Subscription:
 
 
 class Session:
-    def __init__(self, send, close, run_db, wake=None, bus=None, registry=API, room=None):
+    def __init__(
+        self,
+        send,
+        close,
+        run_db,
+        wake=None,
+        bus=None,
+        registry=API,
+        room=None,
+        changed=None,
+    ):
         self.connection = ServerConnection()
         # Per collection, what the box remembers of what it sent (Collection.strategy).
         self.box = MergeBox(registry.strategies)
@@ -162,6 +172,9 @@ class Session:
         self._close = close
         self._run_db = run_db
         self._wake = wake or (lambda: None)
+        # Told of each plain bus change queued; the transport may apply it at once when the
+        # session is idle (:meth:`apply_changes`) rather than wake a worker. Else: wake.
+        self._changed = changed or self._wake
         # Blocks a publication's initial send while the client's buffer is full (see
         # :meth:`_publish`); the transport provides it.
         self._room = room or (lambda: None)
@@ -357,7 +370,7 @@ class Session:
         the event makes is encoded once and reused by every client that gets the same.
         """
         self.changes.append((event, shared))
-        self._wake()
+        self._changed()
 
     def push_resync(self):
         """The listener was lost: changes queued so far are older than a re-run."""

@@ -38,11 +38,27 @@ def text_frame(text):
 
 
 class FullWriteSocket:
-    """A socket whose ``send`` writes everything, one writer at a time."""
+    """A socket whose ``send`` writes everything, one writer at a time, and whose
+    ``send_nowait`` writes what the kernel takes at once."""
 
     def __init__(self, sock):
         self._sock = sock
         self._lock = threading.Lock()
+        # The OS socket under eventlet's green one, non-blocking: a write to it never
+        # waits (a green socket's send would wait, in the caller's thread, when full).
+        self._os_socket = sock.fd
+
+    def send_nowait(self, data):
+        """Write what the socket takes without waiting; return how many bytes that was
+        (0 while another thread writes: it must finish its frame first)."""
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._os_socket.send(data)
+        except OSError:  # full (BlockingIOError), or gone: the writer finds out which
+            return 0
+        finally:
+            self._lock.release()
 
     def send(self, data):
         with self._lock:
@@ -108,12 +124,20 @@ class WebSocket(simple_websocket.Server):
     def send_text(self, text):
         self.send_texts((text,))
 
+    def send_now(self, texts):
+        """Write the frames of ``texts`` as far as the socket takes them now; return the
+        bytes left (empty when all went), which must be sent before anything else."""
+        data = self._frames(texts)
+        return data[self.sock.send_nowait(data) :]
+
     def send_texts(self, texts):
         """Send each text as one frame, all in one write."""
+        self.sock.send(self._frames(texts))
+
+    def _frames(self, texts):
         if self.compression:
-            self.sock.send(b"".join(self.ws.send(TextMessage(data=text)) for text in texts))
-        else:
-            self.sock.send(b"".join(map(text_frame, texts)))
+            return b"".join(self.ws.send(TextMessage(data=text)) for text in texts)
+        return b"".join(map(text_frame, texts))
 
     def abort(self):
         """Cut the connection now, whatever a writer is blocked on (a client that stopped

@@ -21,8 +21,9 @@ them), so a section that does not yield runs alone and the queues need no lock.
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
-gone. It provides ``send_texts(texts)`` (messages in order, one frame each),
-``close(code, reason)``, ``abort()`` (cut the
+gone. It provides ``send_now(texts)`` (write their frames as far as the socket takes them
+without waiting; return the bytes left, empty when none), ``send_bytes(data)`` and
+``send_texts(texts)`` (write, waiting as needed), ``close(code, reason)``, ``abort()`` (cut the
 connection at once, even while a write is blocked on it) and ``backlog()`` (``(bytes,
 messages)`` it holds for the client beyond the outbox).
 """
@@ -48,6 +49,31 @@ WRITE_BATCH_BYTES = 64 * 1024
 _LAST = object()
 
 
+class _Flusher:
+    """One green thread per turn of the hub writes for every connection that has something
+    to send: a change to a thousand clients starts one thread, not a thousand, and what a
+    client gets in one turn goes out in one write."""
+
+    def __init__(self):
+        self._dirty = []
+
+    def add(self, connection):
+        self._dirty.append(connection)
+        if len(self._dirty) == 1:
+            connection._spawn(self._flush)
+
+    def _flush(self):
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            try:
+                connection._flush()
+            except Exception:
+                logger.exception("Writing to %s failed", connection.session.connection.session_id)
+
+
+_flusher = _Flusher()
+
+
 class DDPConnection:
     def __init__(self, transport, run_db, bus, spawn):
         self.transport = transport
@@ -61,6 +87,7 @@ class DDPConnection:
             wake=lambda: self._submit(WAKE),
             bus=bus,
             room=self.wait_for_room,
+            changed=self._change_arrived,
         )
         #: What the outbox holds now, and its bounds.
         self.queued_bytes = self.queued_messages = 0
@@ -103,8 +130,23 @@ class DDPConnection:
         self.inbox = collections.deque((request,))
         self._spawn(self._work)
 
+    def _change_arrived(self):
+        """A bus change is queued in the session (by the listener, for every session it
+        concerns): an idle connection applies it at once, in the listener's thread, rather
+        than start a worker. Applying never waits: no query, and what it sends is queued."""
+        if self.inbox is not None:
+            self._submit(WAKE)  # the worker applies it after the request it runs
+            return
+        if self._ended:
+            return
+        try:
+            self.session.apply_changes()
+        except Exception:
+            logger.exception("Applying a change failed on %s", self.session.connection.session_id)
+            self.close(CloseReason.INTERNAL_ERROR, "Internal error")
+
     def _enqueue(self, text):
-        """Queue one message for the writer, or drop the client if its buffer is full."""
+        """Queue one message to send, or drop the client if its buffer is full."""
         if self.overflowed:
             return
         size = len(text)
@@ -120,10 +162,38 @@ class DDPConnection:
 
     def _put(self, item):
         if self.outbox is not None:
-            self.outbox.append(item)
+            self.outbox.append(item)  # the flusher or this connection's writer has it
             return
         self.outbox = collections.deque((item,))
-        self._spawn(self._write)
+        _flusher.add(self)
+
+    def _flush(self):
+        """Called by the flusher: write what is queued as far as the socket takes it without
+        waiting. What it does not take, and a close, go to a writer of this connection's
+        own, which may wait."""
+        outbox = self.outbox
+        while outbox and not self._closed and not self.overflowed:
+            if type(outbox[0]) is not str:
+                break
+            texts = []
+            size = 0
+            while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
+                text = outbox.popleft()
+                texts.append(text)
+                size += len(text)
+            self.queued_bytes -= size
+            self.queued_messages -= len(texts)
+            rest = self.transport.send_now(texts)
+            metrics.inc("ddp_messages_sent_total", len(texts))
+            if rest:
+                self.queued_bytes += len(rest)
+                self.queued_messages += 1
+                outbox.appendleft(rest)
+                break
+        if outbox:
+            self._spawn(self._write)
+        else:
+            self.outbox = None
 
     def wait_for_room(self):
         """Wait until the outbox is at most half full (a large initial send streams at the
@@ -194,28 +264,34 @@ class DDPConnection:
     def _write(self):
         outbox = self.outbox
         while outbox:
+            if type(outbox[0]) is bytes:  # the rest of a frame written in place
+                self._send(outbox.popleft(), self.transport.send_bytes, 1)
+                continue
             texts = []
             size = 0
             while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
                 text = outbox.popleft()
                 texts.append(text)
                 size += len(text)
-            if not texts:
-                code, reason = outbox.popleft()
-                if not self._closed:
-                    self._closed = True
-                    self.transport.close(code, reason)
+            if texts:
+                self._send(texts, self.transport.send_texts, len(texts), size)
                 continue
-            self.queued_bytes -= size
-            self.queued_messages -= len(texts)
-            if self._closed or self.overflowed:
-                continue  # the peer went away or fell behind: drop the rest until the close
-            try:
-                self.transport.send_texts(texts)
-                metrics.inc("ddp_messages_sent_total", len(texts))
-            except OSError:
+            code, reason = outbox.popleft()
+            if not self._closed:
                 self._closed = True
+                self.transport.close(code, reason)
         self.outbox = None
+
+    def _send(self, data, send, messages, size=None):
+        self.queued_bytes -= len(data) if size is None else size
+        self.queued_messages -= messages
+        if self._closed or self.overflowed:
+            return  # the peer went away or fell behind: drop the rest until the close
+        try:
+            send(data)
+            metrics.inc("ddp_messages_sent_total", messages)
+        except OSError:
+            self._closed = True
 
     def beat(self, now):
         """Ping a client silent for an interval, close one silent for a timeout more.

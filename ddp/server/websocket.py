@@ -14,6 +14,12 @@ class WebSocketTransport:
     def __init__(self, ws):
         self.ws = ws
 
+    def send_now(self, texts):
+        return self.ws.send_now(texts)
+
+    def send_bytes(self, data):
+        self.ws.sock.send(data)
+
     def send_texts(self, texts):
         self.ws.send_texts(texts)
 

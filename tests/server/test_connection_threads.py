@@ -53,6 +53,19 @@ class Transport:
         self.sent = []
         self.writes = 0
         self.closed = None
+        self.full = False
+        self.waited = []  # what a writer wrote after the socket was full
+
+    def send_now(self, texts):
+        """All of them, as a socket with room does; ``full`` sockets take nothing."""
+        if self.full:
+            return "".join(texts).encode()
+        self.send_texts(texts)
+        return b""
+
+    def send_bytes(self, data):
+        self.writes += 1
+        self.waited.append(data)
 
     def send_texts(self, texts):
         self.writes += 1
@@ -100,10 +113,28 @@ def test_a_burst_is_run_by_one_worker_and_written_by_one_writer_in_one_write():
     for n in range(50):
         conn.receive(json.dumps({"msg": "method", "id": str(n), "method": "test.echo"}))
     scheduler.run()
-    assert scheduler.started == ["_work", "_write"]
+    assert scheduler.started == ["_work", "_flush"]
     assert transport.writes == 1  # 100 messages, one system call
     results = [message["id"] for message in transport.sent if message["msg"] == "result"]
     assert results == [str(n) for n in range(50)]
+
+
+def test_what_a_full_socket_does_not_take_goes_to_a_writer_of_its_own_first():
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    scheduler.run()
+    transport.full = True
+    conn.receive('{"msg":"method","id":"1","method":"test.echo"}')
+    scheduler.pending.pop(0)()  # the worker: result and updated are queued
+    scheduler.pending.pop(0)()  # the flusher: the socket takes none of it
+    assert scheduler.pending[0].__name__ == "_write"
+    transport.full = False
+    conn.receive('{"msg":"ping","id":"after"}')  # answered at once, queued behind them
+    scheduler.run()
+    result = b'{"msg":"result","id":"1","result":[]}'
+    assert transport.waited == [result + b'{"msg":"updated","methods":["1"]}']
+    assert transport.sent[-1] == {"msg": "pong", "id": "after"}
+    assert conn.outbox is None and conn.queued_bytes == 0 and conn.queued_messages == 0
 
 
 def test_requests_after_shut_down_are_not_run_and_the_close_comes_last():
