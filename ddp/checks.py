@@ -88,3 +88,20 @@ def check_published_models_on_default(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@register("ddp")
+def check_gc_threshold(app_configs=None, **kwargs):
+    """``ddp.E004``: ``DDP["GC_THRESHOLD"]`` is what ``gc.set_threshold`` takes, or None."""
+    from ddp.conf import ddp_settings
+
+    value = ddp_settings.GC_THRESHOLD
+    if value is None or (type(value) is int and value > 0):
+        return []
+    return [
+        Error(
+            f'DDP["GC_THRESHOLD"] is {value!r}: it must be a whole number above 0, or None.',
+            hint="Leave it out for 50,000, or None to keep Python's own thresholds.",
+            id="ddp.E004",
+        )
+    ]

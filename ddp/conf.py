@@ -44,6 +44,11 @@ DEFAULTS = {
     # Serve /metrics (Prometheus); False hands the path to Django, e.g. to keep a
     # public port from showing its publications and load.
     "METRICS": True,
+    # ddpserver collects the young generation of Python's garbage collector after this
+    # many allocations (Python's own: 700), so that full collections over every client's
+    # merge box come less often: at 1,000 clients they were the tail of a change's
+    # latency (bench/RESULTS.md). None keeps Python's thresholds.
+    "GC_THRESHOLD": 50_000,
     # Send {"server_id": "0"} first, as Meteor did before 2.3 (ddptest needs it).
     "SEND_SERVER_ID": False,
     # Limits on what one client may ask (ddp/ratelimit.py). Rules for method calls and

@@ -92,3 +92,19 @@ def test_published_models_on_default_pass():
     from ddp.checks import check_published_models_on_default
 
     assert check_published_models_on_default() == []
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "50000", True])
+def test_gc_threshold_must_be_a_positive_int_or_none(value):
+    from ddp.checks import check_gc_threshold
+
+    with override_settings(DDP={"GC_THRESHOLD": value}):
+        assert ids(check_gc_threshold()) == ["ddp.E004"]
+
+
+@pytest.mark.parametrize("value", [None, 1, 50_000])
+def test_gc_threshold_accepts_a_positive_int_or_none(value):
+    from ddp.checks import check_gc_threshold
+
+    with override_settings(DDP={"GC_THRESHOLD": value}):
+        assert check_gc_threshold() == []

@@ -26,3 +26,21 @@ def test_runserver_forms(addrport, expected):
 def test_bad_addrport_says_what_is_wrong(addrport):
     with pytest.raises(CommandError, match="not a valid port"):
         parse_addrport(addrport)
+
+
+def test_settle_memory_freezes_start_up_and_collects_the_young_less_often():
+    import gc
+
+    from ddp.management.commands.ddpserver import settle_memory
+
+    before = gc.get_threshold()
+    try:
+        settle_memory(50_000)
+        assert gc.get_threshold() == (50_000, *before[1:])
+        assert gc.get_freeze_count() > 0
+        gc.set_threshold(*before)
+        settle_memory(None)
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

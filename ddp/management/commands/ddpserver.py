@@ -1,5 +1,6 @@
 """``manage.py ddpserver [addrport]``: serve DDP at ``/websocket`` and Django on one port."""
 
+import gc
 import re
 
 from django.core.management.base import BaseCommand, CommandError
@@ -119,9 +120,25 @@ class Command(BaseCommand):
                     self.stdout.write(f"  method {name}")
             self.stdout.flush()
 
+        settle_memory(ddp_settings.GC_THRESHOLD)
         eventlet_driver.serve(
             sock, app, max_connections, on_started=started, window=ddp_settings.SHUTDOWN_WINDOW
         )
         bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")
+
+
+def settle_memory(threshold):
+    """Tune Python's garbage collector for a server of many long-lived clients.
+
+    What start-up made (Django, the project, the registry) lives as long as the process:
+    frozen, full collections skip it. And the young generation is collected after
+    ``threshold`` allocations rather than 700 (``DDP["GC_THRESHOLD"]``; None keeps
+    Python's), so that the full collections, which walk every client's merge box, come
+    far less often; with 1,000 clients they made the slowest 1% of changes wait ~100 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    if threshold is not None:
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
