@@ -87,41 +87,25 @@ def _same_json(a, b):
     return a == b
 
 
-class _Owned:
-    """A document one subscription publishes: its fields as the client sees them.
+# A document one subscription publishes is kept as a plain dict of its fields as the
+# client sees them; the subscription is the one whose held ids include it. Such a dict
+# holds only the row's values, mostly strings and numbers, so Python's garbage collector
+# does not track it: a full collection does not walk every document of every client (an
+# object per document did, and made the slowest changes wait on it). It becomes a
+# :class:`_Shared` when a second subscription publishes the document, and a dict again
+# when only one is left.
 
-    The common case, kept small: one reference to the owner and one plain dict. It
-    becomes a :class:`_Shared` when a second subscription publishes the document, and
-    comes back to this form when only one is left.
-    """
 
-    __slots__ = ("owner", "fields")
+def _set_owned(fields, key, value, collector):
+    if key not in fields or not _same(fields[key], value):
+        collector[key] = value
+    fields[key] = value
 
-    def __init__(self, owner, fields):
-        self.owner = owner
-        self.fields = fields
 
-    def set_field(self, sub, key, value, collector):
-        # Only the owner calls this: the caller checked that ``sub`` holds the document.
-        fields = self.fields
-        if key not in fields or not _same(fields[key], value):
-            collector[key] = value
-        fields[key] = value
-
-    def clear_field(self, sub, key, collector):
-        if key in self.fields:
-            del self.fields[key]
-            collector[key] = _CLEARED
-
-    def keys_of(self, sub):
-        return list(self.fields)
-
-    def shared(self):
-        """The same document in the form that lets another subscription join it."""
-        doc = _Shared()
-        doc.subs.add(self.owner)
-        doc.fields = {key: {self.owner: value} for key, value in self.fields.items()}
-        return doc
+def _clear_owned(fields, key, collector):
+    if key in fields:
+        del fields[key]
+        collector[key] = _CLEARED
 
 
 class _Shared:
@@ -175,10 +159,18 @@ class _Shared:
     def keys_of(self, sub):
         return [key for key, precedence in self.fields.items() if sub in precedence]
 
+    @classmethod
+    def of(cls, owner, fields):
+        """The document ``owner`` alone published, in the form another may join."""
+        doc = cls()
+        doc.subs.add(owner)
+        doc.fields = {key: {owner: value} for key, value in fields.items()}
+        return doc
+
     def owned(self):
-        """The compact form, once a single subscription is left."""
+        """The compact form (a dict), once a single subscription is left."""
         (owner,) = self.subs
-        return _Owned(owner, {key: precedence[owner] for key, precedence in self.fields.items()})
+        return {key: precedence[owner] for key, precedence in self.fields.items()}
 
 
 def _changed(collection, doc_id, collector):
@@ -201,7 +193,7 @@ class MergeBox:
 
     def __init__(self, strategies=None):
         self._strategies = {} if strategies is None else strategies
-        # collection -> id -> _Owned | _Shared (SERVER_MERGE), or the number of
+        # collection -> id -> dict | _Shared (SERVER_MERGE), or the number of
         # subscriptions that publish it (NO_MERGE_MULTI); NO_MERGE keeps nothing here.
         # A collection goes when its last document does (MB6).
         self._collections = {}
@@ -239,13 +231,13 @@ class MergeBox:
         documents = self._collections.setdefault(collection, {})
         doc = documents.get(doc_id)
         if doc is None:
-            documents[doc_id] = 1 if strategy == NO_MERGE_MULTI else _Owned(sub, dict(own))
+            documents[doc_id] = 1 if strategy == NO_MERGE_MULTI else dict(own)
             return [Added(collection, doc_id, own)]
         if strategy == NO_MERGE_MULTI:
             documents[doc_id] = doc + 1
             return _changed(collection, doc_id, own)
-        if type(doc) is _Owned:
-            doc = documents[doc_id] = doc.shared()
+        if type(doc) is dict:
+            doc = documents[doc_id] = _Shared.of(self._owner(collection, doc_id, sub), doc)
         collector = {}
         doc.join(sub, own, collector)
         return _changed(collection, doc_id, collector)
@@ -267,6 +259,13 @@ class MergeBox:
             return _changed(collection, doc_id, collector)
         doc = self._collections[collection][doc_id]
         collector = {}
+        if type(doc) is dict:  # ``sub`` holds it, so it is the owner
+            for key, value in fields.items():
+                if key != "_id":
+                    _set_owned(doc, key, value, collector)
+            for key in cleared:
+                _clear_owned(doc, key, collector)
+            return _changed(collection, doc_id, collector)
         for key, value in fields.items():
             if key != "_id":
                 doc.set_field(sub, key, value, collector)
@@ -351,7 +350,14 @@ class MergeBox:
             return self.added(sub, collection, doc_id, fields)
         if self.strategy(collection) != SERVER_MERGE:
             return self.changed(sub, collection, doc_id, fields)
-        dropped = [
-            key for key in self._collections[collection][doc_id].keys_of(sub) if key not in fields
-        ]
+        doc = self._collections[collection][doc_id]
+        keys = doc if type(doc) is dict else doc.keys_of(sub)
+        dropped = [key for key in keys if key not in fields]
         return self.changed(sub, collection, doc_id, fields, dropped)
+
+    def _owner(self, collection, doc_id, other):
+        """The one subscription other than ``other`` that holds a document."""
+        for sub, held in self._held.items():
+            if sub != other and doc_id in held.get(collection, ()):
+                return sub
+        raise ProtocolError(f"nobody publishes {collection!r} {doc_id!r}")
