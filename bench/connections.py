@@ -1,11 +1,15 @@
 """What an idle DDP connection costs one ddpserver in memory, and how fast N of them connect.
 
-``python bench/connections.py [--clients 10000] [--in-flight 200]``, from anywhere.
+``python bench/connections.py [--clients 10000] [--in-flight 200] [--transport sockjs]``,
+from anywhere.
 
 One ``ddpserver`` of the example project (``testproject/``, its database, ``migrate`` run
 first) is sent ``--clients`` raw WebSocket connections to ``/websocket``. Each sends DDP
 ``connect`` and a ``sub`` to ``meteor.loginServiceConfiguration`` (a built-in publication with
-no documents: no query, no data) and then stays idle, answering the server's heartbeat pings.
+no documents: no query, no data) and then stays idle, answering the server's heartbeat
+pings. With ``--transport sockjs`` each connects as Meteor's browser client does by
+default: SockJS's websocket transport at ``/sockjs/000/<session>/websocket``, each DDP
+message in a SockJS frame.
 The clients are raw non-blocking sockets in one ``selectors`` loop in a child process, with at
 most ``--in-flight`` handshakes under way at once (the server's listen backlog is 2,048).
 
@@ -23,6 +27,8 @@ wait is bounded. The server is stopped at the end; nothing is written to the dat
 
 import argparse
 import base64
+import itertools
+import json
 import multiprocessing
 import os
 import platform
@@ -48,9 +54,39 @@ TARGET_KB = 40
 STOCK_KB = (55, 63)
 
 PUBLICATION = "meteor.loginServiceConfiguration"
-HELLO = client_frame(TEXT, b'{"msg":"connect","version":"1","support":["1"]}') + client_frame(
-    TEXT, b'{"msg":"sub","id":"1","name":"' + PUBLICATION.encode() + b'","params":[]}'
-)
+CONNECT = {"msg": "connect", "version": "1", "support": ["1"]}
+SUB = {"msg": "sub", "id": "1", "name": PUBLICATION, "params": []}
+
+
+class Raw:
+    """DDP straight over the WebSocket, one message per frame."""
+
+    path = "/websocket"
+
+    @staticmethod
+    def frame(message):
+        return client_frame(TEXT, json.dumps(message).encode())
+
+    @staticmethod
+    def has(payload, kind):
+        return b'"%s"' % kind in payload
+
+
+class SockJS:
+    """DDP in SockJS frames: the client sends ``["<message>"]``, the server ``a["<message>"]``."""
+
+    path = "/sockjs/000/{n:08d}/websocket"
+
+    @staticmethod
+    def frame(message):
+        return client_frame(TEXT, json.dumps([json.dumps(message)]).encode())
+
+    @staticmethod
+    def has(payload, kind):
+        return b'\\"%s\\"' % kind in payload
+
+
+TRANSPORTS = {"websocket": Raw, "sockjs": SockJS}
 
 
 # The clients' process ---------------------------------------------------------------------
@@ -68,7 +104,11 @@ class Conn:
 class Clients:
     """Non-blocking clients in one selector loop; opened with a bound on handshakes in flight."""
 
-    def __init__(self):
+    def __init__(self, transport):
+        self.transport = TRANSPORTS[transport]
+        self.hello = self.transport.frame(CONNECT) + self.transport.frame(SUB)
+        self.pong = self.transport.frame({"msg": "pong"})
+        self.numbers = itertools.count()
         self.selector = selectors.DefaultSelector()
         self.conns = []
         self.ready = 0
@@ -79,7 +119,7 @@ class Clients:
         start = time.monotonic()
         ready0, failed0 = self.ready, len(self.failed)
         self.request_head = (
-            f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         )
         opened = 0
@@ -130,7 +170,8 @@ class Clients:
                         self.fail(conn, "connect", os.strerror(err))
                         continue
                     key_b64 = base64.b64encode(os.urandom(16)).decode()
-                    request = f"{self.request_head}Sec-WebSocket-Key: {key_b64}\r\n\r\n"
+                    path = self.transport.path.format(n=next(self.numbers))
+                    request = f"GET {path} {self.request_head}Sec-WebSocket-Key: {key_b64}\r\n\r\n"
                     conn.sock.send(request.encode())  # a few hundred bytes: fits the buffer
                     conn.state = "upgrading"
                     self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
@@ -155,19 +196,20 @@ class Clients:
                 self.fail(conn, "upgrading", head.splitlines()[0].decode(errors="replace"))
                 return
             conn.buf = bytearray(rest)
-            conn.sock.send(HELLO)
+            conn.sock.send(self.hello)
             conn.state = "subscribing"
         for opcode, payload in take_frames(conn.buf):
             if opcode == PING:
                 conn.sock.send(client_frame(PONG, payload))
             elif opcode == TEXT:
-                if b'"ready"' in payload and conn.state == "subscribing":
+                has = self.transport.has
+                if has(payload, b"ready") and conn.state == "subscribing":
                     conn.state = "ready"
                     self.ready += 1
-                elif b'"ping"' in payload:
+                elif has(payload, b"ping"):
                     # DDP's heartbeat: unanswered, the server closes the client after 30 s.
-                    conn.sock.send(client_frame(TEXT, b'{"msg":"pong"}'))
-                elif b'"nosub"' in payload or b'"failed"' in payload:
+                    conn.sock.send(self.pong)
+                elif has(payload, b"nosub") or has(payload, b"failed"):
                     self.fail(conn, conn.state, payload[:200].decode(errors="replace"))
 
     def hold(self, seconds):
@@ -184,9 +226,9 @@ class Clients:
         self.conns.clear()
 
 
-def serve_clients(pipe, hard):
+def serve_clients(pipe, hard, transport):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    clients = Clients()
+    clients = Clients(transport)
     while True:
         # Between commands the clients keep answering the server's heartbeats.
         while not pipe.poll(0):
@@ -200,10 +242,12 @@ def serve_clients(pipe, hard):
 
 
 class ClientProcess:
-    def __init__(self, hard):
+    def __init__(self, hard, transport):
         context = multiprocessing.get_context("spawn")
         self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=serve_clients, args=(child_end, hard), daemon=True)
+        self.process = context.Process(
+            target=serve_clients, args=(child_end, hard, transport), daemon=True
+        )
         self.process.start()
 
     def ask(self, *command):
@@ -238,6 +282,12 @@ def main():
     parser.add_argument(
         "--in-flight", type=int, default=200, help="handshakes under way at once (default 200)"
     )
+    parser.add_argument(
+        "--transport",
+        choices=sorted(TRANSPORTS),
+        default="websocket",
+        help="raw /websocket (default) or SockJS's websocket transport, as Meteor browsers",
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()
@@ -248,7 +298,7 @@ def main():
     setup_django()
     from ddp.testing import ServerProcess
 
-    clients = ClientProcess(hard)
+    clients = ClientProcess(hard, args.transport)
     server = ServerProcess(command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT).start()
     pid = server.process.pid
     try:
@@ -275,8 +325,10 @@ def main():
     print(f"python    {platform.python_version()} ({platform.python_implementation()})")
     print(f"fds       RLIMIT_NOFILE {soft} soft / {hard} hard; raised to {hard} here and in the")
     print(f"          clients' process; the server had {fds} descriptors open at the end")
-    print(f"clients   raw /websocket, connect + sub {PUBLICATION}, then idle; one")
-    print(f"          selectors loop in a child process, {args.in_flight} handshakes in flight")
+    path = TRANSPORTS[args.transport].path.format(n=0)
+    print(f"clients   {args.transport} ({path}), connect + sub {PUBLICATION},")
+    print("          then idle; one selectors loop in a child process,")
+    print(f"          {args.in_flight} handshakes in flight")
     print(f"shared    clients, server and PostgreSQL share these {cpus} CPUs")
     print(f"load      {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
     print()

@@ -87,4 +87,6 @@ def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, sett
         max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
     app = DDPOverSockJS(run_db, bus, connections, spawn)
-    return SockJSServer(app, prefix="/sockjs", options=options, mark_handled=mark_handled)
+    return SockJSServer(
+        app, prefix="/sockjs", options=options, mark_handled=mark_handled, spawn=spawn
+    )

@@ -25,7 +25,7 @@ import threading
 import time
 
 from ddp.sockjs import responses, websocket, xhr
-from ddp.sockjs.session import Session
+from ddp.sockjs.session import Session, spawn_thread
 
 SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
 
@@ -66,13 +66,15 @@ class SockJSServer:
     ``id`` and ``environ``. ``options`` is a :class:`SockJSOptions`.
 
     ``mark_handled`` tells the WSGI server that a request took over its socket (a
-    websocket); under ``ddpserver`` it is :func:`ddp.server.eventlet_driver.mark_handled`.
+    websocket), and ``spawn(function)`` starts a thread; under ``ddpserver`` they are
+    :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``.
     ``connections`` holds the live sessions, and :meth:`shut_down` closes them, as the
     eventlet driver expects of the application it serves.
     """
 
-    def __init__(self, app, prefix="/sockjs", options=None, mark_handled=None):
+    def __init__(self, app, prefix="/sockjs", options=None, mark_handled=None, spawn=None):
         self.app = app
+        self.spawn = spawn or spawn_thread
         self.prefix = prefix.rstrip("/")
         self.options = options or SockJSOptions()
         self.mark_handled = mark_handled or (lambda: None)
@@ -199,6 +201,7 @@ class SockJSServer:
             self._lock,
             self.options,
             self._forget,
+            self.spawn,
         )
         self.connections.add(session)
         return session

@@ -78,7 +78,11 @@ class Services:
 def services():
     def server(app, prefix, **options):
         return SockJSServer(
-            app, prefix, SockJSOptions(**options), mark_handled=eventlet_driver.mark_handled
+            app,
+            prefix,
+            SockJSOptions(**options),
+            mark_handled=eventlet_driver.mark_handled,
+            spawn=eventlet_driver.spawn,
         )
 
     return Services(

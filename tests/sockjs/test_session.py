@@ -213,3 +213,27 @@ def test_taking_makes_room():
     assert forgotten == []
     session.send("ef")
     assert forgotten == [session]
+
+
+def test_the_app_has_a_thread_only_while_it_has_events():
+    spawned = []
+    app = Recorder()
+    session = Session(
+        "id",
+        {"PATH_INFO": "/"},
+        app,
+        threading.Lock(),
+        SockJSOptions(disconnect_delay=60.0),
+        lambda session: None,
+        spawn=spawned.append,
+    )
+    session.attach(Receiver())
+    session.receive(["a", "b"])
+    assert len(spawned) == 1  # open, a and b: one thread, in order
+    spawned.pop()()
+    assert app.calls == ["open", "a", "b"]
+    assert spawned == []  # idle: no thread waits for the next message
+    session.receive(["c"])
+    assert len(spawned) == 1
+    spawned.pop()()
+    assert app.calls == ["open", "a", "b", "c"]

@@ -37,12 +37,14 @@ app = testserver.Services(
             "/echo",
             SockJSOptions(heartbeat_delay=0.2),
             mark_handled=eventlet_driver.mark_handled,
+            spawn=eventlet_driver.spawn,
         ),
         SockJSServer(
             Flood(),
             "/flood",
             SockJSOptions(max_queued_messages=100),
             mark_handled=eventlet_driver.mark_handled,
+            spawn=eventlet_driver.spawn,
         ),
     ]
 )
