@@ -447,6 +447,22 @@ def earlier_reference(count):
     return fitting[-1] if fitting else EARLIER[0]
 
 
+def table(results, prefix, columns):
+    """One row per (servers, clients): the delivered count (``prefix`` picks the burst's
+    or the sustained phase's), then ``columns`` of (title, width, format, value(r, clients))."""
+    header = f"{'servers':>7} {'clients':>7} {'delivered':>17} " + " ".join(
+        f"{title:>{width}}" for title, width, _, _ in columns
+    )
+    print(header)
+    print("-" * len(header))
+    for (servers, count), r in results.items():
+        delivered = f"{r[prefix + 'delivered']:,}/{r[prefix + 'expected']:,}"
+        values = " ".join(
+            format(value(r, count), f">{width}{spec}") for _, width, spec, value in columns
+        )
+        print(f"{servers:>7} {count:>7} {delivered:>17} {values}")
+
+
 def report(args, results, raw, others, load):
     cpus = os.cpu_count()
     print()
@@ -459,35 +475,26 @@ def report(args, results, raw, others, load):
     print(f"registry  {others} ddpserver(s) already registered as live on this database")
     print(f"load      {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
     print()
-    header = (
-        f"{'servers':>7} {'clients':>7} {'delivered':>17} {'changes/s':>10} "
-        f"{'lat p50 ms':>10} {'lat p99 ms':>10} {'save mean ms':>12} {'save p99 ms':>11} "
-        f"{'raw frames/s':>12} {'ddp/raw':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    for (servers, count), r in results.items():
-        delivered = f"{r['delivered']:,}/{r['expected']:,}"
-        print(
-            f"{servers:>7} {count:>7} {delivered:>17} {r['rate']:>10,.0f} "
-            f"{r['p50']:>10.1f} {r['p99']:>10.1f} {r['save_mean']:>12.1f} {r['save_p99']:>11.1f} "
-            f"{raw[count][0]:>12,.0f} {r['rate'] / raw[count][0]:>7.3f}"
-        )
+    burst = [
+        ("changes/s", 10, ",.0f", lambda r, count: r["rate"]),
+        ("lat p50 ms", 10, ".1f", lambda r, count: r["p50"]),
+        ("lat p99 ms", 10, ".1f", lambda r, count: r["p99"]),
+        ("save mean ms", 12, ".1f", lambda r, count: r["save_mean"]),
+        ("save p99 ms", 11, ".1f", lambda r, count: r["save_p99"]),
+        ("raw frames/s", 12, ",.0f", lambda r, count: raw[count][0]),
+        ("ddp/raw", 7, ".3f", lambda r, count: r["rate"] / raw[count][0]),
+    ]
+    table(results, "", burst)
     print()
     print(f"Sustained: then {args.paced_rows} more saves at {args.rate:g} per second, on a fixed")
     print("schedule (latency from COMMIT to receipt when the servers keep up):")
-    header = (
-        f"{'servers':>7} {'clients':>7} {'delivered':>17} {'messages/s':>10} "
-        f"{'lat p50 ms':>10} {'lat p99 ms':>10} {'save mean ms':>12}"
-    )
-    print(header)
-    print("-" * len(header))
-    for (servers, count), r in results.items():
-        delivered = f"{r['paced_delivered']:,}/{r['paced_expected']:,}"
-        print(
-            f"{servers:>7} {count:>7} {delivered:>17} {args.rate * count:>10,.0f} "
-            f"{r['paced_p50']:>10.1f} {r['paced_p99']:>10.1f} {r['paced_save_mean']:>12.1f}"
-        )
+    sustained = [
+        ("messages/s", 10, ",.0f", lambda r, count: args.rate * count),
+        ("lat p50 ms", 10, ".1f", lambda r, count: r["paced_p50"]),
+        ("lat p99 ms", 10, ".1f", lambda r, count: r["paced_p99"]),
+        ("save mean ms", 12, ".1f", lambda r, count: r["paced_save_mean"]),
+    ]
+    table(results, "paced_", sustained)
     print()
     print(f"raw: bench/raw_push.py sends one pre-built added frame {args.rows} times to each of")
     print("the same clients with sendall; frames/s received, and sent by its loop alone:")

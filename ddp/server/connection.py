@@ -49,6 +49,17 @@ WRITE_BATCH_BYTES = 64 * 1024
 _LAST = object()
 
 
+def _take_texts(outbox):
+    """The messages at the head of ``outbox``, up to about WRITE_BATCH_BYTES, and their size."""
+    texts = []
+    size = 0
+    while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
+        text = outbox.popleft()
+        texts.append(text)
+        size += len(text)
+    return texts, size
+
+
 class _Flusher:
     """One green thread per turn of the hub writes for every connection that has something
     to send: a change to a thousand clients starts one thread, not a thousand, and what a
@@ -175,12 +186,7 @@ class DDPConnection:
         while outbox and not self._closed and not self.overflowed:
             if type(outbox[0]) is not str:
                 break
-            texts = []
-            size = 0
-            while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
-                text = outbox.popleft()
-                texts.append(text)
-                size += len(text)
+            texts, size = _take_texts(outbox)
             self.queued_bytes -= size
             self.queued_messages -= len(texts)
             rest = self.transport.send_now(texts)
@@ -267,12 +273,7 @@ class DDPConnection:
             if type(outbox[0]) is bytes:  # the rest of a frame written in place
                 self._send(outbox.popleft(), self.transport.send_bytes, 1)
                 continue
-            texts = []
-            size = 0
-            while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
-                text = outbox.popleft()
-                texts.append(text)
-                size += len(text)
+            texts, size = _take_texts(outbox)
             if texts:
                 self._send(texts, self.transport.send_texts, len(texts), size)
                 continue

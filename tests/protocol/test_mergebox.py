@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ddp.protocol.errors import ProtocolError
 from ddp.protocol.mergebox import MergeBox
 from ddp.protocol.messages import Added, Changed, Removed
+from tests.protocol.strict_client import apply
 
 pytestmark = pytest.mark.quick
 
@@ -451,20 +452,6 @@ _OPS = st.one_of(
 )
 
 
-def _apply(client, message):
-    """A client that throws like Meteor's before 2.4 (D7) on anything inconsistent."""
-    if isinstance(message, Added):
-        assert message.id not in client
-        client[message.id] = dict(message.fields)
-    elif isinstance(message, Changed):
-        doc = client[message.id]
-        doc.update(message.fields or {})
-        for key in message.cleared:
-            del doc[key]
-    else:
-        del client[message.id]
-
-
 def _own(fields):
     return {key: value for key, value in fields.items() if key != "_id"}
 
@@ -495,7 +482,7 @@ def test_a_strict_client_sees_the_union_of_all_subscriptions(ops):
         else:
             continue
         for message in messages:
-            _apply(client, message)
+            apply(client, message)
         published = {doc_id for held_by in contributions.values() for doc_id in held_by}
         assert set(client) == published
         for doc_id, fields in client.items():

@@ -14,6 +14,7 @@ from ddp.protocol import NO_MERGE, NO_MERGE_MULTI, PUBLICATION_STRATEGIES, SERVE
 from ddp.protocol.errors import ProtocolError
 from ddp.protocol.mergebox import MergeBox
 from ddp.protocol.messages import Added, Changed, Removed
+from tests.protocol.strict_client import apply
 
 pytestmark = pytest.mark.quick
 
@@ -202,20 +203,6 @@ _OPS = st.one_of(
 )
 
 
-def _apply(client, message):
-    """A client that throws like Meteor's before 2.4 on anything inconsistent."""
-    if isinstance(message, Added):
-        assert message.id not in client
-        client[message.id] = dict(message.fields)
-    elif isinstance(message, Changed):
-        doc = client[message.id]
-        doc.update(message.fields or {})
-        for key in message.cleared:
-            doc.pop(key)
-    else:
-        del client[message.id]
-
-
 def _run(strategy, ops, exclusive):
     """Apply ``ops``; with ``exclusive``, skip those that would make two subscriptions
     hold one document (NO_MERGE is for collections one subscription publishes)."""
@@ -238,7 +225,7 @@ def _run(strategy, ops, exclusive):
         else:
             continue
         for message in messages:
-            _apply(client, message)
+            apply(client, message)
         assert set(client) == {doc_id for ids in held.values() for doc_id in ids}
         if exclusive:
             for ids in held.values():
