@@ -79,7 +79,9 @@ class _Flusher:
             try:
                 connection._flush()
             except Exception:
+                # Its queue would wait forever: cut it, and the client reconnects.
                 logger.exception("Writing to %s failed", connection.session.connection.session_id)
+                connection.transport.abort()
 
 
 _flusher = _Flusher()
