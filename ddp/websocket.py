@@ -121,9 +121,6 @@ class WebSocket(simple_websocket.Server):
             self._on_message(self.input_buffer.pop(0))
         return keep_going
 
-    def send_text(self, text):
-        self.send_texts((text,))
-
     def send_now(self, texts):
         """Write the frames of ``texts`` as far as the socket takes them now; return the
         bytes left (empty when all went), which must be sent before anything else."""

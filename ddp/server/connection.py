@@ -192,7 +192,8 @@ class DDPConnection:
             self.queued_bytes -= size
             self.queued_messages -= len(texts)
             rest = self.transport.send_now(texts)
-            metrics.inc("ddp_messages_sent_total", len(texts))
+            # A message cut short is counted when its writer sends the rest.
+            metrics.inc("ddp_messages_sent_total", len(texts) - bool(rest))
             if rest:
                 self.queued_bytes += len(rest)
                 self.queued_messages += 1
@@ -273,7 +274,8 @@ class DDPConnection:
         outbox = self.outbox
         while outbox:
             if type(outbox[0]) is bytes:  # the rest of a frame written in place
-                self._send(outbox.popleft(), self.transport.send_bytes, 1)
+                rest = outbox.popleft()
+                self._send(rest, self.transport.send_bytes, 1, len(rest))
                 continue
             texts, size = _take_texts(outbox)
             if texts:
@@ -285,8 +287,8 @@ class DDPConnection:
                 self.transport.close(code, reason)
         self.outbox = None
 
-    def _send(self, data, send, messages, size=None):
-        self.queued_bytes -= len(data) if size is None else size
+    def _send(self, data, send, messages, size):
+        self.queued_bytes -= size
         self.queued_messages -= messages
         if self._closed or self.overflowed:
             return  # the peer went away or fell behind: drop the rest until the close

@@ -9,6 +9,7 @@ import json
 import pytest
 from django.test import override_settings
 
+from ddp import metrics
 from ddp.server import connection as connection_module
 from ddp.server.connection import DDPConnection
 
@@ -124,6 +125,7 @@ def test_what_a_full_socket_does_not_take_goes_to_a_writer_of_its_own_first():
     conn.receive(CONNECT)
     scheduler.run()
     transport.full = True
+    sent = metrics.counters["ddp_messages_sent_total"]
     conn.receive('{"msg":"method","id":"1","method":"test.echo"}')
     scheduler.pending.pop(0)()  # the worker: result and updated are queued
     scheduler.pending.pop(0)()  # the flusher: the socket takes none of it
@@ -135,6 +137,8 @@ def test_what_a_full_socket_does_not_take_goes_to_a_writer_of_its_own_first():
     assert transport.waited == [result + b'{"msg":"updated","methods":["1"]}']
     assert transport.sent[-1] == {"msg": "pong", "id": "after"}
     assert conn.outbox is None and conn.queued_bytes == 0 and conn.queued_messages == 0
+    # Result, updated and pong, each counted once, though two went out in two writes.
+    assert metrics.counters["ddp_messages_sent_total"] - sent == 3
 
 
 def test_requests_after_shut_down_are_not_run_and_the_close_comes_last():

@@ -104,8 +104,9 @@ class Command(BaseCommand):
             pool.run,
         )
         bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
-        driver = eventlet_driver
-        app = DDPApplication(pool.run, driver.mark_handled, driver.spawn, max_message_size, bus)
+        app = DDPApplication(
+            pool.run, eventlet_driver.mark_handled, eventlet_driver.spawn, max_message_size, bus
+        )
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
 
