@@ -105,3 +105,21 @@ def check_gc_threshold(app_configs=None, **kwargs):
             id="ddp.E004",
         )
     ]
+
+
+@register("ddp")
+def check_max_subscription_params(app_configs=None, **kwargs):
+    """``ddp.E005``: ``DDP["MAX_SUBSCRIPTION_PARAMS"]`` is a size in bytes, or None."""
+    from ddp.conf import ddp_settings
+
+    value = ddp_settings.MAX_SUBSCRIPTION_PARAMS
+    if value is None or (type(value) is int and value > 0):
+        return []
+    return [
+        Error(
+            f'DDP["MAX_SUBSCRIPTION_PARAMS"] is {value!r}: it must be a number of bytes '
+            "above 0, or None.",
+            hint="Leave it out for 8,192 bytes: every write's matching statement reads them.",
+            id="ddp.E005",
+        )
+    ]

@@ -76,6 +76,10 @@ DEFAULTS = {
     # answered; one more gets "too-many-requests" with timeToReset 0. None: no limit.
     "MAX_SUBSCRIPTIONS": 1000,
     "MAX_PENDING_METHODS": 100,
+    # Bytes of a subscription's parameters (as JSON): more get a nosub. Writers match
+    # every change against every distinct subscription's parameters, so they must stay
+    # small. None: no limit.
+    "MAX_SUBSCRIPTION_PARAMS": 8 * 1024,
 }
 
 

@@ -26,6 +26,16 @@ COUNTERS = {
         "Clients disconnected because their outgoing buffer overflowed."
     ),
     "ddp_chunk_reassemblies_total": "Change events over 8000 bytes joined from their chunks.",
+    "ddp_match_fallback_total": (
+        "Subscriptions a writer matched one by one, running their publication (no template)."
+    ),
+    "ddp_match_failures_total": (
+        "Matching statements or publications that failed in a writer; their subscriptions "
+        "were re-run by their servers instead."
+    ),
+    "ddp_match_reruns_total": (
+        "Subscriptions this server re-ran because a writer could not match a change."
+    ),
 }
 #: Every histogram, with its help text.
 HISTOGRAMS = {

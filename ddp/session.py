@@ -23,6 +23,7 @@ from django.db import transaction
 
 from ddp import metrics
 from ddp.api import API, CommittedError, Context, bind_params
+from ddp.bus.matching import compile_subscription
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
@@ -41,8 +42,10 @@ from ddp.protocol import (
     Sub,
     Unsub,
     Updated,
+    dumps,
     encode,
     sanitize,
+    to_ejson,
 )
 from ddp.randomness import method_random
 from ddp.ratelimit import POLICY_VIOLATION, TOO_MANY_MESSAGES, ConnectionLimits, too_many_requests
@@ -168,6 +171,8 @@ class Session:
         self.bus = bus
         #: Bus events (and RESYNC markers) waiting for the worker, in arrival order.
         self.changes = deque()
+        #: Subscriptions to re-run, as a writer could not match a change against them.
+        self._reruns = set()
         self._send = send
         self._close = close
         self._run_db = run_db
@@ -224,6 +229,7 @@ class Session:
 
     def handle(self, request):
         self.apply_changes()
+        self._rerun_unsure()
         if request is WAKE:
             return
         if isinstance(request, Sub):
@@ -249,6 +255,12 @@ class Session:
             # PostgreSQL's text and jsonb cannot hold U+0000, which JSON strings may.
             self.send(NoSub(sub.id, MeteorError(400, "Match failed")))
             return
+        limit = ddp_settings.MAX_SUBSCRIPTION_PARAMS
+        if limit is not None and len(dumps(to_ejson(list(sub.params)))) > limit:
+            # Every write's matching statement reads every distinct subscription's values.
+            reason = f"Subscription parameters over {limit} bytes"
+            self.send(NoSub(sub.id, MeteorError(400, reason)))
+            return
         # After the 404, as Meteor: an unknown name costs nothing and counts nothing.
         error = self.limits.refuse_subscription(sub.name, self.context, len(self.subs))
         if error is not None:
@@ -273,7 +285,13 @@ class Session:
         if self.bus is not None:
             state.key = subscription_key(state.name, state.params, self.context.user_id)
             state.registry = self.bus.subscribe(
-                self, state.key, state.name, state.params, self.context.user_id, state.collections
+                self,
+                state.key,
+                state.name,
+                state.params,
+                self.context.user_id,
+                state.collections,
+                lambda: compile_subscription(pairs),
             )
         return pairs
 
@@ -397,6 +415,11 @@ class Session:
         for sub_id, state in self.subs.items():
             if event.collection not in state.collections or event.registry < state.registry:
                 continue
+            if event.is_unsure(state.key):
+                # The writer could not tell: the worker re-runs it (a query, never here).
+                self._reruns.add(sub_id)
+                self._wake()
+                continue
             handle = ("N", sub_id)
             if event.fields is not None and state.key in event.subs:
                 messages = self.box.put(handle, event.collection, event.id, event.fields)
@@ -420,6 +443,22 @@ class Session:
         if text is None:
             text = shared[key] = encode_counted(message)
         self._send(text)
+
+    def _rerun_unsure(self):
+        """Re-run the subscriptions a writer could not match a change against, and send
+        the differences: what ``_resync`` does for all of them after a lost listener."""
+        while self._reruns:
+            sub_id = self._reruns.pop()
+            state = self.subs.get(sub_id)
+            if state is None:
+                continue
+            metrics.inc("ddp_match_reruns_total")
+            try:
+                docs = self._run_db(self._current_documents, state)
+            except Exception:
+                metrics.log_error(self.connection.session_id, publication=state.name, on="rerun")
+                continue
+            self.send_all(self.box.replace(("N", sub_id), docs))
 
     def _resync(self):
         for sub_id, state in list(self.subs.items()):

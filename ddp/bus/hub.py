@@ -68,8 +68,10 @@ class Bus:
 
     # Subscriptions --------------------------------------------------------------
 
-    def subscribe(self, session, key, publication, params, user_id, collections):
-        """Hear ``collections`` for ``session``; register the distinct subscription.
+    def subscribe(self, session, key, publication, params, user_id, collections, matches=dict):
+        """Hear ``collections`` for ``session``; register the distinct subscription, with
+        how writers match it: ``matches()`` compiles that
+        (:func:`ddp.bus.matching.compile_subscription`), once per distinct subscription.
 
         Runs in a database worker. Returns the registry id: events whose writer saw no
         row this recent could not have known about this subscription.
@@ -80,7 +82,7 @@ class Bus:
                 self.listener.listen(channel(name))
             sessions[session] += 1
         if key not in self._registry_ids:
-            row = (publication, params, user_id, collections)
+            row = (publication, params, user_id, collections, matches())
             self._registry_ids[key] = self.registration.add(key, *row)
             self._registered[key] = row
         self._refcounts[key] += 1

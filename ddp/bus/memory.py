@@ -15,7 +15,15 @@ from collections import defaultdict
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.bus import payload
-from ddp.protocol import to_ejson
+from ddp.bus.matching import Matcher
+from ddp.protocol import dumps, to_ejson
+
+#: The bus's match rows as the relation ``m`` of a matching statement: the same
+#: statements as production's, over the rows this bus holds instead of ``ddp_match``.
+SOURCE = (
+    "jsonb_to_recordset(%s::jsonb)"
+    " AS m(key text, collection text, template text, t text[], i bigint[])"
+)
 
 
 class _Delivery:
@@ -45,14 +53,17 @@ class InMemoryBus:
     def __init__(self, using=DEFAULT_DB_ALIAS):
         self.using = using
         self._ids = itertools.count(1)
-        self._rows = {}  # key -> [id, key, publication, params, user_id, collections]
+        self._rows = {}  # key -> (id, key, publication, params, user_id, collections)
+        self._matches = {}  # key -> [(id, collection, Spec)]
+        self._match_ids = itertools.count(1)
+        self.matcher = Matcher(self)
         self._refcounts = defaultdict(int)
         self._sessions = defaultdict(lambda: defaultdict(int))
         self._tokens = defaultdict(set)
 
     # The session's side (the contract of ddp.bus.hub.Bus) --------------------------
 
-    def subscribe(self, session, key, publication, params, user_id, collections):
+    def subscribe(self, session, key, publication, params, user_id, collections, matches=dict):
         for name in collections:
             self._sessions[name][session] += 1
         if key not in self._rows:
@@ -65,6 +76,11 @@ class InMemoryBus:
                 user_id,
                 list(collections),
             )
+            self._matches[key] = [
+                (next(self._match_ids), name, spec)
+                for name, spec in sorted(matches().items())
+                if spec is not None
+            ]
         self._refcounts[key] += 1
         return self._rows[key][0]
 
@@ -78,6 +94,7 @@ class InMemoryBus:
         if self._refcounts[key] <= 0:
             del self._refcounts[key]
             self._rows.pop(key, None)
+            self._matches.pop(key, None)
 
     def fence(self):
         """A method's writes are delivered once its block has exited: nothing to wait for."""
@@ -100,9 +117,55 @@ class InMemoryBus:
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
 
-    def live_subscriptions(self, collection_names, using):
+    def _match_rows(self):
+        for key, rows in self._matches.items():
+            for match_id, name, spec in rows:
+                yield match_id, key, name, spec
+
+    def registry_state(self, collection_names, using):
         wanted = set(collection_names)
-        return [row for row in self._rows.values() if wanted.intersection(row[5])]
+        registry = max((row[0] for row in self._rows.values()), default=0)
+        version = max((row[0] for row in self._match_rows()), default=0)
+        live = {name for _, _, name, _ in self._match_rows() if name in wanted}
+        return registry, version, frozenset(live)
+
+    def match_rows(self, using, since):
+        return {
+            (None if spec.template else key, name, spec.template)
+            for match_id, key, name, spec in self._match_rows()
+            if match_id > since
+        }
+
+    def representative(self, using, collection, template):
+        for _, key, name, spec in self._match_rows():
+            if name == collection and spec.template == template:
+                return self._rows[key][2:5]
+        return None
+
+    def group_keys(self, using, collection, template):
+        return sorted(
+            {
+                key
+                for _, key, name, spec in self._match_rows()
+                if (name, spec.template) == (collection, template)
+            }
+        )
+
+    def subscriptions(self, using, keys):
+        return [self._rows[key][1:5] for key in keys if key in self._rows]
+
+    def source(self, using):
+        rows = [
+            {
+                "key": key,
+                "collection": name,
+                "template": spec.template,
+                "t": spec.text_args,
+                "i": spec.int_args,
+            }
+            for _, key, name, spec in self._match_rows()
+        ]
+        return SOURCE, [dumps(rows)]
 
     def send(self, using, event):
         # Through the wire format and back, as a NOTIFY goes, so tests see what peers see.

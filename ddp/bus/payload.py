@@ -4,7 +4,12 @@ An event is one JSON object (EJSON for the fields)::
 
     {"v": 1, "e": "<unique id>", "c": "<collection>", "i": "<document id>",
      "f": {<fields>} or null when the document is gone,
-     "s": ["<subscription key>", ...], "r": <highest registry id the writer saw>}
+     "s": ["<subscription key>", ...], "r": <highest registry id the writer saw>,
+     "u": ["<subscription key>", ...]}
+
+``"u"``, left out when empty, names the subscriptions the writer could not match (a
+publication or a statement failed): their servers re-run them. ``"*"`` there means every
+subscription of the collection.
 
 The unique id keeps two equal changes in one transaction from being folded into one
 notification by PostgreSQL. A payload over PostgreSQL's 8000-byte limit is sent as
@@ -34,22 +39,33 @@ class Event:
     subs: frozenset
     #: The highest subscription registry id the writer could see.
     registry: int
+    #: Keys of the subscriptions the writer could not match (:data:`EVERY`: all of them).
+    unsure: frozenset = frozenset()
     event_id: str = ""
+
+    def is_unsure(self, key):
+        """Whether the subscription ``key`` must re-run rather than trust ``subs``."""
+        return bool(self.unsure) and (key in self.unsure or "*" in self.unsure)
+
+
+#: ``unsure`` when matching failed before any subscription was known.
+EVERY = frozenset({"*"})
 
 
 def to_text(event):
     """The whole JSON text of one event, before any chunking."""
-    return dumps(
-        {
-            "v": VERSION,
-            "e": event.event_id or secrets.token_hex(8),
-            "c": event.collection,
-            "i": event.id,
-            "f": None if event.fields is None else to_ejson(event.fields),
-            "s": sorted(event.subs),
-            "r": event.registry,
-        }
-    )
+    data = {
+        "v": VERSION,
+        "e": event.event_id or secrets.token_hex(8),
+        "c": event.collection,
+        "i": event.id,
+        "f": None if event.fields is None else to_ejson(event.fields),
+        "s": sorted(event.subs),
+        "r": event.registry,
+    }
+    if event.unsure:
+        data["u"] = sorted(event.unsure)
+    return dumps(data)
 
 
 def encode(event):
@@ -75,6 +91,7 @@ def decode(text):
     if isinstance(version, bool) or version != VERSION:
         raise ValueError(f"Not a version {VERSION} change event")
     fields, subs, registry = data.get("f"), data.get("s"), data.get("r")
+    unsure = data.get("u", [])
     if not (
         isinstance(data.get("e"), str)
         and isinstance(data.get("c"), str)
@@ -84,6 +101,8 @@ def decode(text):
         and all(isinstance(key, str) for key in subs)
         and isinstance(registry, int)
         and not isinstance(registry, bool)
+        and isinstance(unsure, list)
+        and all(isinstance(key, str) for key in unsure)
     ):
         raise ValueError("A change event with missing or mistyped keys")
     return Event(
@@ -92,6 +111,7 @@ def decode(text):
         fields=None if fields is None else from_ejson(fields),
         subs=frozenset(subs),
         registry=registry,
+        unsure=frozenset(unsure),
         event_id=data["e"],
     )
 

@@ -1,13 +1,17 @@
 """The writer's side: one serialisation and one match per change, NOTIFY in its transaction.
 
-For a saved row of a published model, the producer reads the distinct live subscriptions
-that publish its collection (one query), evaluates each distinct subscription's queryset
-for that collection against the row (one ``EXISTS`` query each: the cost grows with
-distinct subscriptions, never with clients or servers), serialises the row once, and
-sends one event per collection with ``pg_notify`` on the writer's own connection. The
-notification is part of the transaction: PostgreSQL delivers it on COMMIT, in commit
-order, and drops it on ROLLBACK, including a rolled-back savepoint's. Nothing is sent
-when no live subscription publishes the collection.
+For a saved row of a published model, the producer takes the registry's lock shared and
+reads where the registry stands (one query), asks which distinct subscriptions the row
+belongs to in one statement per collection (:class:`ddp.bus.matching.Matcher`: its cost
+hardly grows with distinct subscriptions, and never with clients or servers), serialises
+the row once, and sends one event per collection with ``pg_notify`` on the writer's own
+connection. All of it runs in the writer's transaction (a transaction of its own after an
+autocommit write): PostgreSQL delivers the notification on COMMIT, in commit order, and
+drops it on ROLLBACK, including a rolled-back savepoint's. Nothing is sent when no
+subscription publishes the collection.
+
+Matching never fails the writer: it runs in savepoints, and what it could not decide
+goes in the event as *unsure*, for the subscriptions' servers to re-run.
 
 Every transaction that NOTIFYs takes a cluster-wide lock at commit, so the producer sends
 one small notification per changed document and collection, and none for models nobody
@@ -18,14 +22,12 @@ import hashlib
 import logging
 import threading
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
-from django.db import connections
+from django.db import connections, transaction
 
-from ddp.api import API, Context
-from ddp.bus import payload
-from ddp.bus.registry import live_subscriptions
-from ddp.protocol import from_ejson, loads
+from ddp import metrics
+from ddp.api import API
+from ddp.bus import payload, registry
+from ddp.bus.matching import Matcher
 from ddp.serialize import document, document_id
 
 logger = logging.getLogger("ddp.bus")
@@ -50,38 +52,6 @@ def take_notified():
     return notified
 
 
-def _user(user_id):
-    if user_id is None:
-        return AnonymousUser()
-    try:
-        return get_user_model()._default_manager.get(pk=user_id)
-    except Exception:
-        return AnonymousUser()
-
-
-def _matches(row, collection, pk):
-    """Whether the row ``pk`` is in what subscription ``row`` publishes to ``collection``."""
-    _, key, name, params, user_id, _ = row
-    publication = API.publications.get(name)
-    if publication is None:
-        return False
-    params = from_ejson(loads(params) if isinstance(params, str) else params)
-    try:
-        instance = publication(Context(connection_id="", user=_user(user_id)))
-        pairs = API.resolve_queries(instance, params)
-    except Exception:
-        logger.exception("Publication %r failed while matching a change", name)
-        return False
-    for queryset, target in pairs:
-        if target is not collection:
-            continue
-        if queryset.query.is_sliced:
-            queryset = queryset.model._default_manager.filter(pk__in=queryset.values("pk"))
-        if queryset.filter(pk=pk).exists():
-            return True
-    return False
-
-
 #: The channel that carries revoked login tokens (their hashes) to every server.
 LOGOUT_CHANNEL = "ddp_logout"
 
@@ -89,8 +59,18 @@ LOGOUT_CHANNEL = "ddp_logout"
 class PostgresBackend:
     """Where changes go in production: the shared registry tables and ``pg_notify``."""
 
-    def live_subscriptions(self, collection_names, using):
-        return live_subscriptions(collection_names, using)
+    def __init__(self):
+        self.matcher = Matcher(self)
+
+    registry_state = staticmethod(registry.registry_state)
+    match_rows = staticmethod(registry.match_rows)
+    representative = staticmethod(registry.representative)
+    group_keys = staticmethod(registry.group_keys)
+    subscriptions = staticmethod(registry.subscriptions)
+
+    def source(self, using):
+        """The registry's match rows, as the relation ``m`` of a matching statement."""
+        return "ddp_match m", []
 
     def send(self, using, event):
         with connections[using].cursor() as cursor:
@@ -119,21 +99,35 @@ def use_backend(backend):
 def changed(instance, collections, using, deleted=False):
     """Announce that ``instance`` was saved (or ``deleted``) to every live subscription."""
     names = [collection.get_name() for collection in collections]
-    rows = _backend.live_subscriptions(names, using)
-    if not rows:
-        return
-    for collection, name in zip(collections, names, strict=True):
-        relevant = [row for row in rows if name in row[5]]
-        if not relevant:
-            continue
-        registry = max(row[0] for row in relevant)
-        if deleted:
-            doc_id, fields, keys = document_id(instance.pk), None, frozenset()
-        else:
-            doc_id, fields = document(instance, collection)
-            keys = frozenset(row[1] for row in relevant if _matches(row, collection, instance.pk))
-        _backend.send(using, payload.Event(name, doc_id, fields, keys, registry))
-        _local.notified = True
+    # savepoint=False: inside the writer's transaction this adds no round trip; after an
+    # autocommit write it is a transaction of its own, holding the lock until NOTIFY.
+    with transaction.atomic(using=using, savepoint=False):
+        registry_id, version, live = _backend.registry_state(names, using)
+        if not live:
+            return
+        for collection, name in zip(collections, names, strict=True):
+            if name not in live:
+                continue
+            if deleted:
+                doc_id, fields = document_id(instance.pk), None
+                keys = unsure = frozenset()
+            else:
+                doc_id, fields = document(instance, collection)
+                keys, unsure = _match(name, instance.pk, using, version)
+            _backend.send(using, payload.Event(name, doc_id, fields, keys, registry_id, unsure))
+            _local.notified = True
+
+
+def _match(name, pk, using, version):
+    """``(keys, unsure)`` of the row ``pk`` of collection ``name``; never raises: when
+    matching itself fails, every subscription of the collection is unsure."""
+    try:
+        _backend.matcher.sync(using, version)
+        return _backend.matcher.match(using, name, pk)
+    except Exception:
+        logger.exception("Matching a %s change failed: its subscriptions will re-run", name)
+        metrics.inc("ddp_match_failures_total")
+        return frozenset(), payload.EVERY
 
 
 def revoke_token(token_hash, using="default"):

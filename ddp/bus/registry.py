@@ -1,12 +1,14 @@
 """The shared subscription registry (tables ``ddp_server`` and ``ddp_subscription``).
 
 Which distinct subscriptions (publication + parameters + user) are live, on which
-servers: a writing process reads it to decide, once per change, which of them a row
-belongs to, whatever the number of clients and servers. A crashed server's rows stop
+servers, and how each is matched (``ddp_match``): a writing process reads it to decide,
+once per change, which of them a row belongs to, whatever the number of clients, servers
+and distinct subscriptions. A crashed server's rows stop
 costing writers after ``DDP["SERVER_TIMEOUT"]`` and are deleted by the next live server's
 heartbeat; recovering needs no ``migrate``.
 
-Writers read it with :func:`live_subscriptions`; each ``ddpserver`` maintains its rows
+Writers read it with :func:`registry_state` and the functions after it (see
+:mod:`ddp.bus.matching`); each ``ddpserver`` maintains its rows
 through :class:`ServerRegistration`. A server's heartbeat runs every
 ``DDP["SERVER_HEARTBEAT"]`` seconds; writers ignore servers silent for longer than
 ``DDP["SERVER_TIMEOUT"]``, and live servers delete them.
@@ -37,19 +39,87 @@ def subscription_key(publication, params, user_id):
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
-def live_subscriptions(collection_names, using="default"):
-    """Rows ``(id, key, publication, params, user_id, collections)`` of live servers whose
-    subscriptions publish to any of ``collection_names``, within the writer's transaction."""
+def registry_state(collection_names, using="default"):
+    """What a writer needs to know of the registry, in its own transaction:
+    ``(highest subscription id, highest match id, names of the collections some
+    subscription of a live server publishes)``.
+
+    Takes :data:`LOCK` shared first, in a statement of its own: a statement's snapshot is
+    taken before it runs, so the reads must come after the lock."""
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LOCK])
         cursor.execute(
-            "SELECT DISTINCT ON (s.key) s.id, s.key, s.publication, s.params, s.user_id,"
-            " s.collections FROM ddp_subscription s JOIN ddp_server v ON v.id = s.server_id"
-            " WHERE v.heartbeat > now() - make_interval(secs => %s)"
-            " AND s.collections ?| %s ORDER BY s.key, s.id DESC",
-            [ddp_settings.SERVER_TIMEOUT, list(collection_names)],
+            "SELECT (SELECT max(id) FROM ddp_subscription), (SELECT max(id) FROM ddp_match),"
+            " ARRAY(SELECT c FROM unnest(%s::text[]) AS c WHERE EXISTS (SELECT 1 FROM ddp_match m"
+            " JOIN ddp_subscription s ON s.id = m.subscription_id"
+            " JOIN ddp_server v ON v.id = s.server_id"
+            " WHERE m.collection = c AND v.heartbeat > now() - make_interval(secs => %s)))",
+            [list(collection_names), ddp_settings.SERVER_TIMEOUT],
+        )
+        registry, version, live = cursor.fetchone()
+        return registry or 0, version or 0, frozenset(live)
+
+
+def match_rows(using, since):
+    """``(key, collection, template)`` of the match rows added after id ``since``: one per
+    template, and one per subscription matched one by one (its key; None otherwise)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT CASE WHEN template = '' THEN key END, collection, template"
+            " FROM ddp_match WHERE id > %s",
+            [since],
         )
         return cursor.fetchall()
+
+
+def representative(using, collection, template):
+    """``(publication, params, user_id)`` of one subscription using ``template``, or None."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT s.publication, s.params, s.user_id FROM ddp_match m"
+            " JOIN ddp_subscription s ON s.id = m.subscription_id"
+            " WHERE m.collection = %s AND m.template = %s LIMIT 1",
+            [collection, template],
+        )
+        return cursor.fetchone()
+
+
+def group_keys(using, collection, template):
+    """The keys of the subscriptions that use ``template`` for ``collection``."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT key FROM ddp_match WHERE collection = %s AND template = %s",
+            [collection, template],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def subscriptions(using, keys):
+    """``(key, publication, params, user_id)`` of each of ``keys`` still registered."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT ON (key) key, publication, params, user_id"
+            " FROM ddp_subscription WHERE key = ANY(%s)",
+            [list(keys)],
+        )
+        return cursor.fetchall()
+
+
+def analyze_matches(cursor):
+    """ANALYZE ``ddp_match`` once it has changed much since PostgreSQL last did.
+
+    A writer's statement is only flat in the number of subscriptions when PostgreSQL
+    knows the table is large and starts from the saved row; autovacuum may take a minute
+    to find that out after thousands of clients subscribe. (A role that does not own the
+    table gets a warning from PostgreSQL and nothing else.)
+    """
+    cursor.execute(
+        "SELECT n_mod_since_analyze > 500 + n_live_tup / 5 FROM pg_stat_user_tables"
+        " WHERE relid = 'ddp_match'::regclass"
+    )
+    row = cursor.fetchone()
+    if row and row[0]:
+        cursor.execute("ANALYZE ddp_match")
 
 
 class ServerRegistration:
@@ -87,17 +157,24 @@ class ServerRegistration:
                 "DELETE FROM ddp_server WHERE heartbeat < now() - make_interval(secs => %s)",
                 [2 * ddp_settings.SERVER_TIMEOUT],
             )
+            analyze_matches(cursor)
         return revived
 
-    def add(self, key, publication, params, user_id, collections):
-        """Insert (or find) the row of a distinct subscription; return its id."""
+    def add(self, key, publication, params, user_id, collections, matches=None):
+        """Insert (or find) the row of a distinct subscription; return its id.
+
+        ``matches`` is ``{collection: Spec or None}``
+        (:func:`ddp.bus.matching.compile_subscription`): a new row gets one match row per
+        collection that can hold a document of it.
+        """
         with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
             cursor.execute(
                 "INSERT INTO ddp_subscription"
                 " (server_id, key, publication, params, user_id, collections)"
                 " VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (server_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id",
+                " ON CONFLICT (server_id, key) DO UPDATE SET key = EXCLUDED.key"
+                " RETURNING id, xmax = 0",
                 [
                     self.server_id,
                     key,
@@ -107,7 +184,18 @@ class ServerRegistration:
                     dumps(sorted(collections)),
                 ],
             )
-            return cursor.fetchone()[0]
+            row_id, inserted = cursor.fetchone()
+            specs = [(c, spec) for c, spec in sorted((matches or {}).items()) if spec is not None]
+            if inserted and specs:
+                cursor.executemany(
+                    "INSERT INTO ddp_match (subscription_id, key, collection, template, t, i)"
+                    " VALUES (%s, %s, %s, %s, %s::text[], %s::bigint[])",
+                    [
+                        (row_id, key, c, spec.template, spec.text_args, spec.int_args)
+                        for c, spec in specs
+                    ],
+                )
+            return row_id
 
     def remove(self, key):
         with connections["default"].cursor() as cursor:
