@@ -13,12 +13,14 @@ import ast
 import inspect
 import textwrap
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 
 from ddp.api import Context, Publication, Registry
+from ddp.bus.matching import compile_subscription
 from ddp.serialize import field_key, m2m_key, published_fields
 
 #: The version of the JSON document. It changes when a key is removed or changes meaning,
@@ -263,6 +265,72 @@ def check(registry):
                 label = queryset.model._meta.label
                 problems.append((name, f"EXPLAIN of the {label} query failed: {failure}"))
     return problems, skipped
+
+
+def stand_in_user():
+    """A logged-in user that exists nowhere: what a ``user_rel`` or ``login_required``
+    query compiles with, to see the SQL every user's subscription shares."""
+    model = get_user_model()
+    return model(pk=model._meta.pk.to_python(0))
+
+
+def live_matching(name):
+    """How the live registry matches subscriptions of ``name`` now, or None if none is."""
+    try:
+        with transaction.atomic(), connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT m.collection, m.template <> '', count(DISTINCT m.key) FROM ddp_match m"
+                " JOIN ddp_subscription s ON s.id = m.subscription_id"
+                " WHERE s.publication = %s GROUP BY 1, 2 ORDER BY 1, 2 DESC",
+                [name],
+            )
+            rows = cursor.fetchall()
+    except DatabaseError:
+        return None  # no registry tables (not migrated): nothing is live
+    parts = [
+        f"{collection}: {count} {'multiplexed' if multiplexed else 'one by one'}"
+        for collection, multiplexed, count in rows
+    ]
+    return ", ".join(parts) or None
+
+
+def matching(registry, name):
+    """One line: how writers match a saved row against subscriptions of ``name``.
+
+    "multiplexed": every subscription of the publication is answered by one statement
+    per collection, whatever their number; "one by one": the writer runs the publication
+    for each subscription, and why. A publication that takes parameters is compiled at
+    each subscription, so its line tells what the live registry holds.
+    """
+    cls = registry.publications[name]
+    if publication_parameters(cls):
+        live = live_matching(name)
+        return "takes parameters: decided at each subscription; " + (
+            f"live now: {live}" if live else "none is live now"
+        )
+    try:
+        this = Context(connection_id="inspect", user=stand_in_user())
+        specs = compile_subscription(registry.resolve_queries(cls(this), ()))
+    except Exception as exc:  # the project's code: reported as a problem by check()
+        return f"not known ({raised(exc)})"
+    parts = []
+    for collection, spec in sorted(specs.items()):
+        if spec is None:
+            parts.append(f"{collection}: holds no row")
+        elif spec.template:
+            parts.append(f"{collection}: multiplexed")
+        else:
+            parts.append(f"{collection}: one by one ({spec.reason})")
+    return "; ".join(parts) or "publishes nothing"
+
+
+def matching_lines(registry):
+    """``(publication, how it is matched)`` for every publication but Meteor's own."""
+    return [
+        (name, matching(registry, name))
+        for name in sorted(registry.publications)
+        if not is_builtin(name, registry.publications[name])
+    ]
 
 
 def align(headers, rows):

@@ -151,10 +151,42 @@ def test_unknown_publication_names_the_known_ones():
     assert info.value.returncode == 1
 
 
-def test_check_passes_on_the_example():
+MATCHING = "Matching (how writers find the subscriptions a saved row is in):"
+
+
+def test_check_passes_on_the_example_and_says_how_each_publication_is_matched():
     stdout, stderr = run(example(), "--check")
-    assert stdout == "Not run, as they take parameters: BooksByAuthorEmail\nNo problems.\n"
+    assert stdout.splitlines() == [
+        "Not run, as they take parameters: BooksByAuthorEmail",
+        MATCHING,
+        "  AllBooks: bookstore.author: multiplexed; bookstore.book: multiplexed",
+        "  BooksAsLibrary: library.items: multiplexed",
+        "  BooksByAuthorEmail: takes parameters: decided at each subscription; none is live now",
+        "  MyAuthor: bookstore.author: multiplexed",
+        "  Nothing: bookstore.book: holds no row",
+        "No problems.",
+    ]
     assert stderr == ""
+
+
+def test_check_says_which_publications_are_matched_one_by_one_and_why():
+    registry = Registry()
+
+    class Extra(Publication):
+        queries = [Book.objects.extra(where=["title <> ''"])]
+
+    class Blobs(Publication):
+        queries = [Article.objects.filter(blob=b"x")]
+
+    class Articles(Collection):
+        model = Article
+
+    registry.register([bookstore.ddp.Book, Articles, Extra, Blobs])
+    stdout, _ = run(registry, "--check")
+    assert stdout.splitlines()[1:3] == [
+        "  Blobs: testapp.article: one by one (a parameter of type Binary)",
+        "  Extra: bookstore.book: one by one (extra() or raw SQL)",
+    ]
 
 
 def test_check_reports_an_unregistered_collection():
@@ -221,7 +253,10 @@ def test_replacing_a_builtin_is_not_a_duplicate():
 
     registry.register(LoginServices)
     stdout, _ = run(registry, "--check")
-    assert stdout == "No problems.\n"
+    assert (
+        stdout
+        == f"{MATCHING}\n  meteor.loginServiceConfiguration: publishes nothing\nNo problems.\n"
+    )
     listing = json.loads(run(registry, "--format", "json")[0])
     replaced = {p["name"]: p["builtin"] for p in listing["publications"]}
     assert replaced == {
@@ -233,7 +268,8 @@ def test_replacing_a_builtin_is_not_a_duplicate():
 def test_registering_the_same_class_again_is_not_a_duplicate():
     registry = Registry()
     registry.register([bookstore.ddp.Book, Nothing, Nothing])
-    assert run(registry, "--check") == ("No problems.\n", "")
+    stdout = f"{MATCHING}\n  Nothing: bookstore.book: holds no row\nNo problems.\n"
+    assert run(registry, "--check") == (stdout, "")
 
 
 def test_login_required_or_a_user_rel_makes_a_publication_depend_on_the_user():

@@ -19,7 +19,11 @@ user_rel.
 --check EXPLAINs every query of those publications and exits 1 with one
 "PROBLEM: <publication>: <reason>" line on stderr per problem: a collection name that is not
 registered, a model no collection publishes, a name registered twice, a query PostgreSQL
-cannot plan, a get_queries() that raises. --publication NAME shows one, with its SQL.
+cannot plan, a get_queries() that raises. It also says, per publication and collection,
+how writers match a saved row against its subscriptions: "multiplexed" (one statement for
+all of them, however many), or "one by one" and why (extra(), raw SQL, a parameter type
+that cannot be stored); for a publication that takes parameters, what the live registry
+holds now. --publication NAME shows one, with its SQL.
 
 --format json prints (version 1: keys are only ever added within a version; lists are
 sorted by name):
@@ -102,6 +106,11 @@ class Command(BaseCommand):
         problems, skipped = inspect.check(self.registry)
         if skipped:
             self.stdout.write(f"Not run, as they take parameters: {', '.join(skipped)}")
+        lines = inspect.matching_lines(self.registry)
+        if lines:
+            self.stdout.write("Matching (how writers find the subscriptions a saved row is in):")
+            for publication, how in lines:
+                self.stdout.write(f"  {publication}: {how}")
         for publication, reason in problems:
             self.stderr.write(f"PROBLEM: {publication}: {reason}")
         if problems:
