@@ -108,3 +108,19 @@ def test_gc_threshold_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"GC_THRESHOLD": value}):
         assert check_gc_threshold() == []
+
+
+@pytest.mark.parametrize("value", [0, -8, 8.5, "8192", False])
+def test_max_subscription_params_must_be_a_positive_int_or_none(value):
+    from ddp.checks import check_max_subscription_params
+
+    with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
+        assert ids(check_max_subscription_params()) == ["ddp.E005"]
+
+
+@pytest.mark.parametrize("value", [None, 1, 8192])
+def test_max_subscription_params_accepts_a_positive_int_or_none(value):
+    from ddp.checks import check_max_subscription_params
+
+    with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
+        assert check_max_subscription_params() == []
