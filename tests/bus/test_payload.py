@@ -92,3 +92,24 @@ def test_chunks_that_disagree_on_their_total_drop_the_set():
     with pytest.raises(ValueError):
         joiner.feed("#e:1:2:b", now=0)
     assert joiner.expire(now=100) == 0  # nothing left half-received
+
+
+def test_unsure_subscriptions_travel_and_are_left_out_when_none():
+    [text] = encode(event({"a": 1}, unsure=frozenset({"k2", "k3"})))
+    got = decode(text)
+    assert got.unsure == {"k2", "k3"}
+    assert got.is_unsure("k2") and not got.is_unsure("k")
+    [plain] = encode(event({"a": 1}))
+    assert '"u"' not in plain and decode(plain).unsure == frozenset()
+
+
+def test_every_subscription_is_unsure_under_the_star():
+    got = decode(encode(event({"a": 1}, unsure=frozenset({"*"})))[0])
+    assert got.is_unsure("anything")
+
+
+@pytest.mark.parametrize("unsure", ['"k"', "[1]", "{}", "[null]"])
+def test_a_mistyped_unsure_list_is_refused(unsure):
+    text = encode(event({"a": 1}))[0][:-1] + f',"u":{unsure}}}'
+    with pytest.raises(ValueError):
+        decode(text)
