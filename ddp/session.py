@@ -147,6 +147,8 @@ class Subscription:
     collections: frozenset = frozenset()
     #: Its registry row id; events from writers that could not see it are not for it.
     registry: int = 0
+    #: The collections a query of it is reading now (see ``Session._querying``).
+    querying: frozenset = frozenset()
 
 
 class Session:
@@ -187,7 +189,27 @@ class Session:
         self.limits = ConnectionLimits.from_settings(ddp_settings)
 
     def send(self, message):
+        self._track(message)
         self._send(encode_counted(message))
+
+    def _track(self, message):
+        """Tell the bus which documents this client holds: a change to one of them is
+        this session's business even when its row has left every subscription here."""
+        if self.bus is None:
+            return
+        if isinstance(message, Added):
+            self.bus.audience.hold(self, message.collection, message.id)
+        elif isinstance(message, Removed):
+            self.bus.audience.release(self, message.collection, message.id)
+
+    def _querying(self, state, collections):
+        """``state``'s query of ``collections`` starts (a non-empty set) or ends (empty):
+        meanwhile every change to them comes to this session, to apply after the query,
+        since what the query returns may be older."""
+        if self.bus is not None:
+            self.bus.audience.querying(self, state.querying, -1)
+            self.bus.audience.querying(self, collections, 1)
+        state.querying = collections
 
     def send_all(self, messages):
         for message in messages:
@@ -275,6 +297,8 @@ class Session:
             self._drop(sub.id)
             self.send(NoSub(sub.id, sanitize(exc)))
             return
+        finally:
+            self._querying(state, frozenset())
         self.send(Ready((sub.id,)))
 
     def _start(self, state, publication):
@@ -282,6 +306,7 @@ class Session:
         registered with the bus before any of them runs, so no later change is lost."""
         pairs = self._queries(state, publication)
         state.collections = frozenset(collection.get_name() for _, collection in pairs)
+        self._querying(state, state.collections)
         if self.bus is not None:
             state.key = subscription_key(state.name, state.params, self.context.user_id)
             state.registry = self.bus.subscribe(
@@ -325,7 +350,11 @@ class Session:
     def teardown(self):
         """The connection is gone: forget everything silently (S9), tell the bus."""
         if self.bus is not None:
+            handles = [USERS, *(("N", sub_id) for sub_id in self.subs)]
+            documents = {doc for handle in handles for doc in self.box.documents_of(handle)}
+            self.bus.audience.forget(self, documents)
             for state in self.subs.values():
+                self._querying(state, frozenset())
                 if state.key:
                     self.bus.unsubscribe(self, state.key, state.collections)
             self.bus.track_token(self, self.context.login_token, None)
@@ -359,6 +388,7 @@ class Session:
             try:
                 docs = self._run_db(self._rerun, state, publication)
             except Exception as exc:
+                self._querying(state, frozenset())
                 if not isinstance(exc, MeteorError):
                     metrics.log_error(
                         self.connection.session_id, publication=state.name, on="login"
@@ -367,6 +397,7 @@ class Session:
                 self.send(NoSub(sub_id, sanitize(exc)))
                 continue
             self.send_all(self.box.replace(("N", sub_id), docs))
+            self._querying(state, frozenset())
         users = {}
         if user is not None and self.registry.user_document is not None:
             collection, doc_id, fields = self._run_db(self.registry.user_document, user)
@@ -428,6 +459,7 @@ class Session:
             else:
                 continue
             for message in messages:
+                self._track(message)
                 key = shared_key(message, event)
                 if key is None or key != last:
                     self._send_shared(message, key, shared)
@@ -437,7 +469,7 @@ class Session:
         """Send ``message``, encoding it once for every client that gets the same text
         (``key``, from :func:`shared_key`; None: this client's own)."""
         if key is None:
-            self.send(message)
+            self._send(encode_counted(message))
             return
         text = shared.get(key)
         if text is None:
@@ -453,21 +485,24 @@ class Session:
             if state is None:
                 continue
             metrics.inc("ddp_match_reruns_total")
-            try:
-                docs = self._run_db(self._current_documents, state)
-            except Exception:
-                metrics.log_error(self.connection.session_id, publication=state.name, on="rerun")
-                continue
+            self._rerun_one(sub_id, state, "rerun")
+
+    def _rerun_one(self, sub_id, state, on):
+        """Query ``state`` again and send the differences; on failure, log and go on."""
+        self._querying(state, state.collections)
+        try:
+            docs = self._run_db(self._current_documents, state)
+        except Exception:
+            metrics.log_error(self.connection.session_id, publication=state.name, on=on)
+            return
+        else:
             self.send_all(self.box.replace(("N", sub_id), docs))
+        finally:
+            self._querying(state, frozenset())
 
     def _resync(self):
         for sub_id, state in list(self.subs.items()):
-            try:
-                docs = self._run_db(self._current_documents, state)
-            except Exception:
-                metrics.log_error(self.connection.session_id, publication=state.name, on="resync")
-                continue
-            self.send_all(self.box.replace(("N", sub_id), docs))
+            self._rerun_one(sub_id, state, "resync")
 
     def _current_documents(self, state):
         return collect(self._queries(state, self.registry.publications[state.name]))

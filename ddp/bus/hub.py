@@ -2,8 +2,10 @@
 
 Sessions call :meth:`Bus.subscribe` before a subscription's first query, so every change
 committed after that query is heard. The listener calls :meth:`Bus.deliver` with each
-event: sessions whose subscriptions publish the event's collection get it, and the
-session's merge box does the rest. Dispatching costs no database query.
+event: the sessions it concerns (:class:`ddp.bus.audience.Audience`: those whose
+subscriptions it names, those that hold the document or are querying its collection)
+get it, and the session's merge box does the rest. Dispatching costs no database query,
+and no work for the sessions it does not concern.
 """
 
 import logging
@@ -14,6 +16,7 @@ from collections import defaultdict
 
 from django.db import connections
 
+from ddp.bus.audience import Audience
 from ddp.bus.producer import LOGOUT_CHANNEL, channel
 
 logger = logging.getLogger("ddp.bus")
@@ -28,6 +31,8 @@ class Bus:
         self._registry_ids = {}
         self._registered = {}  # key -> the arguments of its registry row
         self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
+        #: Which of those sessions each event concerns.
+        self.audience = Audience()
         self._fences = {}
         self._tokens = defaultdict(set)  # login token hash -> sessions riding on it
         self._running = False
@@ -81,6 +86,7 @@ class Bus:
             if not sessions:
                 self.listener.listen(channel(name))
             sessions[session] += 1
+        self.audience.subscribed(session, key)
         if key not in self._registry_ids:
             row = (publication, params, user_id, collections, matches())
             self._registry_ids[key] = self.registration.add(key, *row)
@@ -99,6 +105,7 @@ class Bus:
             if not sessions:
                 del self._sessions[name]
                 self.listener.unlisten(channel(name))
+        self.audience.unsubscribed(session, key)
         self._refcounts[key] -= 1
         if self._refcounts[key] <= 0:
             del self._refcounts[key]
@@ -110,7 +117,7 @@ class Bus:
 
     def deliver(self, event):
         shared = {}  # one encoding of each distinct message, for all the sessions
-        for session in list(self._sessions.get(event.collection, ())):
+        for session in self.audience.of(event, self._sessions.get(event.collection, {})):
             session.push_change(event, shared)
 
     def resync(self):

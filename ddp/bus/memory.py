@@ -15,6 +15,7 @@ from collections import defaultdict
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.bus import payload
+from ddp.bus.audience import Audience
 from ddp.bus.matching import Matcher
 from ddp.protocol import dumps, to_ejson
 
@@ -60,12 +61,14 @@ class InMemoryBus:
         self._refcounts = defaultdict(int)
         self._sessions = defaultdict(lambda: defaultdict(int))
         self._tokens = defaultdict(set)
+        self.audience = Audience()
 
     # The session's side (the contract of ddp.bus.hub.Bus) --------------------------
 
     def subscribe(self, session, key, publication, params, user_id, collections, matches=dict):
         for name in collections:
             self._sessions[name][session] += 1
+        self.audience.subscribed(session, key)
         if key not in self._rows:
             params = to_ejson(list(params))
             self._rows[key] = (
@@ -90,6 +93,7 @@ class InMemoryBus:
             sessions[session] = sessions.get(session, 0) - 1
             if sessions[session] <= 0:
                 sessions.pop(session, None)
+        self.audience.unsubscribed(session, key)
         self._refcounts[key] -= 1
         if self._refcounts[key] <= 0:
             del self._refcounts[key]
@@ -112,7 +116,7 @@ class InMemoryBus:
 
     def deliver(self, event):
         shared = {}  # one encoding of each distinct message, for all the sessions
-        for session in list(self._sessions.get(event.collection, ())):
+        for session in self.audience.of(event, self._sessions.get(event.collection, {})):
             session.push_change(event, shared)
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------

@@ -1,0 +1,86 @@
+"""Which sessions a change concerns, found without asking every session that listens.
+
+An event names the distinct subscriptions its row now belongs to (``subs``) and those a
+writer could not decide (``unsure``). The sessions it concerns are those with one of
+these subscriptions, those that hold the document (it may have left their queries: they
+must remove it), and those in the middle of a query of the collection (what they are
+about to send may be older than the change: they apply it after, in order). With 10,000
+sessions each on its own subscription, a change is handed to the one or two it
+concerns, not to all 10,000.
+
+Sessions tell the audience what they hold through every ``added`` and ``removed`` they
+send (a count per session and document: under ``NO_MERGE`` two subscriptions each send
+their own). Everything runs on the hub's one OS thread, so there is no lock.
+"""
+
+from collections import Counter, defaultdict
+
+
+class Audience:
+    def __init__(self):
+        self._by_key = defaultdict(Counter)  # subscription key -> {session: subscriptions}
+        self._holders = defaultdict(dict)  # collection -> {doc id: {session: count}}
+        self._querying = defaultdict(Counter)  # collection -> {session: queries running}
+
+    def subscribed(self, session, key):
+        self._by_key[key][session] += 1
+
+    def unsubscribed(self, session, key):
+        sessions = self._by_key.get(key)
+        if sessions is None or session not in sessions:
+            return
+        sessions[session] -= 1
+        if sessions[session] <= 0:
+            del sessions[session]
+            if not sessions:
+                del self._by_key[key]
+
+    def querying(self, session, collections, delta):
+        """``session`` starts (+1) or ends (-1) a query of ``collections``."""
+        for name in collections:
+            sessions = self._querying[name]
+            sessions[session] += delta
+            if sessions[session] <= 0:
+                del sessions[session]
+                if not sessions:
+                    del self._querying[name]
+
+    def hold(self, session, collection, doc_id):
+        holders = self._holders[collection].setdefault(doc_id, {})
+        holders[session] = holders.get(session, 0) + 1
+
+    def release(self, session, collection, doc_id):
+        documents = self._holders.get(collection)
+        holders = documents.get(doc_id) if documents else None
+        if holders is None or session not in holders:
+            return
+        holders[session] -= 1
+        if holders[session] <= 0:
+            self._drop(documents, collection, doc_id, session)
+
+    def forget(self, session, documents):
+        """The session is gone: it holds none of ``documents`` (``(collection, id)``)."""
+        for collection, doc_id in documents:
+            holders = self._holders.get(collection, {}).get(doc_id)
+            if holders is not None and session in holders:
+                self._drop(self._holders[collection], collection, doc_id, session)
+
+    def _drop(self, documents, collection, doc_id, session):
+        holders = documents[doc_id]
+        del holders[session]
+        if not holders:
+            del documents[doc_id]
+            if not documents:
+                del self._holders[collection]
+
+    def of(self, event, listening):
+        """The sessions ``event`` concerns, among ``listening`` (those that listen to its
+        collection)."""
+        if "*" in event.unsure:
+            return list(listening)
+        found = set(self._querying.get(event.collection, ()))
+        found.update(self._holders.get(event.collection, {}).get(event.id, ()))
+        for keys in (event.subs, event.unsure):
+            for key in keys:
+                found.update(self._by_key.get(key, ()))
+        return [session for session in found if session in listening]
