@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import EmptyResultSet, ValidationError
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Expression, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
@@ -115,6 +115,9 @@ def text_form(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
+        if _as_int(value) is None:
+            # Stored as bigint beside every other subscription's: one beyond would not fit.
+            raise Unsupported("an integer beyond 64 bits")
         return str(int(value))
     if isinstance(value, str):
         return str.__str__(value)
@@ -276,10 +279,17 @@ def parameter_types(cursor, sql):
         cursor.execute("DEALLOCATE ddp_match_probe")
 
 
-def _reference(kind, value, position):
-    """SQL for the stored value of parameter ``position`` (1-based) in registry row ``m``."""
+def _reference(kind, value, position, loose):
+    """SQL for the stored value of parameter ``position`` (1-based) in registry row ``m``.
+
+    ``loose``: an integer as the bigint it is stored as, which an index on ``i[1]`` can
+    serve and a comparison with any integer column takes; else cast to the type
+    PostgreSQL gave the parameter, for the places (a function's argument) that need it.
+    """
     if kind in _INT_TYPES and _as_int(value) is not None:
-        return f"m.i[{position}]"
+        if loose or kind == "pg_catalog.int8":
+            return f"m.i[{position}]"
+        return f"(m.i[{position}])::{kind}"
     if kind in _TEXT_TYPES and isinstance(value, str):
         return f"m.t[{position}]"
     if kind in _TEXT_TYPES or kind == "pg_catalog.unknown":
@@ -288,7 +298,7 @@ def _reference(kind, value, position):
     return f"(m.t[{position}])::{kind}"
 
 
-def _substitute(sql, values, kinds, position):
+def _substitute(sql, values, kinds, position, loose):
     """``sql`` with each parameter read from registry row ``m`` (the saved row's primary
     key stays ``%s``): ``(sql, how many %s, the last position of m's values used)``."""
     typed = iter(zip(values, kinds, strict=True))
@@ -303,7 +313,7 @@ def _substitute(sql, values, kinds, position):
             rows += 1
             return "%s"
         position += 1
-        return _reference(kind, value, position)
+        return _reference(kind, value, position, loose)
 
     return _PLACEHOLDER.sub(substitute, sql), rows, position
 
@@ -319,16 +329,30 @@ class Template:
     rows: tuple
 
     @classmethod
-    def build(cls, cursor, collection, sqls, params):
-        """Raises Unsupported when PostgreSQL cannot type a parameter: in a savepoint."""
-        branches, rows, position = [], [], 0
-        for sql, values in zip(sqls, params, strict=True):
-            kinds = parameter_types(cursor, sql)
-            branch, count, position = _substitute(sql, values, kinds, position)
-            branches.append(branch)
-            rows.append(count)
+    def build(cls, cursor, collection, sqls, params, source, source_params):
+        """Raises Unsupported when PostgreSQL cannot type a parameter: in a savepoint.
+
+        Integers are first left as stored (bigint); if PostgreSQL then cannot plan the
+        statement (an integer passed to a function that takes ``int4``), they are cast.
+        """
+        kinds = [parameter_types(cursor, sql) for sql in sqls]
         digest = template_hash(collection, sqls, params)
-        return cls(collection, digest, tuple(branches), tuple(rows))
+        for loose in (True, False):
+            branches, rows, position = [], [], 0
+            for sql, values, types in zip(sqls, params, kinds, strict=True):
+                branch, count, position = _substitute(sql, values, types, position, loose)
+                branches.append(branch)
+                rows.append(count)
+            template = cls(collection, digest, tuple(branches), tuple(rows))
+            sql, statement_params = template.statement(source, source_params, None)
+            try:
+                with transaction.atomic(using=cursor.db.alias):
+                    cursor.execute("EXPLAIN " + sql, statement_params)
+            except DatabaseError:
+                if not loose:
+                    raise
+            else:
+                return template
 
     def statement(self, source, source_params, pk):
         """``(sql, params)`` of the keys of the registry rows (``source``, a relation
@@ -471,8 +495,9 @@ class Matcher:
             sqls, values = compile_parts(querysets)
             if template_hash(collection, sqls, values) != digest:
                 raise Unsupported("this process compiles it to other SQL than the server did")
+            source, source_params = self.backend.source(using)
             with transaction.atomic(using=using), connections[using].cursor() as cursor:
-                return Template.build(cursor, collection, sqls, values)
+                return Template.build(cursor, collection, sqls, values, source, source_params)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {exc}"
             logger.warning(

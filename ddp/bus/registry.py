@@ -50,10 +50,12 @@ def registry_state(collection_names, using="default"):
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LOCK])
         cursor.execute(
             "SELECT (SELECT max(id) FROM ddp_subscription), (SELECT max(id) FROM ddp_match),"
-            " ARRAY(SELECT c FROM unnest(%s::text[]) AS c WHERE EXISTS (SELECT 1 FROM ddp_match m"
-            " JOIN ddp_subscription s ON s.id = m.subscription_id"
-            " JOIN ddp_server v ON v.id = s.server_id"
-            " WHERE m.collection = c AND v.heartbeat > now() - make_interval(secs => %s)))",
+            # A live server's match row for each collection, found by index: LIMIT 1s,
+            # for PostgreSQL would answer an EXISTS by joining every row of the table.
+            " ARRAY(SELECT c FROM unnest(%s::text[]) AS c, LATERAL (SELECT FROM ddp_server v,"
+            " LATERAL (SELECT FROM ddp_match m WHERE m.collection = c AND m.server_id = v.id"
+            " LIMIT 1) AS row WHERE v.heartbeat > now() - make_interval(secs => %s) LIMIT 1)"
+            " AS live)",
             [list(collection_names), ddp_settings.SERVER_TIMEOUT],
         )
         registry, version, live = cursor.fetchone()
@@ -105,21 +107,26 @@ def subscriptions(using, keys):
         return cursor.fetchall()
 
 
-def analyze_matches(cursor):
-    """ANALYZE ``ddp_match`` once it has changed much since PostgreSQL last did.
+def tidy(cursor):
+    """VACUUM or ANALYZE the registry's tables once they changed much since PostgreSQL
+    last did: a writer's statements stay flat in the number of subscriptions only while
+    PostgreSQL knows the tables' sizes and skips no pile of dead rows.
 
-    A writer's statement is only flat in the number of subscriptions when PostgreSQL
-    knows the table is large and starts from the saved row; autovacuum may take a minute
-    to find that out after thousands of clients subscribe. (A role that does not own the
-    table gets a warning from PostgreSQL and nothing else.)
+    Thousands of clients subscribing, or a server's rows deleted when it stopped, change
+    them in seconds; autovacuum may take a minute or more to come. Run by each server's
+    heartbeat, outside any transaction; a role that does not own the tables gets a
+    warning from PostgreSQL and nothing else.
     """
     cursor.execute(
-        "SELECT n_mod_since_analyze > 500 + n_live_tup / 5 FROM pg_stat_user_tables"
-        " WHERE relid = 'ddp_match'::regclass"
+        "SELECT relname, n_dead_tup > 1000 + n_live_tup / 5,"
+        " n_mod_since_analyze > 500 + n_live_tup / 5"
+        " FROM pg_stat_user_tables WHERE relname IN ('ddp_match', 'ddp_subscription')"
     )
-    row = cursor.fetchone()
-    if row and row[0]:
-        cursor.execute("ANALYZE ddp_match")
+    for table, dead, changed in cursor.fetchall():
+        if dead:
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
+        elif changed:
+            cursor.execute(f"ANALYZE {table}")
 
 
 class ServerRegistration:
@@ -157,7 +164,8 @@ class ServerRegistration:
                 "DELETE FROM ddp_server WHERE heartbeat < now() - make_interval(secs => %s)",
                 [2 * ddp_settings.SERVER_TIMEOUT],
             )
-            analyze_matches(cursor)
+            if not connections["default"].in_atomic_block:
+                tidy(cursor)
         return revived
 
     def add(self, key, publication, params, user_id, collections, matches=None):
@@ -188,10 +196,19 @@ class ServerRegistration:
             specs = [(c, spec) for c, spec in sorted((matches or {}).items()) if spec is not None]
             if inserted and specs:
                 cursor.executemany(
-                    "INSERT INTO ddp_match (subscription_id, key, collection, template, t, i)"
-                    " VALUES (%s, %s, %s, %s, %s::text[], %s::bigint[])",
+                    "INSERT INTO ddp_match"
+                    " (subscription_id, server_id, key, collection, template, t, i)"
+                    " VALUES (%s, %s, %s, %s, %s, %s::text[], %s::bigint[])",
                     [
-                        (row_id, key, c, spec.template, spec.text_args, spec.int_args)
+                        (
+                            row_id,
+                            self.server_id,
+                            key,
+                            c,
+                            spec.template,
+                            spec.text_args,
+                            spec.int_args,
+                        )
                         for c, spec in specs
                     ],
                 )

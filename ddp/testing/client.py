@@ -291,7 +291,11 @@ class DDPClient(BaseClient):
         before = len(self.messages)
         if self.bus is not None:
             self.bus.flush()
-        self.session.apply_changes()
+        from ddp.session import WAKE
+
+        # What a connection's worker does when woken: apply changes, re-run what a writer
+        # could not match.
+        self.session.handle(WAKE)
         return len(self.messages) > before
 
     def close(self):
