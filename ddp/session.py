@@ -350,6 +350,7 @@ class Session:
     def teardown(self):
         """The connection is gone: forget everything silently (S9), tell the bus."""
         if self.bus is not None:
+            self._drop_changes()
             handles = [USERS, *(("N", sub_id) for sub_id in self.subs)]
             documents = {doc for handle in handles for doc in self.box.documents_of(handle)}
             self.bus.audience.forget(self, documents)
@@ -423,9 +424,16 @@ class Session:
 
     def push_resync(self):
         """The listener was lost: changes queued so far are older than a re-run."""
-        self.changes.clear()
+        self._drop_changes()
         self.changes.append(RESYNC)
         self._wake()
+
+    def _drop_changes(self):
+        """Forget the queued changes unapplied, and tell the bus so."""
+        while self.changes:
+            item = self.changes.popleft()
+            if isinstance(item, tuple) and self.bus is not None:
+                self.bus.audience.applied(self, item[0])
 
     def apply_changes(self):
         while self.changes:
@@ -442,6 +450,8 @@ class Session:
         # Without a merge (NO_MERGE_MULTI) each subscription holding the document makes
         # the same ``changed`` of the whole row: the client needs it once. Skipping a
         # message equal to the one just sent is safe under any strategy.
+        if self.bus is not None:
+            self.bus.audience.applied(self, event)
         last = None
         for sub_id, state in self.subs.items():
             if event.collection not in state.collections or event.registry < state.registry:

@@ -10,7 +10,10 @@ concerns, not to all 10,000.
 
 Sessions tell the audience what they hold through every ``added`` and ``removed`` they
 send (a count per session and document: under ``NO_MERGE`` two subscriptions each send
-their own). Everything runs on the hub's one OS thread, so there is no lock.
+their own). A session handed an event counts as holding its document until it has
+applied it (:meth:`Audience.applied`): a worker busy with a method applies changes
+later, and the change that adds a document must not outrun the one that removes it.
+Everything runs on the hub's one OS thread, so there is no lock.
 """
 
 from collections import Counter, defaultdict
@@ -75,12 +78,20 @@ class Audience:
 
     def of(self, event, listening):
         """The sessions ``event`` concerns, among ``listening`` (those that listen to its
-        collection)."""
+        collection); each must call :meth:`applied` once it has applied it."""
         if "*" in event.unsure:
-            return list(listening)
-        found = set(self._querying.get(event.collection, ()))
-        found.update(self._holders.get(event.collection, {}).get(event.id, ()))
-        for keys in (event.subs, event.unsure):
-            for key in keys:
-                found.update(self._by_key.get(key, ()))
-        return [session for session in found if session in listening]
+            found = list(listening)
+        else:
+            found = set(self._querying.get(event.collection, ()))
+            found.update(self._holders.get(event.collection, {}).get(event.id, ()))
+            for keys in (event.subs, event.unsure):
+                for key in keys:
+                    found.update(self._by_key.get(key, ()))
+            found = [session for session in found if session in listening]
+        for session in found:
+            self.hold(session, event.collection, event.id)
+        return found
+
+    def applied(self, session, event):
+        """``session`` has applied (or dropped) ``event``, which :meth:`of` handed it."""
+        self.release(session, event.collection, event.id)
