@@ -73,6 +73,10 @@ ANSWER_TIMEOUT = 600
 
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 
+CONNECT = {"msg": "connect", "version": "1", "support": ["1"]}
+#: What every client of this bench subscribes to.
+ALL_BOOKS = {"msg": "sub", "id": "1", "name": "AllBooks", "params": []}
+
 
 # The clients' process ---------------------------------------------------------------------
 
@@ -141,11 +145,12 @@ def handshake(port):
     return sock, bytearray(rest)
 
 
-def hello():
-    """What a DDP client sends first, without waiting for ``connected`` as Meteor's does."""
-    connect = b'{"msg":"connect","version":"1","support":["1"]}'
-    sub = b'{"msg":"sub","id":"1","name":"AllBooks","params":[]}'
-    return client_frame(TEXT, connect) + client_frame(TEXT, sub)
+def hello(*messages):
+    """What a DDP client sends first, without waiting for ``connected`` as Meteor's does:
+    ``connect``, then ``messages`` (by default the ``sub`` to AllBooks), a frame each."""
+    frames = [CONNECT, *(messages or [ALL_BOOKS])]
+    compact = (json.dumps(message, separators=(",", ":")).encode() for message in frames)
+    return b"".join(client_frame(TEXT, text) for text in compact)
 
 
 class Clients:
@@ -161,26 +166,33 @@ class Clients:
         self.recording = False
 
     def open(self, ports, count, subscribe):
-        """Connect ``count`` clients round robin over ``ports``; ``subscribe`` to AllBooks.
+        """Connect ``count`` more clients round robin over ``ports``; with ``subscribe``, each
+        sends its :meth:`greeting` and is waited for.
 
-        Returns how many are connected, or with ``subscribe`` how many got ``ready``. The
-        first client of each server is answered before the others connect: ddpserver
-        answers ``nosub`` 500 to some of the concurrent first subscriptions to a collection
-        it does not LISTEN to yet (each calls ``Listener.listen``, and two green threads
-        in its wake-up ``os.write`` raise "Second simultaneous write").
+        Returns how many are connected, or with ``subscribe`` how many got ``ready`` in all
+        (so a caller can open clients in batches). The first client of each server is
+        answered before the others connect: ddpserver answers ``nosub`` 500 to some of the
+        concurrent first subscriptions to a collection it does not LISTEN to yet (each
+        calls ``Listener.listen``, and two green threads in its wake-up ``os.write`` raise
+        "Second simultaneous write").
         """
+        answered = self.answered()
         for n in range(count):
             sock, rest = handshake(ports[n % len(ports)])
             if subscribe:
-                sock.sendall(hello())
+                sock.sendall(self.greeting(sock))
             self.buffers[sock] = rest
             self.selector.register(sock, selectors.EVENT_READ)
             if subscribe and n + 1 == len(ports):
-                self.pump(self.answered, n + 1)
+                self.pump(self.answered, answered + n + 1)
         if not subscribe:
             return len(self.buffers)
-        self.pump(self.answered, count)
+        self.pump(self.answered, answered + count)
         return self.ready
+
+    def greeting(self, sock):
+        """What the new client ``sock`` sends first; a subclass may give each its own."""
+        return hello()
 
     def answered(self):
         return self.ready + self.refused
@@ -246,12 +258,13 @@ class Clients:
             sock.sendall(client_frame(TEXT, json.dumps(pong).encode()))
 
 
-def serve_clients(pipe):
-    """The clients' process: run each command from the bench, answer with its result."""
+def serve_clients(pipe, factory=Clients):
+    """The clients' process: run each command from the bench on a ``factory()`` (Clients or
+    a subclass), answer with its result."""
     # One descriptor per client: 1,000 clients pass the common soft limits (256, 1,024).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    clients = Clients()
+    clients = factory()
     while (command := pipe.recv()) is not None:
         name, *args = command
         pipe.send(getattr(clients, name)(*args))
@@ -263,10 +276,10 @@ def serve_clients(pipe):
 class ClientProcess:
     """The bench's handle on the clients' process; every answer is waited for with a bound."""
 
-    def __init__(self):
+    def __init__(self, factory=Clients):
         context = multiprocessing.get_context("spawn")
         self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=serve_clients, args=(child_end,), daemon=True)
+        self.process = context.Process(target=serve_clients, args=(child_end, factory), daemon=True)
         self.process.start()
 
     def send(self, *command):
