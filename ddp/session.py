@@ -430,12 +430,13 @@ class Session:
 
     def _drop_changes(self):
         """Forget the queued changes unapplied, and tell the bus so."""
-        while self.changes:
-            item = self.changes.popleft()
-            if isinstance(item, tuple) and self.bus is not None:
-                self.bus.audience.applied(self, item[0])
+        collections = {item[0].collection for item in self.changes if isinstance(item, tuple)}
+        self.changes.clear()
+        if self.bus is not None:
+            self.bus.audience.settled(self, collections)
 
     def apply_changes(self):
+        applied = set()
         while self.changes:
             item = self.changes.popleft()
             if item is RESYNC:
@@ -444,14 +445,15 @@ class Session:
                 if item.token_hash == self.context.login_token:
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
+                applied.add(item[0].collection)
                 self._apply(*item)
+        if applied and self.bus is not None:
+            self.bus.audience.settled(self, applied)
 
     def _apply(self, event, shared):
         # Without a merge (NO_MERGE_MULTI) each subscription holding the document makes
         # the same ``changed`` of the whole row: the client needs it once. Skipping a
         # message equal to the one just sent is safe under any strategy.
-        if self.bus is not None:
-            self.bus.audience.applied(self, event)
         last = None
         for sub_id, state in self.subs.items():
             if event.collection not in state.collections or event.registry < state.registry:

@@ -10,10 +10,10 @@ concerns, not to all 10,000.
 
 Sessions tell the audience what they hold through every ``added`` and ``removed`` they
 send (a count per session and document: under ``NO_MERGE`` two subscriptions each send
-their own). A session handed an event counts as holding its document until it has
-applied it (:meth:`Audience.applied`): a worker busy with a method applies changes
-later, and the change that adds a document must not outrun the one that removes it.
-Everything runs on the hub's one OS thread, so there is no lock.
+their own). A session handed an event it has not applied yet gets every later event of
+that collection until it has (:meth:`Audience.settled`): a worker busy with a method
+applies changes later, and the change that adds a document must not outrun the one that
+removes it. Everything runs on the hub's one OS thread, so there is no lock.
 """
 
 from collections import Counter, defaultdict
@@ -24,6 +24,7 @@ class Audience:
         self._by_key = defaultdict(Counter)  # subscription key -> {session: subscriptions}
         self._holders = defaultdict(dict)  # collection -> {doc id: {session: count}}
         self._querying = defaultdict(Counter)  # collection -> {session: queries running}
+        self._pending = defaultdict(set)  # collection -> sessions with events to apply
 
     def subscribed(self, session, key):
         self._by_key[key][session] += 1
@@ -63,6 +64,7 @@ class Audience:
 
     def forget(self, session, documents):
         """The session is gone: it holds none of ``documents`` (``(collection, id)``)."""
+        self.settled(session, list(self._pending))
         for collection, doc_id in documents:
             holders = self._holders.get(collection, {}).get(doc_id)
             if holders is not None and session in holders:
@@ -78,20 +80,28 @@ class Audience:
 
     def of(self, event, listening):
         """The sessions ``event`` concerns, among ``listening`` (those that listen to its
-        collection); each must call :meth:`applied` once it has applied it."""
+        collection); each must call :meth:`settled` once it has applied its events."""
+        collection = event.collection
         if "*" in event.unsure:
             found = list(listening)
         else:
-            found = set(self._querying.get(event.collection, ()))
-            found.update(self._holders.get(event.collection, {}).get(event.id, ()))
+            found = set(self._pending.get(collection, ()))
+            found.update(self._querying.get(collection, ()))
+            found.update(self._holders.get(collection, {}).get(event.id, ()))
             for keys in (event.subs, event.unsure):
                 for key in keys:
                     found.update(self._by_key.get(key, ()))
             found = [session for session in found if session in listening]
-        for session in found:
-            self.hold(session, event.collection, event.id)
+        if found:
+            self._pending[collection].update(found)
         return found
 
-    def applied(self, session, event):
-        """``session`` has applied (or dropped) ``event``, which :meth:`of` handed it."""
-        self.release(session, event.collection, event.id)
+    def settled(self, session, collections):
+        """``session`` has applied (or dropped) every event of ``collections`` it was
+        handed."""
+        for name in collections:
+            pending = self._pending.get(name)
+            if pending is not None:
+                pending.discard(session)
+                if not pending:
+                    del self._pending[name]

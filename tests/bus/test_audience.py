@@ -23,7 +23,7 @@ def handed(audience, event, listening):
     """The sessions ``event`` is handed, each applying it at once."""
     sessions = audience.of(event, listening)
     for session in sessions:
-        audience.applied(session, event)
+        audience.settled(session, [event.collection])
     return set(sessions)
 
 
@@ -42,7 +42,7 @@ def test_the_sessions_named_holding_or_querying_get_it_and_no_other():
     # Unsure keys reach their sessions; "*" reaches every session of the collection.
     assert handed(audience, event(unsure={"k2"}), listening) == {bystander}
     assert handed(audience, event(unsure={"*"}), listening) == set(listening)
-    assert not audience._holders
+    assert not audience._holders and not audience._pending
 
 
 def test_a_session_handed_a_change_gets_the_next_ones_until_it_applied_it():
@@ -50,9 +50,10 @@ def test_a_session_handed_a_change_gets_the_next_ones_until_it_applied_it():
     must not outrun the one that moves it away."""
     audience = Audience()
     audience.subscribed("s", "k")
-    adds = event(subs={"k"})
-    assert audience.of(adds, {"s": 1}) == ["s"]
-    assert audience.of(event(subs={"other"}), {"s": 1}) == ["s"]
+    assert audience.of(event(subs={"k"}), {"s": 1}) == ["s"]
+    assert audience.of(event("2", subs={"other"}), {"s": 1}) == ["s"]
+    audience.settled("s", [BOOKS])
+    assert audience.of(event("3", subs={"other"}), {"s": 1}) == []
 
 
 def test_a_document_two_subscriptions_sent_stays_held_until_both_removed_it():
@@ -70,10 +71,12 @@ def test_a_session_that_left_is_forgotten_and_nothing_is_kept_for_it():
     audience = Audience()
     audience.subscribed("s", "k")
     audience.hold("s", BOOKS, "1")
+    audience.of(event(subs={"k"}), {"s": 1})
     audience.forget("s", [(BOOKS, "1")])
     audience.unsubscribed("s", "k")
     assert handed(audience, event(subs={"k"}), {"s": 1}) == set()
     assert not audience._by_key and not audience._holders and not audience._querying
+    assert not audience._pending
 
 
 @pytest.fixture
