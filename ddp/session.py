@@ -129,6 +129,14 @@ def _holds_nul(params):
     return False
 
 
+def _size(params):
+    """Bytes of ``params`` as JSON; infinite when they nest deeper than EJSON can go."""
+    try:
+        return len(dumps(to_ejson(list(params))))
+    except RecursionError:
+        return float("inf")
+
+
 @dataclass(frozen=True)
 class Revoked:
     """Queued for a session when a login token it may ride on was deleted."""
@@ -278,7 +286,7 @@ class Session:
             self.send(NoSub(sub.id, MeteorError(400, "Match failed")))
             return
         limit = ddp_settings.MAX_SUBSCRIPTION_PARAMS
-        if limit is not None and len(dumps(to_ejson(list(sub.params)))) > limit:
+        if limit is not None and _size(sub.params) > limit:
             # Every write's matching statement reads every distinct subscription's values.
             reason = f"Subscription parameters over {limit} bytes"
             self.send(NoSub(sub.id, MeteorError(400, reason)))
