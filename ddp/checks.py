@@ -90,36 +90,34 @@ def check_published_models_on_default(app_configs=None, **kwargs):
     return errors
 
 
+def _positive_int_or_none(name, what, hint, check_id):
+    """The errors of setting ``DDP[name]``, which must be a whole number above 0 or None."""
+    from ddp.conf import ddp_settings
+
+    value = getattr(ddp_settings, name)
+    if value is None or (type(value) is int and value > 0):
+        return []
+    message = f'DDP["{name}"] is {value!r}: it must be {what} above 0, or None.'
+    return [Error(message, hint=hint, id=check_id)]
+
+
 @register("ddp")
 def check_gc_threshold(app_configs=None, **kwargs):
     """``ddp.E004``: ``DDP["GC_THRESHOLD"]`` is what ``gc.set_threshold`` takes, or None."""
-    from ddp.conf import ddp_settings
-
-    value = ddp_settings.GC_THRESHOLD
-    if value is None or (type(value) is int and value > 0):
-        return []
-    return [
-        Error(
-            f'DDP["GC_THRESHOLD"] is {value!r}: it must be a whole number above 0, or None.',
-            hint="Leave it out for 50,000, or None to keep Python's own thresholds.",
-            id="ddp.E004",
-        )
-    ]
+    return _positive_int_or_none(
+        "GC_THRESHOLD",
+        "a whole number",
+        "Leave it out for 50,000, or None to keep Python's own thresholds.",
+        "ddp.E004",
+    )
 
 
 @register("ddp")
 def check_max_subscription_params(app_configs=None, **kwargs):
     """``ddp.E005``: ``DDP["MAX_SUBSCRIPTION_PARAMS"]`` is a size in bytes, or None."""
-    from ddp.conf import ddp_settings
-
-    value = ddp_settings.MAX_SUBSCRIPTION_PARAMS
-    if value is None or (type(value) is int and value > 0):
-        return []
-    return [
-        Error(
-            f'DDP["MAX_SUBSCRIPTION_PARAMS"] is {value!r}: it must be a number of bytes '
-            "above 0, or None.",
-            hint="Leave it out for 8,192 bytes: every write's matching statement reads them.",
-            id="ddp.E005",
-        )
-    ]
+    return _positive_int_or_none(
+        "MAX_SUBSCRIPTION_PARAMS",
+        "a number of bytes",
+        "Leave it out for 8,192 bytes: every write's matching statement reads them.",
+        "ddp.E005",
+    )

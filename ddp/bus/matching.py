@@ -20,7 +20,7 @@ types the parameters (``PREPARE``), so a stored value is cast exactly as the lit
 Django would have sent.
 
 Querysets that cannot be templated (``extra()``, raw SQL, parameters of a type this
-module cannot store as text, a queryset PostgreSQL cannot type) fall back to the
+module cannot store as text or bigint, a queryset PostgreSQL cannot type) fall back to the
 per-subscription path: the writer runs the publication for each such subscription and
 asks ``EXISTS``, counted in ``ddp_match_fallback_total``. :func:`compile_subscription`
 says why, and ``manage.py ddp_publications --check`` reports it.
@@ -330,7 +330,8 @@ class Template:
 
     @classmethod
     def build(cls, cursor, collection, sqls, params, source, source_params):
-        """Raises Unsupported when PostgreSQL cannot type a parameter: in a savepoint.
+        """Raises when PostgreSQL cannot type a parameter or plan the statement: run it in
+        a savepoint.
 
         Integers are first left as stored (bigint); if PostgreSQL then cannot plan the
         statement (an integer passed to a function that takes ``int4``), they are cast.
