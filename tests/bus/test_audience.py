@@ -12,6 +12,9 @@ from bookstore.models import Author, Book
 from ddp.bus.audience import Audience
 from ddp.bus.payload import Event
 
+# The oldest and newest Python and Django run these too (CI's quick subset).
+pytestmark = pytest.mark.quick
+
 BOOKS = "bookstore.book"
 
 

@@ -38,6 +38,9 @@ from ddp.bus.registry import subscription_key
 from ddp.testing.client import SubscriptionError
 from tests.testapp.models import Article, Shelf, Tag
 
+# The oldest and newest Python and Django run these too (CI's quick subset).
+pytestmark = pytest.mark.quick
+
 # -- publications, put into API.publications for a test only ----------------------------
 
 

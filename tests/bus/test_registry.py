@@ -8,6 +8,9 @@ from bookstore.models import Book
 from ddp.bus.matching import compile_subscription
 from ddp.bus.registry import ServerRegistration, registry_state, subscription_key, tidy
 
+# The oldest and newest Python and Django run these too (CI's quick subset).
+pytestmark = pytest.mark.quick
+
 
 class StatsCursor:
     """A cursor whose ``pg_stat_user_tables`` says what a test wants; it notes the rest."""
