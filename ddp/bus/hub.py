@@ -62,6 +62,7 @@ class Bus:
     def _beat(self, interval):
         while self._running:
             time.sleep(interval)
+            self.listener.ensure_running()
             try:
                 if self.run_db(self.registration.beat):
                     logger.warning("This server was taken for dead: registering again")

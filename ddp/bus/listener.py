@@ -80,13 +80,24 @@ class Listener:
         with self._wake_lock:
             os.write(self._wake_w, b"x")
 
-    def _run(self):
+    def ensure_running(self):
+        """Start the thread again if it ended, which nothing should make it do (every
+        failure is caught): called by the server's heartbeat, a last line of defence.
+        The new thread resyncs once connected."""
+        if self._running and not self._thread.is_alive():
+            logger.error("The listener's thread had ended; starting it again")
+            self.stats["reconnects"] += 1
+            self._thread = threading.Thread(
+                target=self._run, kwargs={"first": False}, name="ddp-listener", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, first=True):
         backoff = 0.1
-        first = True
         while self._running:
             try:
                 conn = psycopg2.connect(**self.connect_params)
-            except psycopg2.Error as exc:
+            except Exception as exc:
                 logger.warning("Listener cannot connect (%s); retrying in %.1fs", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, ddp_settings.LISTENER_MAX_BACKOFF)
@@ -98,6 +109,11 @@ class Listener:
                 if self._running:
                     logger.warning("Listener lost its connection (%s); reconnecting", exc)
                     self.stats["reconnects"] += 1
+            except Exception:
+                # Nothing may end this thread: what it was doing is lost, so start over
+                # with a new connection, whose resync re-runs every subscription.
+                logger.exception("Listener failed; reconnecting and resyncing")
+                self.stats["reconnects"] += 1
             finally:
                 self.connected.clear()
                 try:
@@ -150,20 +166,27 @@ class Listener:
     def _notified(self, notify):
         if notify.channel in self.raw_channels:
             if self.on_notify is not None:
-                self.on_notify(notify.channel, notify.payload)
+                try:
+                    self.on_notify(notify.channel, notify.payload)
+                except Exception:
+                    logger.exception("Handling a notice on %s failed", notify.channel)
             return
         try:
             text = self._reassembler.feed(notify.payload, time.monotonic())
             if text is None:
                 return
             event = decode(text)
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
             # Anyone allowed to NOTIFY can send anything: log it, and keep listening.
             self.stats["bad_payloads"] += 1
             logger.error("Ignoring a malformed payload on %s: %s", notify.channel, exc)
             return
         self.stats["events"] += 1
-        self.on_event(event)
+        try:
+            self.on_event(event)
+        except Exception:
+            # A failure in one delivery must not stop every later one.
+            logger.exception("Delivering a change on %s failed", notify.channel)
 
 
 def quote(conn, identifier):

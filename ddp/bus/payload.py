@@ -80,13 +80,37 @@ def encode(event):
     return [f"#{event_id}:{n}:{len(parts)}:{part}" for n, part in enumerate(parts)]
 
 
+#: How deep a change's fields may nest. A row's fields are at most a JSON column's value;
+#: anything deeper is refused as a bad payload rather than decoded by recursion.
+MAX_DEPTH = 100
+
+
+def _deeper_than(value, limit):
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 def decode(text):
     """The :class:`Event` in one whole payload; ``ValueError`` if it is not one.
 
     Anyone allowed to NOTIFY on the database can put anything on a channel: every key
-    is checked, so a bad payload is refused here and never reaches a session.
+    is checked, and nesting is bounded, so a bad payload is refused here and never
+    reaches a session.
     """
-    data = loads(text)
+    try:
+        data = loads(text)
+    except RecursionError:
+        raise ValueError("A payload nested too deep to parse") from None
     version = data.get("v") if isinstance(data, dict) else None
     if isinstance(version, bool) or version != VERSION:
         raise ValueError(f"Not a version {VERSION} change event")
@@ -105,6 +129,8 @@ def decode(text):
         and all(isinstance(key, str) for key in unsure)
     ):
         raise ValueError("A change event with missing or mistyped keys")
+    if _deeper_than(fields, MAX_DEPTH):
+        raise ValueError(f"A change event whose fields nest deeper than {MAX_DEPTH}")
     return Event(
         collection=data["c"],
         id=data["i"],

@@ -347,9 +347,14 @@ def test_hostile_notifications_do_not_stop_live_changes(authors):
                 "SELECT pg_notify('ddp_bookstore.book', %s)",
                 ['{"v":1,"e":"x","c":"bookstore.book","i":"1","f":null,"s":[],"r":"9"}'],
             )
+            # A well-formed event whose fields nest 900 deep: decoding it by recursion
+            # once ended the listener's thread, and live changes with it, for good.
+            deep = '{"a":' + "[" * 900 + "]" * 900 + "}"
+            event = '{"v":1,"e":"y","c":"bookstore.book","i":"1","f":' + deep + ',"s":[],"r":9}'
+            cursor.execute("SELECT pg_notify('ddp_bookstore.book', %s)", [event])
         book = Book.objects.create(title="after the noise", author=authors[0])
         client.wait_for(lambda c: str(book.pk) in books_of(c))
         client.close()
     output = server.output()
-    assert output.count("Ignoring a malformed payload") == 6
+    assert output.count("Ignoring a malformed payload") == 7
     assert "Traceback" not in output

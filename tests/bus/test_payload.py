@@ -113,3 +113,19 @@ def test_a_mistyped_unsure_list_is_refused(unsure):
     text = encode(event({"a": 1}))[0][:-1] + f',"u":{unsure}}}'
     with pytest.raises(ValueError):
         decode(text)
+
+
+@pytest.mark.parametrize("depth", [101, 900, 5000])
+def test_fields_nested_too_deep_are_a_bad_payload_not_a_crash(depth):
+    """Any role that may NOTIFY can send this; decoding it must fail as ValueError, which
+    the listener counts and skips, never as RecursionError, which ended its thread."""
+    text = encode(event({"a": 1}))[0].replace('{"a":1}', '{"a":' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(ValueError):
+        decode(text)
+
+
+def test_fields_as_deep_as_a_json_column_may_be_decode():
+    nested = []
+    for _ in range(98):
+        nested = [nested]
+    assert decode(encode(event({"a": nested}))[0]).fields == {"a": nested}
