@@ -347,8 +347,18 @@ class Session:
         """Withdraw a subscription's documents and its interest in the bus."""
         state = self.subs.pop(sub_id)
         self.send_all(self.box.remove_subscription(("N", sub_id)))
-        if self.bus is not None and state.key:
+        self._unsubscribe(state)
+
+    def _unsubscribe(self, state, on="unsub"):
+        """Tell the bus; a failure (the database gone mid-``unsub``) is logged, and the
+        client is answered all the same: its subscription is gone from this server. A
+        registry row left behind costs writers a match until this server stops."""
+        if self.bus is None or not state.key:
+            return
+        try:
             self.bus.unsubscribe(self, state.key, state.collections)
+        except Exception:
+            metrics.log_error(self.connection.session_id, publication=state.name, on=on)
 
     def _unsub(self, unsub):
         if unsub.id is not MISSING and unsub.id in self.subs:
@@ -364,8 +374,7 @@ class Session:
             self.bus.audience.forget(self, documents)
             for state in self.subs.values():
                 self._querying(state, frozenset())
-                if state.key:
-                    self.bus.unsubscribe(self, state.key, state.collections)
+                self._unsubscribe(state, on="teardown")
             self.bus.track_token(self, self.context.login_token, None)
         self.subs.clear()
 
@@ -391,8 +400,7 @@ class Session:
         self.context.login_token = token_hash
         self.context.user = user if user is not None else AnonymousUser()
         for sub_id, state in list(self.subs.items()):
-            if self.bus is not None and state.key:
-                self.bus.unsubscribe(self, state.key, state.collections)
+            self._unsubscribe(state, on="login")
             publication = self.registry.publications[state.name]
             try:
                 docs = self._run_db(self._rerun, state, publication)
@@ -409,8 +417,13 @@ class Session:
             self._querying(state, frozenset())
         users = {}
         if user is not None and self.registry.user_document is not None:
-            collection, doc_id, fields = self._run_db(self.registry.user_document, user)
-            users = {collection: {doc_id: fields}}
+            try:
+                collection, doc_id, fields = self._run_db(self.registry.user_document, user)
+            except Exception:
+                # The login stands; the client lacks its user document until it next logs in.
+                metrics.log_error(self.connection.session_id, on="user_document")
+            else:
+                users = {collection: {doc_id: fields}}
         self.send_all(self.box.replace(USERS, users))
         if self.subs:
             self.send(Ready(tuple(self.subs)))
@@ -536,7 +549,11 @@ class Session:
         text, notified = self._result(call, this)
         if notified and self.bus is not None:
             # The caller must see its own writes before ``updated`` (R4, R5).
-            self.bus.fence()
+            try:
+                self.bus.fence()
+            except Exception:
+                # The writes are committed: answer, though they may reach the client after.
+                metrics.log_error(self.connection.session_id, method=call.method, on="fence")
             self.apply_changes()
         if this.new_login is not None:
             # The data of the new user, and the re-sent ``ready``, go before ``result``.

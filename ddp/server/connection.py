@@ -263,12 +263,22 @@ class DDPConnection:
                 self._ended = True
                 inbox.clear()
                 self.close(request[1], request[2])
-            else:
+                continue
+            try:
                 self.session.handle(request)
+            except Exception:
+                # What the session could not answer itself: no traceback on the wire, no
+                # worker gone with requests waiting; the client reconnects.
+                logger.exception("A request failed on %s", self.session.connection.session_id)
+                self._ended = True
+                inbox.clear()
+                self.close(CloseReason.INTERNAL_ERROR, "Internal error")
         self.inbox = None
         if self._finished:
-            self.session.teardown()
-            self._torn_down.set()
+            try:
+                self.session.teardown()
+            finally:
+                self._torn_down.set()
 
     def _write(self):
         outbox = self.outbox

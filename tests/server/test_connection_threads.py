@@ -7,9 +7,11 @@ time, to completion, as green threads do when nothing blocks; the transport reco
 import json
 
 import pytest
+from django.db import OperationalError
 from django.test import override_settings
 
 from ddp import metrics
+from ddp.bus.memory import InMemoryBus
 from ddp.server import connection as connection_module
 from ddp.server.connection import DDPConnection
 
@@ -211,4 +213,80 @@ def test_beat_never_pings_pre1(clock):
         conn.beat(clock.now)
     scheduler.run()
     assert [message["msg"] for message in transport.sent] == ["connected"]
+    assert transport.closed is None
+
+
+class UnreachableRegistry(InMemoryBus):
+    """A bus whose database went away: unsubscribing fails, as mid-restart PostgreSQL."""
+
+    def unsubscribe(self, session, key, collections):
+        raise OperationalError("server closed the connection unexpectedly")
+
+
+def test_a_database_error_in_unsub_still_gets_its_nosub_and_the_connection_goes_on():
+    scheduler, transport = Scheduler(), Transport()
+    conn = DDPConnection(
+        transport, lambda func, *args: func(*args), UnreachableRegistry(), scheduler.spawn
+    )
+    conn.open()
+    conn.receive(CONNECT)
+    for sub_id in ("gone", "kept"):
+        conn.receive(json.dumps({"msg": "sub", "id": sub_id, "name": "AllBooks", "params": []}))
+    conn.receive('{"msg":"unsub","id":"gone"}')
+    conn.receive('{"msg":"method","id":"m","method":"test.echo","params":[1]}')
+    scheduler.run()
+    replies = [(m["msg"], m.get("id")) for m in transport.sent if m["msg"] in ("nosub", "result")]
+    assert replies == [("nosub", "gone"), ("result", "m")]
+    assert "error" not in next(m for m in transport.sent if m["msg"] == "nosub")
+    # Its teardown fails to unsubscribe "kept" too, and still ends.
+    conn.finish()
+    scheduler.run()
+    assert transport.closed == (1000, None)
+
+
+def test_a_request_the_session_cannot_answer_closes_with_1011_and_finish_returns():
+    conn, scheduler, transport = connection()
+    conn.receive(CONNECT)
+    scheduler.run()
+
+    def broken(request):
+        raise RuntimeError("a bug below the session's own error handling")
+
+    conn.session.handle = broken
+    conn.receive('{"msg":"method","id":"m","method":"test.echo","params":[1]}')
+    conn.receive('{"msg":"method","id":"n","method":"test.echo","params":[2]}')
+    scheduler.run()
+    assert transport.closed == (1011, "Internal error")
+    assert not [m for m in transport.sent if m["msg"] == "result"]
+    assert conn.inbox is None
+    conn.finish()
+    scheduler.run()
+
+
+class NoFence(InMemoryBus):
+    """A bus whose fence cannot be sent: the database went away after the COMMIT."""
+
+    def fence(self):
+        super().fence()
+        raise OperationalError("server closed the connection unexpectedly")
+
+
+def test_a_fence_that_fails_still_answers_the_method_whose_writes_committed():
+    from ddp.bus.producer import use_backend
+
+    bus = NoFence()
+    previous = use_backend(bus)
+    try:
+        scheduler, transport = Scheduler(), Transport()
+        conn = DDPConnection(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
+        conn.open()
+        conn.receive(CONNECT)
+        conn.receive('{"msg":"sub","id":"s","name":"AllBooks","params":[]}')
+        call = {"msg": "method", "id": "m", "method": "bookstore.addBook"}
+        conn.receive(json.dumps({**call, "params": ["Fenced", "fence@example.com"]}))
+        scheduler.run()
+    finally:
+        use_backend(previous)
+    kinds = [(m["msg"], m.get("id") or m.get("methods")) for m in transport.sent]
+    assert ("result", "m") in kinds and ("updated", ["m"]) in kinds
     assert transport.closed is None
