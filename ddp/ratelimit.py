@@ -59,6 +59,30 @@ def too_many_requests(time_to_reset):
     )
 
 
+def too_many_subscriptions(limit):
+    """The error for one subscription over ``DDP["MAX_SUBSCRIPTIONS"]``.
+
+    Not ``too-many-requests``: waiting does not help, unsubscribing does, and a client
+    that retries after ``timeToReset`` (0 here) would retry at once, for ever.
+    """
+    return MeteorError(
+        "too-many-subscriptions",
+        f"This connection has {limit} subscriptions, the most it may: stop one first.",
+        {"limit": limit},
+    )
+
+
+def too_many_pending_methods(limit):
+    """The error for one method call over ``DDP["MAX_PENDING_METHODS"]`` unanswered ones:
+    the client must wait for their results, not for a time."""
+    return MeteorError(
+        "too-many-pending-methods",
+        f"This connection has {limit} method calls waiting, the most it may: wait for "
+        "their results first.",
+        {"limit": limit},
+    )
+
+
 def _matches(matcher, value):
     if matcher is True:
         return True
@@ -307,5 +331,5 @@ class ConnectionLimits:
         if wait is not None:
             return too_many_requests(wait)
         if self.max_subscriptions is not None and active >= self.max_subscriptions:
-            return too_many_requests(0)
+            return too_many_subscriptions(self.max_subscriptions)
         return None

@@ -48,7 +48,12 @@ from ddp.protocol import (
     to_ejson,
 )
 from ddp.randomness import method_random
-from ddp.ratelimit import POLICY_VIOLATION, TOO_MANY_MESSAGES, ConnectionLimits, too_many_requests
+from ddp.ratelimit import (
+    POLICY_VIOLATION,
+    TOO_MANY_MESSAGES,
+    ConnectionLimits,
+    too_many_pending_methods,
+)
 from ddp.serialize import documents
 
 #: Put in the inbox to make the worker apply bus changes while no request comes.
@@ -249,7 +254,8 @@ class Session:
             if item is CLOSE:
                 self._close()
             elif isinstance(item, Method) and not self.limits.queue_method():
-                self.send(Result(item.id, error=too_many_requests(0)))
+                error = too_many_pending_methods(self.limits.max_pending_methods)
+                self.send(Result(item.id, error=error))
                 self.send(Updated((item.id,)))
             elif isinstance(item, (Sub, Unsub, Method)):
                 requests.append(item)

@@ -23,7 +23,9 @@ from ddp.ratelimit import (
     Rule,
     TokenBucket,
     shared_rate_limiter,
+    too_many_pending_methods,
     too_many_requests,
+    too_many_subscriptions,
 )
 from ddp.testing import DDPTestCase
 from ddp.testing.client import DDPClient
@@ -251,12 +253,15 @@ def test_pending_methods_are_bounded_and_released():
     assert limits.queue_method() is False
 
 
-def test_subscriptions_over_the_maximum_get_too_many_requests_with_no_wait():
+def test_subscriptions_over_the_maximum_get_an_error_of_their_own_with_no_time_to_wait():
+    """Not too-many-requests with timeToReset 0: a client that retries after timeToReset
+    would retry at once, for ever."""
     limits = ConnectionLimits(max_subscriptions=2)
     this = SimpleNamespace(connection_id="c1", user_id=None)
     assert limits.refuse_subscription("s", this, active=1) is None
     error = limits.refuse_subscription("s", this, active=2)
-    assert (error.error, error.details) == ("too-many-requests", {"timeToReset": 0})
+    assert (error.error, error.details) == ("too-many-subscriptions", {"limit": 2})
+    assert "timeToReset" not in error.to_dict().get("details", {})
 
 
 def test_connection_limits_consult_the_rules_with_the_connections_ids():
@@ -400,7 +405,7 @@ class SessionLimitsTests(DDPTestCase):
         client.subscribe("b")
         client.send({"msg": "sub", "id": "third", "name": "c", "params": []})
         client.assert_messages(
-            [{"msg": "nosub", "id": "third", "error": too_many_requests(0).to_dict()}]
+            [{"msg": "nosub", "id": "third", "error": too_many_subscriptions(2).to_dict()}]
         )
         client.unsubscribe(first)
         assert client.subscribe("c")
@@ -416,7 +421,7 @@ class SessionLimitsTests(DDPTestCase):
         assert [request.id for request in queued] == ["q1", "q2"]
         client.assert_messages(
             [
-                {"msg": "result", "id": "q3", "error": too_many_requests(0).to_dict()},
+                {"msg": "result", "id": "q3", "error": too_many_pending_methods(2).to_dict()},
                 {"msg": "updated", "methods": ["q3"]},
             ]
         )
