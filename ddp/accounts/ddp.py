@@ -8,6 +8,7 @@ records are not rolled back with the method.
 """
 
 from django.contrib.auth import get_user_model, user_logged_in, user_login_failed
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
@@ -158,6 +159,14 @@ def logout_other_clients(this):
     return _logged_in(this, this.user, row, token, None)
 
 
+def _valid(check):
+    """Run a Django validation; its messages become a Meteor ``400`` for the client."""
+    try:
+        check()
+    except ValidationError as exc:
+        raise MeteorError(400, " ".join(exc.messages)) from None
+
+
 @API.method("createUser")
 def create_user(this, options):
     if not ddp_settings.ACCOUNTS_ALLOW_CREATE:
@@ -177,12 +186,18 @@ def create_user(this, options):
         raise MeteorError(403, AMBIGUOUS)
     user = model(**{model.USERNAME_FIELD: username, email_field: email or ""})
     if password_kind == "plain":
+        # AUTH_PASSWORD_VALIDATORS can judge only a password they see: a digest, which
+        # Meteor's client sends, hides it from them.
+        _valid(lambda: validate_password(secret, user))
         user.set_password(secret)
     else:
         try:
             set_password_digest(user, secret)
         except ValueError:
             raise MeteorError(400, "This server cannot store password digests") from None
+    # The model's own rules, as a form would check them: the username's characters, the
+    # email's form, the lengths; and uniqueness once more.
+    _valid(user.full_clean)
     try:
         user.save()
     except IntegrityError:

@@ -212,6 +212,30 @@ class LoginTests(DDPTestCase):
         )
         assert User.objects.count() == 2
 
+    @override_settings(
+        DDP={"ACCOUNTS_ALLOW_CREATE": True},
+        AUTH_PASSWORD_VALIDATORS=[
+            {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"}
+        ],
+    )
+    def test_create_user_runs_the_password_validators_and_the_models_rules(self):
+        """What a signup form would refuse, createUser refuses: a short plain password,
+        a username Django's validator does not allow, an email that is not one."""
+        client = self.ddp_client()
+        short = {"username": "erin", "password": "pw"}
+        code, reason = self.error_of(client, "createUser", short)
+        assert code == 400 and "too short" in reason
+        bad_name = {"username": "er in!", "password": "a long enough password"}
+        code, reason = self.error_of(client, "createUser", bad_name)
+        assert code == 400 and "valid username" in reason
+        bad_email = {"username": "erin", "email": "erin@", "password": digest("pw")}
+        code, reason = self.error_of(client, "createUser", bad_email)
+        assert code == 400 and "valid email" in reason
+        assert not User.objects.filter(username__startswith="er").exists()
+        # A digest hides the password from the validators: only the model's rules apply.
+        client.call("createUser", {"username": "erin", "password": digest("pw")})
+        assert User.objects.filter(username="erin").exists()
+
     def test_change_password(self):
         assert self.error_of(self.ddp_client(), "changePassword", "a", "b") == (
             401,
