@@ -101,8 +101,9 @@ def mark_handled():
     eventlet.wsgi.WSGI_LOCAL.already_handled = True
 
 
-def wait_for_signal_in_background():
-    """Return a green thread that finishes with the number of the first SIGTERM or SIGINT.
+def signals():
+    """Return ``next_signal()``: a green thread that finishes with the number of the next
+    SIGTERM or SIGINT.
 
     A Python signal handler runs between bytecodes, possibly inside the hub just before
     it sleeps, where anything it schedules waits for the next event. The signal number
@@ -118,7 +119,15 @@ def wait_for_signal_in_background():
         eventlet.hubs.trampoline(read_end, read=True)
         return os.read(read_end, 1)[0]
 
-    return eventlet.spawn(wait)
+    return lambda: eventlet.spawn(wait)
+
+
+def _stop_at_once_on(second_signal):
+    """A second SIGTERM or Ctrl-C during the graceful shutdown: whoever sent it will not
+    wait for the clients, the pool or a stuck query, so neither does the process."""
+    signum = second_signal.wait()
+    logger.warning("Received signal %d again: stopping at once", signum)
+    os._exit(128 + signum)
 
 
 def serve(sock, app, max_connections, on_started=None, window=0.0):
@@ -127,9 +136,11 @@ def serve(sock, app, max_connections, on_started=None, window=0.0):
     On the signal the server stops accepting, then ``app.shut_down(code, reason, pause)``
     closes the clients one by one over ``window`` seconds ("going away", after any method
     in flight has answered), as Meteor's graceful shutdown does, so that they reconnect
-    to other servers gradually rather than all at once.
+    to other servers gradually rather than all at once. A second signal, from then until
+    the process ends, ends it at once.
     """
-    signal_received = wait_for_signal_in_background()
+    next_signal = signals()
+    signal_received = next_signal()
     server = eventlet.spawn(
         eventlet.wsgi.server,
         sock,
@@ -143,6 +154,7 @@ def serve(sock, app, max_connections, on_started=None, window=0.0):
         on_started()
     signum = signal_received.wait()
     logger.info("Received signal %d, closing clients", signum)
+    eventlet.spawn(_stop_at_once_on, next_signal())
     server.kill()
     sock.close()
     count = len(app.connections)

@@ -92,9 +92,16 @@ class ServerProcess:
         self.stderr.seek(0)
         return "".join(self.lines) + self.stderr.read().decode(errors="replace")
 
+    def send_signal(self, signum):
+        """Send ``signum`` now (to test a shutdown); :meth:`stop` then only waits: a second
+        SIGTERM or SIGINT would make the server stop at once instead of gracefully."""
+        self._signalled = True
+        self.process.send_signal(signum)
+
     def stop(self, signum=signal.SIGTERM, timeout=20):
         if self.process.poll() is None:
-            self.process.send_signal(signum)
+            if not getattr(self, "_signalled", False):
+                self.process.send_signal(signum)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -100,7 +100,7 @@ def test_sigterm_and_sigint_close_clients_and_exit_zero():
     for signum in (signal.SIGTERM, signal.SIGINT):
         server = ServerProcess().start()
         client = DDPClient(server.ws_url)
-        server.process.send_signal(signum)
+        server.send_signal(signum)
         assert client.close_code() == 1001
         assert server.stop(signum) == 0, server.output()
 

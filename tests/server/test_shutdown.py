@@ -2,6 +2,7 @@
 
 import signal
 import threading
+import time
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_sigterm_lets_a_method_in_flight_answer_then_closes_everyone():
         busy.send({"msg": "method", "id": "slow", "method": "test.slow", "params": [1.0]})
         busy.send({"msg": "ping", "id": "p"})
         assert busy.recv() == {"msg": "pong", "id": "p"}  # the method is running
-        server.process.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)
         assert busy.close_code() == 1001
         assert {"msg": "result", "id": "slow", "result": "finished"} in busy.log
         assert {"msg": "updated", "methods": ["slow"]} in busy.log
@@ -54,7 +55,7 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
     replacement = None
     try:
         clients[0][0].wait_for(lambda c: len(c.collections.get("bookstore.book", {})) > 30)
-        servers[0].process.send_signal(signal.SIGTERM)  # a rolling restart: this one goes
+        servers[0].send_signal(signal.SIGTERM)  # a rolling restart: this one goes
         assert servers[0].stop() == 0
         replacement = ServerProcess().start()
         # Its clients reconnect, to a peer or to the new server, and subscribe again.
@@ -77,3 +78,22 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
         writer.join()
         for server in servers[1:] + ([replacement] if replacement else []):
             server.stop()
+
+
+def test_a_second_sigterm_during_the_graceful_shutdown_stops_at_once():
+    """Whoever sends it again will not wait out the window (here a minute): neither does
+    the server."""
+    server = ServerProcess(ddp={"SHUTDOWN_WINDOW": 60.0}).start()
+    try:
+        # Open while it runs: the window is spent closing them, 20 s apart.
+        _open = [DDPClient(server.ws_url) for _ in range(3)]
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "closing clients" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "closing clients" in server.output()  # the graceful shutdown is under way
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) == 128 + signal.SIGTERM
+        assert "again: stopping at once" in server.output()
+    finally:
+        server.stop()
