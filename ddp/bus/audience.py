@@ -30,53 +30,33 @@ class Audience:
         self._by_key[key][session] += 1
 
     def unsubscribed(self, session, key):
-        sessions = self._by_key.get(key)
-        if sessions is None or session not in sessions:
-            return
-        sessions[session] -= 1
-        if sessions[session] <= 0:
-            del sessions[session]
-            if not sessions:
-                del self._by_key[key]
+        _count_down(self._by_key, key, session)
 
     def querying(self, session, collections, delta):
         """``session`` starts (+1) or ends (-1) a query of ``collections``."""
         for name in collections:
-            sessions = self._querying[name]
-            sessions[session] += delta
-            if sessions[session] <= 0:
-                del sessions[session]
-                if not sessions:
-                    del self._querying[name]
+            if delta > 0:
+                self._querying[name][session] += delta
+            else:
+                _count_down(self._querying, name, session, -delta)
 
     def hold(self, session, collection, doc_id):
         holders = self._holders[collection].setdefault(doc_id, {})
         holders[session] = holders.get(session, 0) + 1
 
-    def release(self, session, collection, doc_id):
+    def release(self, session, collection, doc_id, everything=False):
+        """One ``removed`` of the document was sent (``everything``: the session is gone)."""
         documents = self._holders.get(collection)
-        holders = documents.get(doc_id) if documents else None
-        if holders is None or session not in holders:
-            return
-        holders[session] -= 1
-        if holders[session] <= 0:
-            self._drop(documents, collection, doc_id, session)
+        if documents is not None:
+            _count_down(documents, doc_id, session, float("inf") if everything else 1)
+            if not documents:
+                del self._holders[collection]
 
     def forget(self, session, documents):
         """The session is gone: it holds none of ``documents`` (``(collection, id)``)."""
         self.settled(session, list(self._pending))
         for collection, doc_id in documents:
-            holders = self._holders.get(collection, {}).get(doc_id)
-            if holders is not None and session in holders:
-                self._drop(self._holders[collection], collection, doc_id, session)
-
-    def _drop(self, documents, collection, doc_id, session):
-        holders = documents[doc_id]
-        del holders[session]
-        if not holders:
-            del documents[doc_id]
-            if not documents:
-                del self._holders[collection]
+            self.release(session, collection, doc_id, everything=True)
 
     def of(self, event, listening):
         """The sessions ``event`` concerns, among ``listening`` (those that listen to its
@@ -105,3 +85,16 @@ class Audience:
                 pending.discard(session)
                 if not pending:
                     del self._pending[name]
+
+
+def _count_down(counts, key, member, by=1):
+    """Take ``by`` from ``counts[key][member]``: a member at 0 goes, and so does a key left
+    with no member, so that nothing is kept for sessions that are gone."""
+    members = counts.get(key)
+    if members is None or member not in members:
+        return
+    members[member] -= by
+    if members[member] <= 0:
+        del members[member]
+        if not members:
+            del counts[key]

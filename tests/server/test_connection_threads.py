@@ -84,9 +84,9 @@ class Transport:
         return 0, 0
 
 
-def connection():
+def connection(bus=None):
     scheduler, transport = Scheduler(), Transport()
-    conn = DDPConnection(transport, lambda func, *args: func(*args), None, scheduler.spawn)
+    conn = DDPConnection(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
     conn.open()
     return conn, scheduler, transport
 
@@ -224,11 +224,7 @@ class UnreachableRegistry(InMemoryBus):
 
 
 def test_a_database_error_in_unsub_still_gets_its_nosub_and_the_connection_goes_on():
-    scheduler, transport = Scheduler(), Transport()
-    conn = DDPConnection(
-        transport, lambda func, *args: func(*args), UnreachableRegistry(), scheduler.spawn
-    )
-    conn.open()
+    conn, scheduler, transport = connection(UnreachableRegistry())
     conn.receive(CONNECT)
     for sub_id in ("gone", "kept"):
         conn.receive(json.dumps({"msg": "sub", "id": sub_id, "name": "AllBooks", "params": []}))
@@ -277,9 +273,7 @@ def test_a_fence_that_fails_still_answers_the_method_whose_writes_committed():
     bus = NoFence()
     previous = use_backend(bus)
     try:
-        scheduler, transport = Scheduler(), Transport()
-        conn = DDPConnection(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
-        conn.open()
+        conn, scheduler, transport = connection(bus)
         conn.receive(CONNECT)
         conn.receive('{"msg":"sub","id":"s","name":"AllBooks","params":[]}')
         call = {"msg": "method", "id": "m", "method": "bookstore.addBook"}
