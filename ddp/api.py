@@ -109,6 +109,10 @@ class Context:
     user: object = None
     #: ``randomSeed`` of the method call being run, if the client sent one.
     random_seed: str = None
+    #: The client's address (Meteor's ``clientAddress``; see ``DDP["TRUSTED_PROXIES"]``).
+    client_address: str = None
+    #: Some headers of the client's handshake, by lowercase name (Meteor's ``httpHeaders``).
+    http_headers: dict = field(default_factory=dict)
     #: Free-form per-connection data a project may keep across calls.
     data: dict = field(default_factory=dict)
 

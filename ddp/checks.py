@@ -121,3 +121,33 @@ def check_max_subscription_params(app_configs=None, **kwargs):
         "Leave it out for 8,192 bytes: every write's matching statement reads them.",
         "ddp.E005",
     )
+
+
+@register("ddp")
+def check_trusted_proxies(app_configs=None, **kwargs):
+    """``ddp.E006``: ``DDP["TRUSTED_PROXIES"]`` lists addresses or networks."""
+    from ddp.conf import ddp_settings
+    from ddp.peer import networks
+
+    try:
+        networks(ddp_settings.TRUSTED_PROXIES or ())
+    except (TypeError, ValueError) as exc:
+        return [
+            Error(
+                f'DDP["TRUSTED_PROXIES"] is {ddp_settings.TRUSTED_PROXIES!r}: {exc}.',
+                hint='List the proxies\' addresses or networks, e.g. ["10.0.0.0/8", "::1"].',
+                id="ddp.E006",
+            )
+        ]
+    return []
+
+
+@register("ddp")
+def check_password_hashing_threads(app_configs=None, **kwargs):
+    """``ddp.E007``: ``DDP["PASSWORD_HASHING_THREADS"]`` is a number of threads, or None."""
+    return _positive_int_or_none(
+        "PASSWORD_HASHING_THREADS",
+        "a whole number",
+        "Leave it out for one thread per CPU.",
+        "ddp.E007",
+    )

@@ -55,17 +55,31 @@ DEFAULTS = {
     # subscriptions, as Meteor's DDPRateLimiter.addRule: each allows "limit" calls per
     # "interval_ms" for each distinct value of the fields its "match" names ("type",
     # "name", "connection_id", "user_id"); more get the error "too-many-requests".
-    # The default is Meteor's accounts rule: 5 calls per 10 s per connection.
+    # Rules of type "password" count the password checks of login, createUser and
+    # changePassword (each costs a password hash), by "name" (the method) and
+    # "client_address" too. The defaults: Meteor's accounts rule (5 calls per 10 s per
+    # connection, changePassword added), and 30 password checks per 10 s per address.
     "RATE_LIMITS": [
         {
             "match": {
                 "type": "method",
-                "name": ["login", "createUser", "resetPassword", "forgotPassword"],
+                "name": [
+                    "login",
+                    "createUser",
+                    "changePassword",
+                    "resetPassword",
+                    "forgotPassword",
+                ],
                 "connection_id": True,
             },
             "limit": 5,
             "interval_ms": 10_000,
-        }
+        },
+        {
+            "match": {"type": "password", "client_address": True},
+            "limit": 30,
+            "interval_ms": 10_000,
+        },
     ],
     # Frames a connection may send per second, in bursts of up to MESSAGE_BURST (a
     # reconnecting Meteor client sends every sub and unanswered method at once); a
@@ -80,6 +94,13 @@ DEFAULTS = {
     # every change against every distinct subscription's parameters, so they must stay
     # small. None: no limit.
     "MAX_SUBSCRIPTION_PARAMS": 8 * 1024,
+    # Addresses and networks ("10.0.0.0/8") of the proxies in front of ddpserver. A
+    # connection from one of them is from the address its X-Forwarded-For names (the
+    # right-most one they did not add): what per-address limits and lockout tools see.
+    "TRUSTED_PROXIES": [],
+    # Password hashes checked or made at once, each in an OS thread off the hub; more
+    # wait their turn. None: one per CPU.
+    "PASSWORD_HASHING_THREADS": None,
 }
 
 

@@ -6,7 +6,9 @@ before it costs the others. Four limits, each a ``DDP[...]`` setting (see ``ddp/
 
 ``RATE_LIMITS``
     Rules modelled on Meteor's ``DDPRateLimiter``: each matches method calls or subscriptions
-    by type, name, connection and user, and allows ``limit`` of them per ``interval_ms``. A call
+    by type, name, connection, user and client address, and allows ``limit`` of them per
+    ``interval_ms``. Besides Meteor's types (``"method"``, ``"subscription"``), the type
+    ``"password"`` counts the password checks of the accounts methods, each a costly hash. A call
     over the limit is answered with Meteor's ``too-many-requests`` error (PROTOCOL.md E4); a
     method still gets its ``updated`` (R5). The default is Meteor's accounts rule (A6). One
     :class:`RateLimiter` serves the whole process, so a per-user rule counts every connection of
@@ -40,8 +42,9 @@ from ddp.protocol.errors import MeteorError
 POLICY_VIOLATION = 1008
 TOO_MANY_MESSAGES = "Too many messages"
 
-#: What a rule can match on: Meteor's ``type``, ``name``, ``connectionId`` and ``userId``.
-FIELDS = ("type", "name", "connection_id", "user_id")
+#: What a rule can match on: Meteor's ``type``, ``name``, ``connectionId``, ``userId`` and
+#: ``clientAddress``.
+FIELDS = ("type", "name", "connection_id", "user_id", "client_address")
 
 
 def too_many_requests(time_to_reset):
@@ -175,13 +178,19 @@ class RateLimiter:
         """
         return cls([Rule(**entry) for entry in config], clock)
 
-    def check(self, kind, name, connection_id, user_id):
+    def check(self, kind, name, connection_id, user_id, client_address=None):
         """Count one call; return None if it may run, else the milliseconds until it may.
 
-        ``kind`` is ``"method"`` or ``"subscription"``. When the call exceeds several rules,
-        the longest wait is returned, as Meteor does.
+        ``kind`` is ``"method"``, ``"subscription"`` or ``"password"``. When the call exceeds
+        several rules, the longest wait is returned, as Meteor does.
         """
-        event = {"type": kind, "name": name, "connection_id": connection_id, "user_id": user_id}
+        event = {
+            "type": kind,
+            "name": name,
+            "connection_id": connection_id,
+            "user_id": user_id,
+            "client_address": client_address,
+        }
         now = self.clock() * 1000
         wait = None
         with self._lock:
@@ -254,6 +263,12 @@ class TokenBucket:
         return True
 
 
+def refuse(kind, name, this, rate_limiter):
+    """The ``too-many-requests`` error for one more ``kind`` call by ``this``, or None."""
+    wait = rate_limiter.check(kind, name, this.connection_id, this.user_id, this.client_address)
+    return None if wait is None else too_many_requests(wait)
+
+
 class ConnectionLimits:
     """Everything one connection may still ask, for its session to consult.
 
@@ -319,15 +334,16 @@ class ConnectionLimits:
     def refuse_method(self, name, this):
         """The error for calling method ``name`` now, or None if it may run.
 
-        ``this`` is the connection's :class:`ddp.api.Context` (its ``connection_id`` and
-        ``user_id``).
+        ``this`` is the connection's :class:`ddp.api.Context` (its ``connection_id``,
+        ``user_id`` and ``client_address``).
         """
-        wait = self.rate_limiter.check("method", name, this.connection_id, this.user_id)
-        return None if wait is None else too_many_requests(wait)
+        return refuse("method", name, this, self.rate_limiter)
 
     def refuse_subscription(self, name, this, active):
         """The error for subscribing to ``name`` with ``active`` subscriptions, or None."""
-        wait = self.rate_limiter.check("subscription", name, this.connection_id, this.user_id)
+        wait = self.rate_limiter.check(
+            "subscription", name, this.connection_id, this.user_id, this.client_address
+        )
         if wait is not None:
             return too_many_requests(wait)
         if self.max_subscriptions is not None and active >= self.max_subscriptions:

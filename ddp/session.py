@@ -27,6 +27,7 @@ from ddp.bus.matching import compile_subscription
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
+from ddp.peer import client_address, http_headers
 from ddp.protocol import (
     CLOSE,
     MISSING,
@@ -175,11 +176,18 @@ class Session:
         registry=API,
         room=None,
         changed=None,
+        environ=None,
     ):
         self.connection = ServerConnection()
         # Per collection, what the box remembers of what it sent (Collection.strategy).
         self.box = MergeBox(registry.strategies)
-        self.context = Context(connection_id=self.connection.session_id, user=AnonymousUser())
+        environ = environ or {}
+        self.context = Context(
+            connection_id=self.connection.session_id,
+            user=AnonymousUser(),
+            client_address=client_address(environ),
+            http_headers=http_headers(environ),
+        )
         #: Active named subscriptions by id.
         self.subs = {}
         self.registry = registry

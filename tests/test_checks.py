@@ -124,3 +124,27 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
         assert check_max_subscription_params() == []
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", ["10.0.0.300"], ["proxy.local"], [None], 5])
+def test_trusted_proxies_must_list_addresses_or_networks(value):
+    from ddp.checks import check_trusted_proxies
+
+    with override_settings(DDP={"TRUSTED_PROXIES": value}):
+        assert ids(check_trusted_proxies()) == ["ddp.E006"]
+
+
+@pytest.mark.parametrize("value", [None, [], ["10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]])
+def test_trusted_proxies_accepts_addresses_and_networks(value):
+    from ddp.checks import check_trusted_proxies
+
+    with override_settings(DDP={"TRUSTED_PROXIES": value}):
+        assert check_trusted_proxies() == []
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "4"])
+def test_password_hashing_threads_must_be_a_positive_int_or_none(value):
+    from ddp.checks import check_password_hashing_threads
+
+    with override_settings(DDP={"PASSWORD_HASHING_THREADS": value}):
+        assert ids(check_password_hashing_threads()) == ["ddp.E007"]

@@ -40,6 +40,17 @@ ACCOUNTS_RULE = {
     "limit": 5,
     "interval_ms": 10_000,
 }
+#: The defaults: Meteor's rule with changePassword, and password checks per client address.
+DEFAULT_RULES = [
+    {
+        **ACCOUNTS_RULE,
+        "match": {
+            **ACCOUNTS_RULE["match"],
+            "name": ["login", "createUser", "changePassword", "resetPassword", "forgotPassword"],
+        },
+    },
+    {"match": {"type": "password", "client_address": True}, "limit": 30, "interval_ms": 10_000},
+]
 
 
 class Clock:
@@ -172,6 +183,14 @@ def test_a_name_list_counts_each_name_apart_as_meteors_function_matcher():
     assert calls(limiter, 10, name="login", kind="subscription") == [None] * 10
 
 
+def test_a_rule_on_client_address_counts_each_address_apart_over_connections():
+    limiter = RateLimiter([Rule({"type": "password", "client_address": True}, 2, 1_000)])
+    checks = [limiter.check("password", "login", f"conn{n}", None, "10.0.0.1") for n in range(3)]
+    assert checks == [None, None, 1_000]
+    assert limiter.check("password", "login", "conn9", None, "10.0.0.2") is None
+    assert limiter.check("method", "login", "conn9", None, "10.0.0.1") is None
+
+
 def test_the_longest_wait_of_every_rule_exceeded_is_returned():
     clock = Clock()
     short = method_rule(limit=1, interval_ms=1_000, connection_id=True)
@@ -234,7 +253,7 @@ def test_a_flood_latches_until_the_connection_is_gone():
 
 def test_none_turns_each_limit_off():
     limits = ConnectionLimits()
-    this = SimpleNamespace(connection_id="c1", user_id=None)
+    this = SimpleNamespace(connection_id="c1", user_id=None, client_address=None)
     assert all(limits.admit_message() for _ in range(100_000))
     assert all(limits.queue_method() for _ in range(10_000))
     assert limits.refuse_subscription("s", this, active=10**9) is None
@@ -257,7 +276,7 @@ def test_subscriptions_over_the_maximum_get_an_error_of_their_own_with_no_time_t
     """Not too-many-requests with timeToReset 0: a client that retries after timeToReset
     would retry at once, for ever."""
     limits = ConnectionLimits(max_subscriptions=2)
-    this = SimpleNamespace(connection_id="c1", user_id=None)
+    this = SimpleNamespace(connection_id="c1", user_id=None, client_address=None)
     assert limits.refuse_subscription("s", this, active=1) is None
     error = limits.refuse_subscription("s", this, active=2)
     assert (error.error, error.details) == ("too-many-subscriptions", {"limit": 2})
@@ -274,7 +293,7 @@ def test_connection_limits_consult_the_rules_with_the_connections_ids():
         clock,
     )
     limits = ConnectionLimits(rules, max_subscriptions=100)
-    alice = SimpleNamespace(connection_id="c1", user_id="alice")
+    alice = SimpleNamespace(connection_id="c1", user_id="alice", client_address=None)
     assert limits.refuse_subscription("s", alice, active=0) is None
     assert limits.refuse_subscription("s", alice, active=1).details == {"timeToReset": 5_000}
     assert limits.refuse_subscription("t", alice, active=1) is None
@@ -336,7 +355,7 @@ class SessionLimitsTests(DDPTestCase):
     def test_documented_defaults(self):
         from ddp.conf import ddp_settings
 
-        assert ddp_settings.RATE_LIMITS == [ACCOUNTS_RULE]
+        assert ddp_settings.RATE_LIMITS == DEFAULT_RULES
         assert ddp_settings.MESSAGES_PER_SECOND == 100
         assert ddp_settings.MESSAGE_BURST == 20_000
         assert ddp_settings.MAX_SUBSCRIPTIONS == 1_000

@@ -8,16 +8,19 @@ records are not rolled back with the method.
 """
 
 from django.contrib.auth import get_user_model, user_logged_in, user_login_failed
-from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.password_validation import password_changed, validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from ddp import MeteorError
-from ddp.accounts import tokens
+from ddp.accounts import hashing, tokens
 from ddp.accounts.models import LoginToken
-from ddp.accounts.passwords import DIGEST_ALGORITHM, check_digest, set_password_digest
+from ddp.accounts.passwords import DIGEST_ALGORITHM, hash_digest
 from ddp.api import API, CommittedError
 from ddp.conf import ddp_settings
+from ddp.peer import request_for
+from ddp.ratelimit import refuse, shared_rate_limiter
 
 AMBIGUOUS = "Something went wrong. Please check your credentials."
 NOT_LOGGED_IN = "You are not logged in."
@@ -86,15 +89,48 @@ def _find_user(kind, text):
     return user
 
 
+def _check_allowed(this, method):
+    """Refuse a password check over the ``"password"`` rate limits (per address, by default).
+
+    Each check costs a password hash, the most expensive thing a client can ask for, and a
+    client that opens connection after connection escapes the per-connection rule.
+    """
+    error = refuse("password", method, this, shared_rate_limiter(ddp_settings.RATE_LIMITS))
+    if error is not None:
+        raise error
+
+
 def _password_matches(user, kind, secret):
-    if kind == "digest":
-        return check_digest(user, secret)
-    return user.check_password(secret)  # upgrades an older hash, as Django's login does
+    """Whether ``secret`` is ``user``'s password (``user`` may be None): one hash's time.
+
+    A matching hash made by an older hasher is made again, as Django's login does.
+    """
+    encoded = user.password if user is not None else None
+    matches, stale = hashing.run(hashing.verify, kind, secret, encoded)
+    if matches and stale:
+        user.password = hashing.run(make_password, secret)
+        user.save(update_fields=["password"])
+    return matches
+
+
+def _hash(kind, secret):
+    """The hash to store for ``secret``: 400 if only a digest came and none can be stored."""
+    if kind == "plain":
+        return hashing.run(make_password, secret)
+    try:
+        return hashing.run(hash_digest, secret)
+    except ValueError:
+        raise MeteorError(400, "This server cannot store password digests") from None
+
+
+def _request(this):
+    """A request for Django's login signals, with the client's address (django-axes...)."""
+    return request_for(this.client_address, this.http_headers)
 
 
 def _logged_in(this, user, row, token, kind):
     this.set_user(user, row.hashed_token)
-    user_logged_in.send(sender=type(user), request=None, user=user)
+    user_logged_in.send(sender=type(user), request=_request(this), user=user)
     result = {"id": str(user.pk), "token": token, "tokenExpires": row.expires}
     if kind is not None:
         result["type"] = kind
@@ -111,9 +147,13 @@ def login(this, options):
     if "password" in options:
         kind, text = _selector(options.get("user"))
         password_kind, secret = _password(options["password"])
+        _check_allowed(this, "login")
         user = _find_user(kind, text)
-        if user is None or not user.is_active or not _password_matches(user, password_kind, secret):
-            user_login_failed.send(sender=__name__, credentials={kind: text}, request=None)
+        # The password is checked first: an inactive user costs what a wrong password does.
+        if not _password_matches(user, password_kind, secret) or not user.is_active:
+            user_login_failed.send(
+                sender=__name__, credentials={kind: text}, request=_request(this)
+            )
             raise CommittedError(403, AMBIGUOUS)
         token, row = tokens.mint(user)
         return _logged_in(this, user, row, token, "password")
@@ -179,6 +219,7 @@ def create_user(this, options):
     if "password" not in options:
         raise match_failed()
     password_kind, secret = _password(options["password"])
+    _check_allowed(this, "createUser")
     model = get_user_model()
     email_field = model.get_email_field_name()
     username = username or email
@@ -189,12 +230,7 @@ def create_user(this, options):
         # AUTH_PASSWORD_VALIDATORS can judge only a password they see: a digest, which
         # Meteor's client sends, hides it from them.
         _valid(lambda: validate_password(secret, user))
-        user.set_password(secret)
-    else:
-        try:
-            set_password_digest(user, secret)
-        except ValueError:
-            raise MeteorError(400, "This server cannot store password digests") from None
+    user.password = _hash(password_kind, secret)
     # The model's own rules, as a form would check them: the username's characters, the
     # email's form, the lengths; and uniqueness once more.
     _valid(user.full_clean)
@@ -202,6 +238,8 @@ def create_user(this, options):
         user.save()
     except IntegrityError:
         raise MeteorError(403, AMBIGUOUS) from None
+    if password_kind == "plain":
+        password_changed(secret, user)  # what set_password() would have had save() do
     token, row = tokens.mint(user)
     return _logged_in(this, user, row, token, "password")
 
@@ -212,13 +250,13 @@ def change_password(this, old_password, new_password):
         raise MeteorError(401, "Must be logged in")
     old_kind, old_secret = _password(old_password)
     new_kind, new_secret = _password(new_password)
+    _check_allowed(this, "changePassword")
     user = this.user
     if not _password_matches(user, old_kind, old_secret):
         raise MeteorError(403, "Incorrect password")
-    if new_kind == "plain":
-        user.set_password(new_secret)
-    else:
-        set_password_digest(user, new_secret)
+    user.password = _hash(new_kind, new_secret)
     user.save(update_fields=["password"])
+    if new_kind == "plain":
+        password_changed(new_secret, user)
     LoginToken.objects.filter(user=user).exclude(hashed_token=this.login_token).delete()
     return {"passwordChanged": True}

@@ -52,22 +52,24 @@ class MeteorPBKDF2PasswordHasher(PBKDF2PasswordHasher):
         return constant_time_compare(encoded, again)
 
 
-def check_digest(user, digest):
-    """Whether the Meteor ``digest`` matches ``user``'s password hash (see above)."""
-    encoded = user.password
+def check_digest(encoded, digest):
+    """Whether the Meteor ``digest`` matches the password hash ``encoded`` (see above).
+
+    None when ``encoded`` (possibly None) cannot be checked against a digest at all.
+    """
     if not encoded or not is_password_usable(encoded):
-        return False
+        return None
     try:
         hasher = identify_hasher(encoded)
     except ValueError:
-        return False
+        return None
     if isinstance(hasher, MeteorPBKDF2PasswordHasher):
         return hasher.verify_digest(digest, encoded)
     if hasher.algorithm == "bcrypt_sha256":
         bcrypt = hasher._load_library()
         data = encoded.split("$", 1)[1]
         return bcrypt.checkpw(digest.encode(), data.encode())
-    return False
+    return None
 
 
 def can_store_digests():
@@ -75,15 +77,16 @@ def can_store_digests():
     return get_hasher().algorithm in (MeteorPBKDF2PasswordHasher.algorithm, "bcrypt_sha256")
 
 
-def set_password_digest(user, digest):
-    """Give ``user`` the password whose Meteor digest is ``digest`` (not saved)."""
+def hash_digest(digest):
+    """The password hash for the Meteor ``digest``, by the preferred hasher.
+
+    Raises ValueError if that hasher cannot hash a digest (see ``ddp.accounts.checks``).
+    """
     hasher = get_hasher()
     if isinstance(hasher, MeteorPBKDF2PasswordHasher):
-        user.password = hasher.encode_digest(digest, hasher.salt())
-    elif hasher.algorithm == "bcrypt_sha256":
+        return hasher.encode_digest(digest, hasher.salt())
+    if hasher.algorithm == "bcrypt_sha256":
         bcrypt = hasher._load_library()
         data = bcrypt.hashpw(digest.encode(), bcrypt.gensalt(hasher.rounds))
-        user.password = f"{hasher.algorithm}${data.decode()}"
-    else:
-        raise ValueError("The first PASSWORD_HASHERS entry cannot store a password digest")
-    user._password = None
+        return f"{hasher.algorithm}${data.decode()}"
+    raise ValueError("The first PASSWORD_HASHERS entry cannot store a password digest")

@@ -88,7 +88,7 @@ _flusher = _Flusher()
 
 
 class DDPConnection:
-    def __init__(self, transport, run_db, bus, spawn):
+    def __init__(self, transport, run_db, bus, spawn, environ=None):
         self.transport = transport
         self._spawn = spawn
         # The queues exist while a thread drains them (an empty deque is 760 bytes).
@@ -101,6 +101,7 @@ class DDPConnection:
             bus=bus,
             room=self.wait_for_room,
             changed=self._change_arrived,
+            environ=environ,
         )
         #: What the outbox holds now, and its bounds.
         self.queued_bytes = self.queued_messages = 0

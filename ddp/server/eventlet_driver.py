@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 import eventlet.hubs  # noqa: E402
+import eventlet.tpool  # noqa: E402
 import eventlet.wsgi  # noqa: E402
 
 logger = logging.getLogger("ddp.server")
@@ -86,6 +87,15 @@ def listen(addr, port):
 def spawn(function):
     """Start ``function`` in a new green thread (``spawn_n``: no result kept, the cheapest)."""
     eventlet.spawn_n(function)
+
+
+def in_os_thread(function, *args):
+    """``function(*args)`` in one of eventlet's OS threads; the calling green thread waits.
+
+    For CPU work that releases the GIL (password hashes): the hub serves every other
+    client meanwhile.
+    """
+    return eventlet.tpool.execute(function, *args)
 
 
 class HttpProtocol(eventlet.wsgi.HttpProtocol):

@@ -40,9 +40,9 @@ class SockJSTransport:
         self.session.close(1008, "Too slow")
 
 
-def _log(event, connection, session):
+def _log(event, connection):
     session_id = connection.session.connection.session_id
-    remote = session.environ.get("REMOTE_ADDR")
+    remote = connection.session.context.client_address
     metrics.log_event(event, session_id, transport="sockjs", remote=remote)
 
 
@@ -58,11 +58,13 @@ class DDPOverSockJS:
 
     def on_open(self, session):
         transport = SockJSTransport(session, lambda: self.connections.discard(connection))
-        connection = DDPConnection(transport, self.run_db, self.bus, self.spawn)
+        connection = DDPConnection(
+            transport, self.run_db, self.bus, self.spawn, environ=session.environ
+        )
         self._by_session[session] = connection
         self.connections.add(connection)
         connection.open()
-        _log("connect", connection, session)
+        _log("connect", connection)
 
     def on_message(self, session, text):
         connection = self._by_session.get(session)
@@ -74,7 +76,7 @@ class DDPOverSockJS:
         if connection is not None:
             self.connections.discard(connection)
             connection.finish()
-            _log("disconnect", connection, session)
+            _log("disconnect", connection)
 
 
 def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings, spawn):

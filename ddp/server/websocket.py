@@ -36,11 +36,11 @@ class WebSocketTransport:
 
 def serve(ws, run_db, bus, connections, spawn):
     """Serve one client until either side closes; ``connections`` tracks live clients."""
-    connection = DDPConnection(WebSocketTransport(ws), run_db, bus, spawn)
+    connection = DDPConnection(WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ)
     connections.add(connection)
     connection.open()
     session_id = connection.session.connection.session_id
-    remote = ws.environ.get("REMOTE_ADDR")
+    remote = connection.session.context.client_address
     metrics.log_event("connect", session_id, transport="websocket", remote=remote)
 
     def on_message(data):

@@ -14,9 +14,10 @@ class DDPTestCase(TestCase):
     from a savepoint that rolls back.
     """
 
-    def ddp_client(self, connect=True):
-        """A connected in-process client (``connect=False``: not yet connected)."""
-        return DDPClient(bus=self.ddp_bus(), connect=connect)
+    def ddp_client(self, connect=True, client_address=None):
+        """A connected in-process client (``connect=False``: not yet connected), which the
+        server sees coming from ``client_address``."""
+        return DDPClient(bus=self.ddp_bus(), connect=connect, client_address=client_address)
 
     def ddp_bus(self):
         """This test's in-memory bus, installed on first use and removed after the test."""

@@ -257,11 +257,12 @@ class DDPClient(BaseClient):
     ``bus`` is the :class:`~ddp.bus.memory.InMemoryBus` that carries changes made in the
     test (``DDPTestCase`` and the ``ddp_client`` fixture pass theirs). Publications and
     methods run on the test's own database connection, inside its transaction.
+    ``client_address`` is the address the server sees (``this.client_address``).
     """
 
     waits = False
 
-    def __init__(self, bus=None, registry=None, connect=True):
+    def __init__(self, bus=None, registry=None, connect=True, client_address=None):
         from ddp.api import API
         from ddp.session import Session
 
@@ -274,6 +275,7 @@ class DDPClient(BaseClient):
             lambda func, *args: func(*args),
             bus=bus,
             registry=registry or API,
+            environ={"REMOTE_ADDR": client_address} if client_address else None,
         )
         if connect:
             self.connect()

@@ -4,7 +4,7 @@ import datetime
 import hashlib
 
 import pytest
-from django.contrib.auth import user_login_failed
+from django.contrib.auth import user_logged_in, user_login_failed
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.test import override_settings
@@ -14,6 +14,7 @@ from ddp import MeteorError
 from ddp.accounts.models import LoginToken
 from ddp.accounts.tokens import hash_token
 from ddp.testing import DDPTestCase
+from tests.testapp.hashers import CountingHasher
 from tests.testapp.models import Shelf
 
 AMBIGUOUS = "Something went wrong. Please check your credentials."
@@ -255,6 +256,98 @@ class LoginTests(DDPTestCase):
         assert self.alice.check_password("new")
         other.collection("users")
         assert other.closed and not client.closed
+
+
+@override_settings(PASSWORD_HASHERS=["tests.testapp.hashers.CountingHasher"])
+class PasswordCostTests(DDPTestCase):
+    """What a password check costs, and who may ask for how many."""
+
+    def setUp(self):
+        self.alice = User.objects.create_user("alice", "alice@example.com", "wonderland")
+
+    def hashes_of(self, options):
+        client = self.ddp_client()
+        before = CountingHasher.hashes
+        with pytest.raises(MeteorError) as info:
+            client.call("login", options)
+        assert (info.value.error, info.value.reason) == (403, AMBIGUOUS)
+        return CountingHasher.hashes - before
+
+    def test_every_refused_login_costs_one_hash_whoever_it_names(self):
+        User.objects.create_user("inactive", password="pw", is_active=False)
+        User.objects.create(username="unusable", password=make_password(None))
+        # A hash of a hasher this project no longer lists.
+        User.objects.create(username="old", password="pbkdf2_sha256$1000$salt$aGFzaA==")
+        # Timing must not tell an existing account from a missing one, an inactive one,
+        # or one whose hash cannot be checked against what was sent.
+        costs = {
+            name: self.hashes_of({"user": {"username": name}, "password": password})
+            for name, password in (
+                ("alice", digest("wrong")),
+                ("alice", "wrong"),
+                ("nobody", digest("pw")),
+                ("nobody", "pw"),
+                ("inactive", digest("pw")),
+                ("unusable", digest("pw")),
+                ("unusable", "pw"),
+                ("old", digest("pw")),
+            )
+        }
+        assert set(costs.values()) == {1}, costs
+
+    @override_settings(
+        DDP={
+            "ACCOUNTS_ALLOW_CREATE": True,
+            "RATE_LIMITS": [
+                {
+                    "match": {"type": "password", "client_address": True},
+                    "limit": 3,
+                    "interval_ms": 60_000,
+                }
+            ],
+        }
+    )
+    def test_password_checks_are_limited_per_client_address_across_connections(self):
+        creds = {"user": {"username": "alice"}, "password": digest("wonderland")}
+        token = self.ddp_client(client_address="10.0.0.1").call("login", creds)["token"]
+        logged_in = self.ddp_client(client_address="10.0.0.1")
+        logged_in.call("login", {"resume": token})  # no password, no hash: not counted
+        logged_in.call("changePassword", digest("wonderland"), digest("wonderland"))
+        self.ddp_client(client_address="10.0.0.1").call(
+            "createUser", {"username": "bob", "password": digest("pw")}
+        )
+        for method, params in (
+            ("login", (creds,)),
+            ("createUser", ({"username": "carol", "password": digest("pw")},)),
+            ("changePassword", (digest("wonderland"), digest("new"))),
+        ):
+            client = (
+                logged_in
+                if method == "changePassword"
+                else self.ddp_client(client_address="10.0.0.1")
+            )
+            before = CountingHasher.hashes
+            with pytest.raises(MeteorError) as info:
+                client.call(method, *params)
+            assert info.value.error == "too-many-requests", method
+            assert CountingHasher.hashes == before  # refused before any hash
+        other = self.ddp_client(client_address="10.0.0.2")
+        assert other.call("login", creds)["id"] == str(self.alice.pk)
+
+    def test_login_signals_get_a_request_with_the_client_address(self):
+        seen = []
+
+        def receiver(request, **kwargs):
+            seen.append((request.META["REMOTE_ADDR"], request.META.get("HTTP_USER_AGENT")))
+
+        for signal in (user_login_failed, user_logged_in):
+            signal.connect(receiver, weak=False)
+            self.addCleanup(signal.disconnect, receiver)
+        client = self.ddp_client(client_address="192.0.2.7")
+        with pytest.raises(MeteorError):
+            client.call("login", {"user": {"username": "alice"}, "password": digest("x")})
+        client.call("login", {"user": {"username": "alice"}, "password": digest("wonderland")})
+        assert seen == [("192.0.2.7", None), ("192.0.2.7", None)]
 
 
 class UserAwarePublicationTests(DDPTestCase):

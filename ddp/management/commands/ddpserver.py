@@ -76,6 +76,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from django.db import connections
 
+        from ddp.accounts import hashing
         from ddp.api import API
         from ddp.bus.hub import Bus
         from ddp.bus.listener import Listener
@@ -98,6 +99,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot listen on {addr}:{port}: {exc.strerror}") from None
         pool = DatabasePool(pool_size)
+        hashing.install(eventlet_driver.in_os_thread, ddp_settings.PASSWORD_HASHING_THREADS)
         bus = Bus(
             ServerRegistration(),
             Listener(connections["default"].get_connection_params(), None, None),
