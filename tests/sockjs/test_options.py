@@ -30,10 +30,19 @@ class QuietHandler(WSGIRequestHandler):
 class Echo:
     def __init__(self):
         self.sessions = []
+        self.opened = threading.Event()
         self.closed = threading.Event()
 
     def on_open(self, session):
         self.sessions.append(session)
+        self.opened.set()
+
+    def only_session(self):
+        """The session opened, once the app has heard of it: the ``o`` frame can reach
+        the client before the session's thread has called ``on_open``."""
+        assert self.opened.wait(5)
+        (session,) = self.sessions
+        return session
 
     def on_message(self, session, text):
         session.send(text)
@@ -82,7 +91,7 @@ def test_disconnect_delay(serve):
     app = Echo()
     port, sockjs = serve(app, disconnect_delay=0.2)
     assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
-    assert sockjs.connections == set(app.sessions)
+    assert sockjs.connections == {app.only_session()}
     assert app.closed.wait(5)
     assert sockjs.connections == set()
     assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["a"]').status == 404
@@ -92,7 +101,7 @@ def test_session_offers_its_id_and_environ(serve):
     app = Echo()
     port, _ = serve(app)
     fetch(port, "POST", "/sockjs/0/abc/xhr", headers={"X-Test": "yes"})
-    (session,) = app.sessions
+    session = app.only_session()
     assert session.id == "abc"
     assert session.environ["HTTP_X_TEST"] == "yes"
 
@@ -101,7 +110,7 @@ def test_sending_from_another_thread_reaches_a_held_poll(serve):
     app = Echo()
     port, _ = serve(app)
     fetch(port, "POST", "/sockjs/0/s/xhr")
-    (session,) = app.sessions
+    session = app.only_session()
     with Connection(port) as held:
         held.send_request("POST", "/sockjs/0/s/xhr")
         threading.Timer(0.1, session.send, args=("pushed",)).start()
@@ -142,7 +151,7 @@ def test_a_client_that_stops_polling_is_cut_off(serve):
     app = Echo()
     port, sockjs = serve(app, max_queued_messages=5)
     fetch(port, "POST", "/sockjs/0/s/xhr")
-    (session,) = app.sessions
+    session = app.only_session()
     for _ in range(6):
         session.send("x")
     assert app.closed.wait(5)
