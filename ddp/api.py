@@ -189,6 +189,9 @@ class Registry:
         #: ``user -> (collection, id, fields)``: the logged-in user's own document, which
         #: ``ddp.accounts`` publishes to the ``users`` collection (None: no such document).
         self.user_document = None
+        #: ``hashes -> the valid ones``, and ``() -> None`` deleting expired tokens: how
+        #: ``ddp.accounts`` lets a server re-check and sweep login tokens (None: no accounts).
+        self.valid_tokens = self.sweep_tokens = None
         #: Publication names registered more than once: name -> every class registered under
         #: it, in order. The last one is served, as before; ``ddp_publications --check``
         #: reports the others, which would otherwise vanish without a word.

@@ -206,6 +206,9 @@ class Session:
         # Blocks a publication's initial send while the client's buffer is full (see
         # :meth:`_publish`); the transport provides it.
         self._room = room or (lambda: None)
+        #: Set when the login token the connection rides on is revoked: it is closing, and
+        #: no request of it runs from then on.
+        self.revoked = False
         #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
         self.limits = ConnectionLimits.from_settings(ddp_settings)
 
@@ -273,6 +276,8 @@ class Session:
 
     def handle(self, request):
         self.apply_changes()
+        if self.revoked:
+            return  # nothing the client sent runs as the user whose token was revoked
         self._rerun_unsure()
         if request is WAKE:
             return
@@ -477,7 +482,8 @@ class Session:
             if item is RESYNC:
                 self._resync()
             elif isinstance(item, Revoked):
-                if item.token_hash == self.context.login_token:
+                if item.token_hash == self.context.login_token and not self.revoked:
+                    self.revoked = True
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
                 applied.add(item[0].collection)

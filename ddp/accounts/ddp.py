@@ -255,8 +255,9 @@ def change_password(this, old_password, new_password):
     if not _password_matches(user, old_kind, old_secret):
         raise MeteorError(403, "Incorrect password")
     user.password = _hash(new_kind, new_secret)
+    # The save revokes every other token of the user, as Meteor's changePassword does.
+    tokens.password_changed(user, keep=this.login_token)
     user.save(update_fields=["password"])
     if new_kind == "plain":
         password_changed(new_secret, user)
-    LoginToken.objects.filter(user=user).exclude(hashed_token=this.login_token).delete()
     return {"passwordChanged": True}

@@ -50,11 +50,63 @@ def resume(token):
     return row
 
 
+#: Expired tokens one :func:`sweep` deletes at most: each is a notice on the bus.
+SWEEP_BATCH = 1000
+
+
 def sweep():
-    """Delete expired tokens (each deletion closes the connections that used it)."""
+    """Delete expired tokens (each deletion closes the connections that used it).
+
+    ``ddpserver`` calls it at each registry heartbeat, at most :data:`SWEEP_BATCH` at a time.
+    """
     from ddp.accounts.models import LoginToken
 
-    LoginToken.objects.filter(expires__lte=timezone.now()).delete()
+    expired = LoginToken.objects.filter(expires__lte=timezone.now()).order_by("expires")
+    ids = list(expired.values_list("pk", flat=True)[:SWEEP_BATCH])
+    if ids:
+        LoginToken.objects.filter(pk__in=ids).delete()
+
+
+def valid(hashes):
+    """Those of the token ``hashes`` that are stored and not expired."""
+    from ddp.accounts.models import LoginToken
+
+    return set(
+        LoginToken.objects.filter(hashed_token__in=hashes, expires__gt=timezone.now()).values_list(
+            "hashed_token", flat=True
+        )
+    )
+
+
+def password_changed(user, keep=None):
+    """Tell the next save of ``user`` that it carries a new password hash made without
+    ``set_password()`` (which tells it by itself); ``keep``: a token hash to spare, as
+    Meteor's ``changePassword`` spares the connection that changes the password."""
+    user._ddp_new_password = True
+    user._ddp_kept_token = keep
+
+
+def revoke_on_credentials(sender, instance, created=False, raw=False, update_fields=None, **kw):
+    """``post_save`` of the user model: a new password or a deactivation ends every session.
+
+    As Meteor does on a password change. The user's tokens are deleted in the save's
+    transaction; each deletion closes the connections riding on it, on every server, once
+    it commits. A new password is one given with ``set_password()`` (Django keeps it in
+    ``_password`` until the save is over) or marked by :func:`password_changed`; a hash
+    Django upgrades at a login is the same password and revokes nothing.
+    """
+    from ddp.accounts.models import LoginToken
+
+    new_password = instance.__dict__.pop("_ddp_new_password", False) or (
+        getattr(instance, "_password", None) is not None
+    )
+    kept = instance.__dict__.pop("_ddp_kept_token", None)
+    if raw or created:
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return
+    if new_password or not getattr(instance, "is_active", True):
+        LoginToken.objects.filter(user=instance).exclude(hashed_token=kept).delete()
 
 
 def announce_revoked(sender, instance, using, **kwargs):

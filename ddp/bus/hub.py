@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from django.db import connections
 
+from ddp.api import API
 from ddp.bus.audience import Audience
 from ddp.bus.producer import LOGOUT_CHANNEL, channel
 
@@ -23,7 +24,7 @@ logger = logging.getLogger("ddp.bus")
 
 
 class Bus:
-    def __init__(self, registration, listener, run_db):
+    def __init__(self, registration, listener, run_db, registry=API):
         self.registration = registration
         self.listener = listener
         self.run_db = run_db
@@ -35,6 +36,7 @@ class Bus:
         self.audience = Audience()
         self._fences = {}
         self._tokens = defaultdict(set)  # login token hash -> sessions riding on it
+        self.registry = registry
         self._running = False
         self.fence_channel = f"ddp_fence_{registration.server_id}"
 
@@ -71,6 +73,11 @@ class Bus:
                     self.resync()
             except Exception:
                 logger.exception("Registry heartbeat failed")
+            if self.registry.sweep_tokens is not None:
+                try:
+                    self.run_db(self.registry.sweep_tokens)
+                except Exception:
+                    logger.exception("Sweeping expired login tokens failed")
 
     # Subscriptions --------------------------------------------------------------
 
@@ -127,6 +134,20 @@ class Bus:
         logger.warning("Listener reconnected: re-running %d sessions", len(sessions))
         for session in sessions:
             session.push_resync()
+        if self._tokens and self.registry.valid_tokens is not None:
+            # Revocations announced while nobody listened were missed: ask the database.
+            threading.Thread(target=self._recheck_tokens, daemon=True).start()
+
+    def _recheck_tokens(self):
+        hashes = list(self._tokens)
+        try:
+            valid = self.run_db(self.registry.valid_tokens, hashes)
+        except Exception:
+            logger.exception("Could not re-check login tokens after a resync")
+            return
+        for token_hash in hashes:
+            if token_hash not in valid:
+                self.revoked(token_hash)
 
     def fence(self):
         """Wait until every change committed before now has been delivered to sessions.

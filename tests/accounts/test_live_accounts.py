@@ -1,10 +1,15 @@
 """Accounts across real servers: a token revoked anywhere closes its connections everywhere."""
 
+import datetime
 import time
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
 
+from ddp import MeteorError
+from ddp.accounts.models import LoginToken
 from ddp.testing import ServerProcess, WebSocketDDPClient
 from tests.testapp.models import Shelf
 
@@ -53,3 +58,64 @@ def test_a_password_being_checked_does_not_stop_other_clients():
         assert result["error"]["error"] == 403
         login.close()
         bystander.close()
+
+
+def logged_in(server, username="alice", password="pw"):
+    client = WebSocketDDPClient(server.ws_url)
+    result = client.call("login", {"user": {"username": username}, "password": password})
+    return client, result["token"]
+
+
+def assert_closed(client):
+    with pytest.raises(AssertionError, match="closed the connection"):
+        client.assert_added("never", "sent")
+
+
+@pytest.mark.parametrize("change", ["password", "deactivation", "deletion"])
+def test_a_new_password_or_the_end_of_an_account_logs_it_out_on_every_server(change):
+    alice = User.objects.create_user("alice", password="pw")
+    with ServerProcess() as first, ServerProcess() as second:
+        here, token = logged_in(first)
+        there, _ = logged_in(second)
+        # In this process, as a Django view, the admin or a shell would do it.
+        if change == "password":
+            alice.set_password("new")
+            alice.save()
+        elif change == "deactivation":
+            alice.is_active = False
+            alice.save(update_fields=["is_active"])
+        else:
+            alice.delete()
+        assert_closed(here)
+        assert_closed(there)
+        again = WebSocketDDPClient(first.ws_url)
+        with pytest.raises(MeteorError) as info:
+            again.call("login", {"resume": token})
+        assert info.value.error == 403
+        again.close()
+
+
+def test_expired_tokens_are_swept_and_their_connections_closed():
+    User.objects.create_user("alice", password="pw")
+    with ServerProcess(ddp={"SERVER_HEARTBEAT": 0.3}) as server:
+        client, token = logged_in(server)
+        # An update sends no signal: only the server's sweep can notice.
+        LoginToken.objects.update(expires=timezone.now() - datetime.timedelta(seconds=1))
+        assert_closed(client)
+        assert not LoginToken.objects.exists()
+
+
+def test_a_revocation_sent_while_the_listener_was_away_is_found_at_its_resync():
+    User.objects.create_user("alice", password="pw")
+    with ServerProcess() as server:
+        client, token = logged_in(server)
+        with connection.cursor() as cursor:
+            # Deleted in SQL, no notice: as one sent while the listener was reconnecting.
+            cursor.execute("DELETE FROM ddp_accounts_logintoken")
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+            assert cursor.fetchall() == [(True,)]
+        assert_closed(client)
+    assert "Listener reconnected" in server.output()

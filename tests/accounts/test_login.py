@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ddp import MeteorError
 from ddp.accounts.models import LoginToken
-from ddp.accounts.tokens import hash_token
+from ddp.accounts.tokens import hash_token, mint
 from ddp.testing import DDPTestCase
 from tests.testapp.hashers import CountingHasher
 from tests.testapp.models import Shelf
@@ -176,6 +176,50 @@ class LoginTests(DDPTestCase):
         assert LoginToken.objects.get().hashed_token == hash_token(new["token"])
         second.collection("users")  # lets the closing reach it
         assert second.closed and not first.closed
+
+    def test_nothing_runs_as_a_user_once_their_token_is_revoked(self):
+        client = self.ddp_client()
+        self.login(client)
+        LoginToken.objects.filter(user=self.alice).delete()
+        self.ddp_bus().flush()  # the notice has arrived; the session has not run since
+        client.send({"msg": "method", "id": "after", "method": "test.whoami", "params": []})
+        assert client.closed
+        assert not [m for m in client.messages if m.get("id") == "after"]
+
+    def test_set_password_closes_the_users_connections(self):
+        client = self.ddp_client()
+        self.login(client)
+        self.alice.set_password("new")
+        self.alice.save()
+        client.collection("users")
+        assert client.closed
+        assert not LoginToken.objects.exists()
+
+    def test_a_hash_upgraded_at_login_is_the_same_password_and_revokes_nothing(self):
+        bob = User.objects.create(
+            username="bob", password=make_password("pw", hasher="pbkdf2_sha256")
+        )
+        token, _ = mint(bob)
+        resumed = self.ddp_client()
+        resumed.call("login", {"resume": token})
+        self.ddp_client().call("login", {"user": {"username": "bob"}, "password": "pw"})
+        bob.refresh_from_db()
+        assert bob.password.startswith("meteor_pbkdf2_sha256$")
+        resumed.collection("users")
+        assert not resumed.closed
+        assert LoginToken.objects.filter(user=bob).count() == 2
+
+    def test_saving_an_inactive_user_or_other_fields_revokes_only_when_deactivated(self):
+        client = self.ddp_client()
+        self.login(client)
+        self.alice.first_name = "Alice"
+        self.alice.save()
+        self.alice.save(update_fields=["last_login"])
+        assert LoginToken.objects.exists() and not client.closed
+        self.alice.is_active = False
+        self.alice.save()
+        client.collection("users")
+        assert client.closed
 
     def test_logout_other_clients(self):
         first, second = self.ddp_client(), self.ddp_client()
