@@ -121,3 +121,22 @@ def check_max_subscription_params(app_configs=None, **kwargs):
         "Leave it out for 8,192 bytes: every write's matching statement reads them.",
         "ddp.E005",
     )
+
+
+@register("ddp")
+def check_secret_key(app_configs=None, **kwargs):
+    """``ddp.E006``: ``SECRET_KEY`` is set, since it signs every notification between
+    servers (:mod:`ddp.bus.signing`); without it the listener could verify none."""
+    try:
+        key = settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django's answer to an empty one
+        key = ""
+    if key:
+        return []
+    return [
+        Error(
+            "SECRET_KEY is empty: DDP signs the changes it sends between servers with it.",
+            hint="Set SECRET_KEY, the same in every server and process of the project.",
+            id="ddp.E006",
+        )
+    ]

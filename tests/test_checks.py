@@ -124,3 +124,11 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
         assert check_max_subscription_params() == []
+
+
+def test_an_empty_secret_key_is_reported_since_it_signs_notifications():
+    from ddp.checks import check_secret_key
+
+    assert check_secret_key() == []
+    with override_settings(SECRET_KEY=""):
+        assert ids(check_secret_key()) == ["ddp.E006"]
