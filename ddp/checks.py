@@ -125,7 +125,7 @@ def check_max_subscription_params(app_configs=None, **kwargs):
 
 @register("ddp")
 def check_secret_key(app_configs=None, **kwargs):
-    """``ddp.E006``: ``SECRET_KEY`` is set, since it signs every notification between
+    """``ddp.E008``: ``SECRET_KEY`` is set, since it signs every notification between
     servers (:mod:`ddp.bus.signing`); without it the listener could verify none."""
     try:
         key = settings.SECRET_KEY
@@ -137,6 +137,6 @@ def check_secret_key(app_configs=None, **kwargs):
         Error(
             "SECRET_KEY is empty: DDP signs the changes it sends between servers with it.",
             hint="Set SECRET_KEY, the same in every server and process of the project.",
-            id="ddp.E006",
+            id="ddp.E008",
         )
     ]

@@ -131,4 +131,4 @@ def test_an_empty_secret_key_is_reported_since_it_signs_notifications():
 
     assert check_secret_key() == []
     with override_settings(SECRET_KEY=""):
-        assert ids(check_secret_key()) == ["ddp.E006"]
+        assert ids(check_secret_key()) == ["ddp.E008"]
