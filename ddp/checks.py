@@ -151,3 +151,22 @@ def check_password_hashing_threads(app_configs=None, **kwargs):
         "Leave it out for one thread per CPU.",
         "ddp.E007",
     )
+
+
+@register("ddp")
+def check_secret_key(app_configs=None, **kwargs):
+    """``ddp.E008``: ``SECRET_KEY`` is set, since it signs every notification between
+    servers (:mod:`ddp.bus.signing`); without it the listener could verify none."""
+    try:
+        key = settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django's answer to an empty one
+        key = ""
+    if key:
+        return []
+    return [
+        Error(
+            "SECRET_KEY is empty: DDP signs the changes it sends between servers with it.",
+            hint="Set SECRET_KEY, the same in every server and process of the project.",
+            id="ddp.E008",
+        )
+    ]

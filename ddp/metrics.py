@@ -26,6 +26,10 @@ COUNTERS = {
         "Clients disconnected because their outgoing buffer overflowed."
     ),
     "ddp_chunk_reassemblies_total": "Change events over 8000 bytes joined from their chunks.",
+    "ddp_listener_refused_payloads_total": (
+        "NOTIFY payloads refused because their signature was missing or wrong: forged, or"
+        " sent with another SECRET_KEY."
+    ),
     "ddp_match_fallback_total": (
         "Subscriptions a writer matched one by one, running their publication (no template)."
     ),

@@ -148,3 +148,11 @@ def test_password_hashing_threads_must_be_a_positive_int_or_none(value):
 
     with override_settings(DDP={"PASSWORD_HASHING_THREADS": value}):
         assert ids(check_password_hashing_threads()) == ["ddp.E007"]
+
+
+def test_an_empty_secret_key_is_reported_since_it_signs_notifications():
+    from ddp.checks import check_secret_key
+
+    assert check_secret_key() == []
+    with override_settings(SECRET_KEY=""):
+        assert ids(check_secret_key()) == ["ddp.E008"]

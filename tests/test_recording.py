@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
+from django.test.utils import override_settings
 
-from ddp.bus import payload
+from ddp.bus import payload, signing
 from ddp.bus.payload import Event, encode, to_text
 from ddp.bus.recording import BadLine, Record, Recorder, Writer, read
 
@@ -59,9 +60,10 @@ def joined(chunks):
 
 
 def test_written_records_read_back_the_same():
-    small = Record(0.25, "ddp_bookstore.book", to_text(event({"title": "T"})))
+    small = Record(0.25, "ddp_bookstore.book", to_text(event({"title": "T"})), tags=(None,))
     chunks = encode(big_event())
-    big = Record(1.5, "ddp_testapp.article", joined(chunks), tuple(chunks))
+    tags = tuple(signing.tag("ddp_testapp.article", chunk) for chunk in chunks)
+    big = Record(1.5, "ddp_testapp.article", joined(chunks), tuple(chunks), tags=tags)
     out = io.BytesIO()
     writer = Writer(out, STARTED)
     writer.write(small)
@@ -73,25 +75,33 @@ def test_written_records_read_back_the_same():
     assert json.loads(lines[2])["chunks"] == chunks
     got = read_all(out.getvalue())
     assert got == [
-        Record(0.25, small.channel, small.payload, (), 2),
-        Record(1.5, "ddp_testapp.article", big.payload, tuple(chunks), 3),
+        Record(0.25, small.channel, small.payload, (), 2, (None,)),
+        Record(1.5, "ddp_testapp.article", big.payload, tuple(chunks), 3, tags),
     ]
     assert got[0].notifications() == [small.payload]
     assert got[1].notifications() == chunks
 
 
-def test_recorder_joins_chunks_and_keeps_the_originals():
+def signed(channel, texts):
+    return [signing.sign(channel, text) for text in texts]
+
+
+def test_recorder_joins_chunks_and_keeps_the_originals_and_their_tags():
     recorder = Recorder()
     first, second = encode(big_event()), encode(big_event())
     assert len(first) > 2
     # Two chunk sets interleaved, and a small event between them, each as it completes.
-    got = [recorder.feed("ddp_a", first[0], 0.0), recorder.feed("ddp_a", second[0], 0.1)]
-    got.append(recorder.feed("ddp_b", text({"title": "T"}), 0.2))
-    got += [recorder.feed("ddp_a", chunk, 0.3) for chunk in first[1:]]
-    got += [recorder.feed("ddp_a", chunk, 0.4) for chunk in second[1:]]
+    sent_first, sent_second = signed("ddp_a", first), signed("ddp_a", second)
+    got = [recorder.feed("ddp_a", sent_first[0], 0.0), recorder.feed("ddp_a", sent_second[0], 0.1)]
+    small = text({"title": "T"})
+    got.append(recorder.feed("ddp_b", signing.sign("ddp_b", small), 0.2))
+    got += [recorder.feed("ddp_a", chunk, 0.3) for chunk in sent_first[1:]]
+    got += [recorder.feed("ddp_a", chunk, 0.4) for chunk in sent_second[1:]]
     records = [record for record in got if record is not None]
     assert [record.t for record in records] == [0.2, 0.3, 0.4]
+    assert (records[0].payload, records[0].tags) == (small, (signing.tag("ddp_b", small),))
     assert records[1].chunks == tuple(first)
+    assert records[1].tags == tuple(signing.tag("ddp_a", chunk) for chunk in first)
     assert records[2].chunks == tuple(second)
     assert payload.decode(records[2].payload).fields == {"body": "é" * 20_000}
     assert recorder.pending == 0
@@ -105,7 +115,7 @@ def test_recorder_forgets_incomplete_chunk_sets_after_the_timeout():
 
 
 def test_recorder_keeps_a_chunk_it_cannot_read_as_it_came():
-    assert Recorder().feed("ddp_a", "#broken", 1.0) == Record(1.0, "ddp_a", "#broken")
+    assert Recorder().feed("ddp_a", "#broken", 1.0) == Record(1.0, "ddp_a", "#broken", tags=(None,))
 
 
 @pytest.mark.parametrize(
@@ -164,6 +174,9 @@ def test_a_bad_line_is_named_and_the_others_still_read():
         (line(chunks=["not a chunk"]), '"chunks" must be a list of chunk payloads'),
         (line(chunks=[]), '"chunks" must be a list'),
         (line(chunks=["#e:0:1:" + text()]), '"chunks" do not join into "payload"'),
+        (line(tags="x"), '"tags" must be a list of one tag (a string or null) per notification'),
+        (line(tags=["x", "y"]), '"tags" must be a list of one tag'),
+        (line(tags=[1]), '"tags" must be a list of one tag'),
     ],
 )
 def test_each_kind_of_bad_line_says_what_is_wrong(bad_line, reason):
@@ -319,10 +332,9 @@ class Listening:
 
 
 def notify(channel_name, texts):
-    """Send ``texts`` in one committed transaction, as a producer does."""
+    """Send ``texts`` in one committed transaction, signed, as a producer does."""
     with transaction.atomic(), connection.cursor() as cursor:
-        for payload_text in texts:
-            cursor.execute("SELECT pg_notify(%s, %s)", [channel_name, payload_text])
+        signing.notify(cursor, channel_name, texts)
 
 
 class Announcing(io.StringIO):
@@ -369,20 +381,54 @@ def test_replay_sends_exactly_the_notifications_captured(tmp_path):
         ("ddp_test.extra", "".join(chunk.split(":", 3)[3] for chunk in chunks)),
     ]
     assert lines[2]["chunks"] == chunks and "chunks" not in lines[1]
+    assert lines[1]["tags"] == [signing.tag("ddp_bookstore.book", small)]
+    assert lines[2]["tags"] == [signing.tag("ddp_test.extra", chunk) for chunk in chunks]
     assert 0 <= lines[1]["t"] <= lines[2]["t"]
 
     listener = Listening("ddp_bookstore.book", "ddp_test.extra")
     try:
         replayed, _ = replay(path, "--speed", "0", "--times", "2")
-        expected = [("ddp_bookstore.book", small)] + [("ddp_test.extra", c) for c in chunks]
+        # Signed again with the same key: the very notifications the writer sent.
+        expected = [("ddp_bookstore.book", signing.sign("ddp_bookstore.book", small))] + [
+            ("ddp_test.extra", c) for c in signed("ddp_test.extra", chunks)
+        ]
         assert listener.received(2 * len(expected)) == expected * 2
         assert replayed.splitlines()[-1].startswith(
             f"Replayed 4 events ({2 * len(expected)} notifications) from {path} in "
         )
         replay(path, "--speed", "0", "--filter-channel", "ddp_test.extra")
-        assert listener.received(len(chunks)) == [("ddp_test.extra", c) for c in chunks]
+        assert listener.received(len(chunks)) == expected[1:]
     finally:
         listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capture_signed_under_another_key_replays_signed_with_this_one(tmp_path):
+    small, chunks = to_text(event({"title": "T"})), encode(big_event())
+    with override_settings(SECRET_KEY="another machine's key"):
+        sent = [signing.sign("ddp_bookstore.book", small)]
+        sent_chunks = signed("ddp_testapp.article", chunks)
+    recorder = Recorder()
+    records = [recorder.feed("ddp_bookstore.book", sent[0], 0)]
+    records += [recorder.feed("ddp_testapp.article", chunk, 1) for chunk in sent_chunks]
+    out = io.BytesIO()
+    writer = Writer(out, STARTED)
+    for record in filter(None, records):
+        writer.write(record)
+    path = write(tmp_path, out.getvalue())
+    # Here, those tags are wrong.
+    with pytest.raises(signing.Refused):
+        signing.verify("ddp_bookstore.book", sent[0])
+
+    listener = Listening("ddp_bookstore.book", "ddp_testapp.article")
+    try:
+        replay(path, "--speed", "0")
+        got = listener.received(1 + len(chunks))
+    finally:
+        listener.close()
+    assert [(name, signing.verify(name, text)) for name, text in got] == [
+        ("ddp_bookstore.book", small)
+    ] + [("ddp_testapp.article", chunk) for chunk in chunks]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,7 +5,9 @@
 * :mod:`ddp.bus.producer` serialises each change once, matches it once against the
   distinct live subscriptions of :mod:`ddp.bus.registry`, and NOTIFYs inside the writer's
   transaction, so PostgreSQL delivers it only on COMMIT, in commit order;
-* :mod:`ddp.bus.payload` frames events (version, unique id, chunks under 8000 bytes);
+* :mod:`ddp.bus.payload` frames events (version, unique id, chunks under 8000 bytes), and
+  :mod:`ddp.bus.signing` signs every notification under ``SECRET_KEY``, so that a database
+  role that can NOTIFY cannot forge one;
 * :mod:`ddp.bus.listener` is each ``ddpserver``'s one LISTEN connection, and
   :mod:`ddp.bus.hub` hands events to the sessions whose subscriptions need them, with no
   database query;

@@ -17,6 +17,7 @@ from collections import defaultdict
 from django.db import connections
 
 from ddp.api import API
+from ddp.bus import signing
 from ddp.bus.audience import Audience
 from ddp.bus.producer import LOGOUT_CHANNEL, channel
 
@@ -166,7 +167,7 @@ class Bus:
 
     def _send_fence(self, token):
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [self.fence_channel, token])
+            signing.notify(cursor, self.fence_channel, [token])
 
     def _notified(self, channel_name, payload):
         if channel_name == LOGOUT_CHANNEL:

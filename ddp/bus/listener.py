@@ -8,6 +8,10 @@ the listener reconnects with a doubling backoff capped at ``DDP["LISTENER_MAX_BA
 LISTENs again, and calls ``on_reconnect`` so every subscription is re-run and diffed:
 changes committed while it was gone are not lost.
 
+Every notification must carry a valid tag (:mod:`ddp.bus.signing`) before anything else
+looks at it: one that does not is counted in ``ddp_listener_refused_payloads_total`` and
+dropped, with a warning at most every :data:`REFUSED_LOG_EVERY` seconds that never quotes it.
+
 Written against the standard library: ``ddpserver`` has made ``select``, ``threading`` and
 psycopg2 green before this runs.
 """
@@ -22,10 +26,16 @@ import time
 import psycopg2
 import psycopg2.extensions
 
+from ddp import metrics
+from ddp.bus import signing
 from ddp.bus.payload import Reassembler, decode
 from ddp.conf import ddp_settings
 
 logger = logging.getLogger("ddp.bus")
+
+#: Seconds between two warnings about refused notifications: a role flooding forged ones
+#: must not flood the log too.
+REFUSED_LOG_EVERY = 60.0
 
 
 class Listener:
@@ -52,6 +62,9 @@ class Listener:
         self.stats = {"events": 0, "reconnects": 0, "dropped_chunks": 0, "bad_payloads": 0}
         #: The backend pid of the current connection (for tests that terminate it).
         self.backend_pid = None
+        # Refused notifications not yet in a warning, and when the last warning went out.
+        self._refused = 0
+        self._refused_warned = float("-inf")
 
     def start(self):
         self._thread.start()
@@ -164,15 +177,20 @@ class Listener:
                 done.set()
 
     def _notified(self, notify):
+        try:
+            text = signing.verify(notify.channel, notify.payload)
+        except signing.Refused as exc:
+            self._refuse(notify.channel, exc)
+            return
         if notify.channel in self.raw_channels:
             if self.on_notify is not None:
                 try:
-                    self.on_notify(notify.channel, notify.payload)
+                    self.on_notify(notify.channel, text)
                 except Exception:
                     logger.exception("Handling a notice on %s failed", notify.channel)
             return
         try:
-            text = self._reassembler.feed(notify.payload, time.monotonic())
+            text = self._reassembler.feed(text, time.monotonic())
             if text is None:
                 return
             event = decode(text)
@@ -187,6 +205,23 @@ class Listener:
         except Exception:
             # A failure in one delivery must not stop every later one.
             logger.exception("Delivering a change on %s failed", notify.channel)
+
+    def _refuse(self, channel, reason):
+        """Count a notification that failed verification; warn now and then, without its
+        content, which is the sender's to choose."""
+        metrics.inc("ddp_listener_refused_payloads_total")
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_warned < REFUSED_LOG_EVERY:
+            return
+        logger.warning(
+            "Refused %d notification(s) without a valid signature (the last on %s, with %s):"
+            " forged, or sent with another SECRET_KEY",
+            self._refused,
+            channel,
+            reason,
+        )
+        self._refused, self._refused_warned = 0, now
 
 
 def quote(conn, identifier):

@@ -16,6 +16,10 @@ notification by PostgreSQL. A payload over PostgreSQL's 8000-byte limit is sent 
 numbered chunks ``#<id>:<n>:<total>:<part>``, all in the same transaction and so
 delivered together and in order; :class:`Reassembler` joins them, and drops a set that
 stays incomplete longer than its timeout.
+
+On the wire each notification (an event, a chunk, any other notice) is signed:
+``<tag>:<text>``, the tag being :mod:`ddp.bus.signing`'s HMAC of the channel and ``text``.
+This module only frames the tag (:func:`tagged`, :func:`untag`) and needs no key.
 """
 
 import secrets
@@ -25,8 +29,12 @@ from ddp import metrics
 from ddp.protocol import dumps, from_ejson, loads, to_ejson
 
 VERSION = 1
-#: PostgreSQL refuses payloads of 8000 bytes or more; keep room for the chunk header.
+#: PostgreSQL refuses payloads of 8000 bytes or more; keep room for the chunk header
+#: (within the text) and the tag (around it): 7900 + ``TAG_LENGTH`` + 1 < 8000.
 MAX_PAYLOAD = 7900
+#: A tag is a SHA-256 HMAC in unpadded base64url: 43 characters.
+TAG_LENGTH = 43
+_TAG_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,21 @@ def encode(event):
     event_id = loads(text)["e"]
     parts = [text[n : n + size] for n in range(0, len(text), size)]
     return [f"#{event_id}:{n}:{len(parts)}:{part}" for n, part in enumerate(parts)]
+
+
+def tagged(tag, text):
+    """The notification that carries ``text`` with its ``tag``."""
+    return f"{tag}:{text}"
+
+
+def untag(notification):
+    """``(tag, text)`` of a notification as received; ``(None, notification)`` when it
+    carries no tag. An event's text starts with ``{`` and a chunk's with ``#``, neither of
+    which is a tag's character, so the two cannot be mistaken for each other."""
+    tag, colon, text = notification.partition(":")
+    if colon and len(tag) == TAG_LENGTH and _TAG_CHARACTERS.issuperset(tag):
+        return tag, text
+    return None, notification
 
 
 #: How deep a change's fields may nest. A row's fields are at most a JSON column's value;

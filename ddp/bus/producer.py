@@ -26,7 +26,7 @@ from django.db import connections, transaction
 
 from ddp import metrics
 from ddp.api import API
-from ddp.bus import payload, registry
+from ddp.bus import payload, registry, signing
 from ddp.bus.matching import Matcher
 from ddp.serialize import document, document_id
 
@@ -74,12 +74,11 @@ class PostgresBackend:
 
     def send(self, using, event):
         with connections[using].cursor() as cursor:
-            for text in payload.encode(event):
-                cursor.execute("SELECT pg_notify(%s, %s)", [channel(event.collection), text])
+            signing.notify(cursor, channel(event.collection), payload.encode(event))
 
     def revoke_token(self, using, token_hash):
         with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [LOGOUT_CHANNEL, token_hash])
+            signing.notify(cursor, LOGOUT_CHANNEL, [token_hash])
 
 
 _backend = PostgresBackend()

@@ -8,13 +8,18 @@ Format, version 1: UTF-8 text, one JSON object per line, each line ending with `
 The first line is a header; every other line is one change event as it was received::
 
     {"format": "ddp-capture", "version": 1, "started": "2025-05-01T09:30:00.123456+00:00"}
-    {"t": 0.0132, "channel": "ddp_bookstore.book", "payload": "{\\"v\\":1,\\"e\\":...}"}
-    {"t": 2.5, "channel": "ddp_testapp.article", "payload": "...", "chunks": ["#...", ...]}
+    {"t": 0.0132, "channel": "ddp_bookstore.book", "payload": "{\\"v\\":1,...}", "tags": ["..."]}
+    {"t": 2.5, "channel": "ddp_testapp.article", "payload": "...", "chunks": ["#...", ...],
+     "tags": ["...", ...]}
 
 ``t`` is when the event was received, in seconds since ``started``; ``channel`` is the
 ``NOTIFY`` channel; ``payload`` is the whole event text (:mod:`ddp.bus.payload`, its own
 format version in ``"v"``), chunks joined; ``chunks`` is there only for an event that
 arrived chunked, and holds the original notifications, which replay re-sends as they were.
+``tags`` holds the signature each notification carried (:mod:`ddp.bus.signing`), ``null``
+for one that carried none: the key that signed them is not needed to read or replay the
+file, which replay signs anew with its own project's key, but with it they show later which
+notifications were genuine. Files written before signatures existed have no ``tags``.
 
 Stability: a version-1 reader ignores keys it does not know, so version 1 may gain keys;
 anything that changes the meaning of an existing key is a new version, which this reader
@@ -33,6 +38,8 @@ FORMAT = "ddp-capture"
 VERSION = 1
 #: PostgreSQL refuses a ``NOTIFY`` payload of this many bytes or more.
 NOTIFY_LIMIT = 8000
+#: The bytes a signature adds to a notification: the tag and its colon.
+TAG_SIZE = payload.TAG_LENGTH + 1
 #: PostgreSQL refuses longer channel names (``NAMEDATALEN`` - 1 bytes).
 CHANNEL_LIMIT = 63
 #: The JSON types of an event's keys, as a receiving server relies on them.
@@ -61,6 +68,8 @@ class Record:
     chunks: tuple = ()
     #: The line it was read from (0 when it was not read from a file).
     line: int = 0
+    #: The tag each notification came with (None: it had none); empty if not recorded.
+    tags: tuple = ()
 
     def notifications(self):
         """The payloads that re-create the event: its original chunks, or the payload."""
@@ -82,6 +91,8 @@ class Writer:
         line = {"t": round(record.t, 6), "channel": record.channel, "payload": record.payload}
         if record.chunks:
             line["chunks"] = list(record.chunks)
+        if record.tags:
+            line["tags"] = list(record.tags)
         self._line(line)
         self.count += 1
 
@@ -101,33 +112,36 @@ class Recorder:
     def __init__(self, timeout=30.0):
         self.timeout = timeout
         self._joiner = Reassembler(timeout)
-        self._chunks = {}  # event id -> (first seen, [chunks in arrival order])
+        self._chunks = {}  # event id -> (first seen, [(chunk, tag) in arrival order])
 
     @property
     def pending(self):
         """Chunked events begun but not complete."""
         return len(self._chunks)
 
-    def feed(self, channel, text, t):
-        """The record that ``text``, received at ``t``, completes; None while incomplete."""
+    def feed(self, channel, notification, t):
+        """The record that ``notification``, received at ``t``, completes; None while
+        incomplete. Its tag is kept, not checked: a capture records forgeries too."""
+        tag, text = payload.untag(notification)
         if not text.startswith("#"):
-            return Record(t, channel, text)
+            return Record(t, channel, text, tags=(tag,))
         event_id = text[1:].split(":", 1)[0]
         _, chunks = self._chunks.setdefault(event_id, (t, []))
-        chunks.append(text)
+        chunks.append((text, tag))
         try:
             whole = self._joiner.feed(text, t)
         except (ValueError, KeyError):
             # A chunk whose header does not parse: kept as it came, so that replay names
             # its line instead of the capture losing it without a trace.
-            chunks.remove(text)
+            chunks.remove((text, tag))
             if not chunks:
                 del self._chunks[event_id]
-            return Record(t, channel, text)
+            return Record(t, channel, text, tags=(tag,))
         if whole is None:
             return None
         del self._chunks[event_id]
-        return Record(t, channel, whole, tuple(chunks))
+        texts, tags = zip(*chunks, strict=True)
+        return Record(t, channel, whole, texts, tags=tags)
 
     def expire(self, t):
         """Forget chunked events incomplete for longer than the timeout; return how many."""
@@ -216,15 +230,22 @@ def _validated(data, number):
     chunks = data.get("chunks")
     if chunks is None:
         size = len(text.encode())
-        if size >= NOTIFY_LIMIT:
+        if size + TAG_SIZE >= NOTIFY_LIMIT:
             raise ValueError(
-                f"the payload is {size} bytes, over PostgreSQL's limit of {NOTIFY_LIMIT},"
-                ' and has no "chunks"'
+                f"the payload is {size} bytes, over PostgreSQL's limit of {NOTIFY_LIMIT}"
+                ' once signed, and has no "chunks"'
             )
         chunks = ()
     else:
         _check_chunks(chunks, text)
-    return Record(t, channel, text, tuple(chunks), number)
+    tags = data.get("tags", [])
+    if not (
+        isinstance(tags, list)
+        and len(tags) in (0, len(chunks) or 1)
+        and all(tag is None or isinstance(tag, str) for tag in tags)
+    ):
+        raise ValueError('"tags" must be a list of one tag (a string or null) per notification')
+    return Record(t, channel, text, tuple(chunks), number, tuple(tags))
 
 
 def _seconds(value):
@@ -278,8 +299,8 @@ def _check_chunks(chunks, text):
         and all(isinstance(chunk, str) and chunk.startswith("#") for chunk in chunks)
     ):
         raise ValueError('"chunks" must be a list of chunk payloads ("#<id>:<n>:<total>:<part>")')
-    if any(len(chunk.encode()) >= NOTIFY_LIMIT for chunk in chunks):
-        raise ValueError(f"a chunk is over PostgreSQL's limit of {NOTIFY_LIMIT} bytes")
+    if any(len(chunk.encode()) + TAG_SIZE >= NOTIFY_LIMIT for chunk in chunks):
+        raise ValueError(f"a chunk is over PostgreSQL's limit of {NOTIFY_LIMIT} bytes once signed")
     joiner = Reassembler()
     try:
         joined = [joiner.feed(chunk, 0) for chunk in chunks][-1]

@@ -5,6 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from ddp import metrics
+from ddp.bus import payload, signing
 from ddp.bus.listener import Listener
 from ddp.bus.payload import Event, encode
 
@@ -15,8 +17,11 @@ def listener(on_event=lambda event: None, on_notify=None):
     return Listener({}, on_event=on_event, on_reconnect=lambda: None, on_notify=on_notify)
 
 
-def notify(payload, channel="ddp_bookstore.book"):
-    return SimpleNamespace(channel=channel, payload=payload)
+def notify(payload, channel="ddp_bookstore.book", sign=True):
+    """A notification as psycopg2 hands it over, signed as this project's writers sign."""
+    return SimpleNamespace(
+        channel=channel, payload=signing.sign(channel, payload) if sign else payload
+    )
 
 
 def test_a_payload_nested_too_deep_is_counted_and_skipped():
@@ -70,3 +75,57 @@ def test_a_listener_told_to_stop_is_not_started_again(monkeypatch):
     it._running = False
     it.ensure_running()
     assert runs == [] and not it._thread.is_alive()
+
+
+def refused():
+    return metrics.counters["ddp_listener_refused_payloads_total"]
+
+
+def test_notifications_without_a_valid_tag_are_refused_and_counted(caplog):
+    received, notices = [], []
+    it = listener(received.append, lambda channel, text: notices.append(text))
+    it.raw_channels.add("ddp_logout")
+    [text] = encode(Event("b", "1", {"a": 1}, frozenset(), 1))
+    before = refused()
+    it._notified(notify(text, sign=False))
+    it._notified(notify(payload.tagged("A" * 43, text), sign=False))
+    # Genuine, but signed for another channel: a change cannot pose as another's.
+    it._notified(notify(signing.sign("ddp_bookstore.author", text), sign=False))
+    it._notified(notify("token-hash", channel="ddp_logout", sign=False))
+    it._notified(notify(signing.sign("ddp_bookstore.book", "token-hash"), "ddp_logout", False))
+    assert refused() - before == 5
+    assert received == [] and notices == []
+    assert it.stats["bad_payloads"] == 0 and it.stats["events"] == 0
+    # One warning for the first, then none for a while, and never the content.
+    [warning] = [r for r in caplog.records if r.name == "ddp.bus"]
+    assert warning.levelname == "WARNING" and "Refused 1 notification(s)" in warning.message
+    assert text not in warning.message and "token-hash" not in warning.message
+    it._notified(notify(text))
+    it._notified(notify("token-hash", channel="ddp_logout"))
+    assert [event.fields for event in received] == [{"a": 1}] and notices == ["token-hash"]
+
+
+def test_a_chunk_set_is_verified_chunk_by_chunk():
+    received = []
+    it = listener(received.append)
+    chunks = encode(Event("b", "1", {"body": "x" * 20_000}, frozenset(), 1))
+    # A forged chunk claiming the set's id is refused before it can spoil the set.
+    it._notified(notify(chunks[0]))
+    it._notified(notify(chunks[0].split(":", 1)[0] + ":0:9:x", sign=False))
+    for chunk in chunks[1:]:
+        it._notified(notify(chunk))
+    assert [event.fields for event in received] == [{"body": "x" * 20_000}]
+    assert it.stats["bad_payloads"] == 0
+
+
+def test_refusals_are_summed_up_in_a_warning_at_most_every_minute(caplog, monkeypatch):
+    it = listener()
+    clock = [1000.0]
+    monkeypatch.setattr("ddp.bus.listener.time.monotonic", lambda: clock[0])
+    for seconds in (0, 1, 30, 59, 61, 62):
+        clock[0] = 1000.0 + seconds
+        it._notified(notify("{}", sign=False))
+    assert [r.message.split(" without")[0] for r in caplog.records if r.name == "ddp.bus"] == [
+        "Refused 1 notification(s)",
+        "Refused 4 notification(s)",
+    ]

@@ -16,8 +16,10 @@ import time
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import override_settings
 
 from bookstore.models import Author, Book
+from ddp.bus import signing
 from ddp.bus.recording import Record, read
 from tests.ddpclient import DDPClient
 from tests.live import ServerProcess
@@ -62,6 +64,10 @@ def replay(path, *args):
     out = io.StringIO()
     call_command("ddp_replay", str(path), "--speed", "0", *args, stdout=out)
     return out.getvalue().splitlines()[-1]
+
+
+def books_of(client):
+    return client.collections.get("bookstore.book", {})
 
 
 def records_on(path, channel):
@@ -139,3 +145,33 @@ def test_a_chunked_event_is_replayed_from_its_original_chunks(server, tmp_path):
     assert second.collections["testapp.article"][pk]["body"] == body
     first.close()
     second.close()
+
+
+def test_a_capture_signed_under_another_key_is_replayed_under_this_one(server, tmp_path):
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    first = DDPClient(server.ws_url)
+    first.sub("AllBooks")
+    path = tmp_path / "elsewhere.jsonl"
+    capture = Capture(path)
+    # Written by a process with another SECRET_KEY: this server refuses its change...
+    with override_settings(SECRET_KEY="another machine's key"):
+        other = Book.objects.create(title="From elsewhere", author=janet)
+    pk = str(other.pk)
+    after = Book.objects.create(title="From here", author=janet)
+    first.wait_for(lambda c: str(after.pk) in books_of(c))
+    assert pk not in books_of(first)
+    deadline = time.monotonic() + 20
+    while len(records_on(path, "ddp_bookstore.book")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    capture.process.send_signal(signal.SIGINT)
+    assert capture.wait()[0] == 0
+    # ...and the capture holds it as it was sent, tag and all.
+    record = records_on(path, "ddp_bookstore.book")[0]
+    with override_settings(SECRET_KEY="another machine's key"):
+        assert record.tags == (signing.tag("ddp_bookstore.book", record.payload),)
+
+    # Replayed with this project's settings, it is signed with this key and delivered.
+    assert replay(path, "--filter-channel", "ddp_bookstore.book").startswith("Replayed 2 events")
+    first.wait_for(lambda c: pk in books_of(c))
+    assert books_of(first)[pk]["title"] == "From elsewhere"
+    first.close()

@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection, transaction
 
+from ddp.bus import signing
 from ddp.bus.recording import BadLine, read
 
 HELP = """\
@@ -163,12 +164,15 @@ class Command(BaseCommand):
             yield record
 
     def _send(self, record):
-        """NOTIFY one event in its own transaction, so its chunks are delivered together."""
+        """NOTIFY one event in its own transaction, so its chunks are delivered together.
+
+        Signed anew with this project's ``SECRET_KEY``, whatever key signed the original:
+        a capture taken on another machine replays here as well.
+        """
         texts = record.notifications()
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                for text in texts:
-                    cursor.execute("SELECT pg_notify(%s, %s)", [record.channel, text])
+                signing.notify(cursor, record.channel, texts)
         except DatabaseError as exc:
             raise CommandError(f"{self.file}:{record.line}: not sent: {exc}") from None
         return len(texts)
