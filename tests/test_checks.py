@@ -124,3 +124,35 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
         assert check_max_subscription_params() == []
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [
+        # 0 is PostgreSQL's "no lock_timeout": writers would queue as long as ever.
+        {"REGISTRY_LOCK_TIMEOUT": 0},
+        {"REGISTRY_LOCK_TIMEOUT": -0.02},
+        {"REGISTRY_LOCK_TIMEOUT": None},
+        {"REGISTRY_LOCK_TIMEOUT": float("inf")},
+        {"REGISTRY_LOCK_TIMEOUT": "20ms"},
+        {"REGISTRY_LOCK_WAIT": -1},
+        {"REGISTRY_LOCK_WAIT": float("nan")},
+        {"REGISTRY_LOCK_WAIT": True},
+    ],
+)
+def test_registry_lock_settings_must_be_seconds(ddp):
+    from ddp.checks import check_registry_lock
+
+    with override_settings(DDP=ddp):
+        assert ids(check_registry_lock()) == ["ddp.E006"]
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [{}, {"REGISTRY_LOCK_TIMEOUT": 0.001, "REGISTRY_LOCK_WAIT": 0}, {"REGISTRY_LOCK_WAIT": 30}],
+)
+def test_registry_lock_settings_accept_seconds(ddp):
+    from ddp.checks import check_registry_lock
+
+    with override_settings(DDP=ddp):
+        assert check_registry_lock() == []
