@@ -165,3 +165,26 @@ def test_a_subscription_that_cannot_register_in_time_gets_a_503_nosub(janet, hol
     assert "the registry lock stayed held for 0.3 s" in output
     assert "Traceback" not in output
 
+
+def test_a_server_taken_for_dead_registers_again_once_the_lock_is_free(janet, holder):
+    """Registering again after a stall may meet the lock held: the next heartbeats retry,
+    and then the clients converge, rather than their subscriptions being left out."""
+    settings = {"SERVER_HEARTBEAT": 0.2, "REGISTRY_LOCK_WAIT": 0.3}
+    with ServerProcess(ddp=settings) as server:
+        client = DDPClient(server.ws_url)
+        client.sub("BooksByAuthorEmail", JANET)
+        hold_the_lock(holder)
+        try:
+            with connection.cursor() as cursor:
+                # What a peer does to a server silent for 2 * SERVER_TIMEOUT.
+                cursor.execute("DELETE FROM ddp_server")
+            wait_until(lambda: "the registry lock stayed held" in server.output())
+        finally:
+            holder.rollback()
+        book = Book.objects.create(title="Hot Six", author=janet)
+        client.wait_for(lambda c: str(book.pk) in books(c))
+        book.title = "Seven Up"
+        book.save()
+        client.wait_for(lambda c: books(c)[str(book.pk)]["title"] == "Seven Up")
+        client.close()
+    assert "This server was taken for dead" in server.output()
