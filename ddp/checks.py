@@ -141,12 +141,12 @@ def _seconds(name, zero_allowed, hint, check_id):
 
 @register("ddp")
 def check_registry_lock(app_configs=None, **kwargs):
-    """``ddp.E006``: ``DDP["REGISTRY_LOCK_TIMEOUT"]`` bounds how long a write may wait
+    """``ddp.E008``: ``DDP["REGISTRY_LOCK_TIMEOUT"]`` bounds how long a write may wait
     for a new subscription (0 would be PostgreSQL's "no limit"), and
     ``DDP["REGISTRY_LOCK_WAIT"]`` how long a subscription tries to register."""
     return _seconds(
         "REGISTRY_LOCK_TIMEOUT",
         False,
         "Leave it out for 0.02: every write may wait that long behind a new subscription.",
-        "ddp.E006",
-    ) + _seconds("REGISTRY_LOCK_WAIT", True, "Leave it out for 5 seconds.", "ddp.E006")
+        "ddp.E008",
+    ) + _seconds("REGISTRY_LOCK_WAIT", True, "Leave it out for 5 seconds.", "ddp.E008")

@@ -144,7 +144,7 @@ def test_registry_lock_settings_must_be_seconds(ddp):
     from ddp.checks import check_registry_lock
 
     with override_settings(DDP=ddp):
-        assert ids(check_registry_lock()) == ["ddp.E006"]
+        assert ids(check_registry_lock()) == ["ddp.E008"]
 
 
 @pytest.mark.parametrize(
