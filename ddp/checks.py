@@ -5,6 +5,8 @@ this module. Settings are read from ``django.conf.settings`` rather than from op
 so that the checks open none and see ``override_settings`` in tests.
 """
 
+import math
+
 from django.conf import settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
@@ -170,3 +172,30 @@ def check_secret_key(app_configs=None, **kwargs):
             id="ddp.E008",
         )
     ]
+
+
+def _seconds(name, zero_allowed, hint, check_id):
+    """The errors of setting ``DDP[name]``, which must be a number of seconds above 0
+    (or 0 itself when ``zero_allowed``)."""
+    from ddp.conf import ddp_settings
+
+    value = getattr(ddp_settings, name)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and (value > 0 or (zero_allowed and value == 0)):
+        return []
+    what = "0 or more" if zero_allowed else "above 0"
+    message = f'DDP["{name}"] is {value!r}: it must be a number of seconds, {what}.'
+    return [Error(message, hint=hint, id=check_id)]
+
+
+@register("ddp")
+def check_registry_lock(app_configs=None, **kwargs):
+    """``ddp.E009``: ``DDP["REGISTRY_LOCK_TIMEOUT"]`` bounds how long a write may wait
+    for a new subscription (0 would be PostgreSQL's "no limit"), and
+    ``DDP["REGISTRY_LOCK_WAIT"]`` how long a subscription tries to register."""
+    return _seconds(
+        "REGISTRY_LOCK_TIMEOUT",
+        False,
+        "Leave it out for 0.02: every write may wait that long behind a new subscription.",
+        "ddp.E009",
+    ) + _seconds("REGISTRY_LOCK_WAIT", True, "Leave it out for 5 seconds.", "ddp.E009")

@@ -23,6 +23,13 @@ DEFAULTS = {
     # writers ignore its subscriptions (and live servers delete them).
     "SERVER_HEARTBEAT": 5.0,
     "SERVER_TIMEOUT": 30.0,
+    # A server registering a new distinct subscription waits for the registry's lock in
+    # turns of REGISTRY_LOCK_TIMEOUT seconds (its lock_timeout): writers queue behind
+    # its request, so no write waits longer than that for a subscription. Between turns
+    # it sleeps, holding a database worker, and after REGISTRY_LOCK_WAIT seconds the
+    # subscription gets a nosub (503): a transaction held the lock all along.
+    "REGISTRY_LOCK_TIMEOUT": 0.02,
+    "REGISTRY_LOCK_WAIT": 5.0,
     # Seconds after which a half-received chunked change is dropped.
     "CHUNK_TIMEOUT": 30.0,
     # Seconds between reconnection attempts of a lost listener: doubling up to this cap.

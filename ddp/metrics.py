@@ -40,6 +40,14 @@ COUNTERS = {
     "ddp_match_reruns_total": (
         "Subscriptions this server re-ran because a writer could not match a change."
     ),
+    "ddp_registry_lock_retries_total": (
+        "Turns a new distinct subscription waited in vain for the registry lock, which a "
+        "writer's transaction held (DDP['REGISTRY_LOCK_TIMEOUT'] each)."
+    ),
+    "ddp_registry_busy_total": (
+        "Subscriptions refused with a 503 nosub: the registry lock stayed held for "
+        "DDP['REGISTRY_LOCK_WAIT']."
+    ),
 }
 #: Every histogram, with its help text.
 HISTOGRAMS = {

@@ -156,3 +156,35 @@ def test_an_empty_secret_key_is_reported_since_it_signs_notifications():
     assert check_secret_key() == []
     with override_settings(SECRET_KEY=""):
         assert ids(check_secret_key()) == ["ddp.E008"]
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [
+        # 0 is PostgreSQL's "no lock_timeout": writers would queue as long as ever.
+        {"REGISTRY_LOCK_TIMEOUT": 0},
+        {"REGISTRY_LOCK_TIMEOUT": -0.02},
+        {"REGISTRY_LOCK_TIMEOUT": None},
+        {"REGISTRY_LOCK_TIMEOUT": float("inf")},
+        {"REGISTRY_LOCK_TIMEOUT": "20ms"},
+        {"REGISTRY_LOCK_WAIT": -1},
+        {"REGISTRY_LOCK_WAIT": float("nan")},
+        {"REGISTRY_LOCK_WAIT": True},
+    ],
+)
+def test_registry_lock_settings_must_be_seconds(ddp):
+    from ddp.checks import check_registry_lock
+
+    with override_settings(DDP=ddp):
+        assert ids(check_registry_lock()) == ["ddp.E009"]
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [{}, {"REGISTRY_LOCK_TIMEOUT": 0.001, "REGISTRY_LOCK_WAIT": 0}, {"REGISTRY_LOCK_WAIT": 30}],
+)
+def test_registry_lock_settings_accept_seconds(ddp):
+    from ddp.checks import check_registry_lock
+
+    with override_settings(DDP=ddp):
+        assert check_registry_lock() == []

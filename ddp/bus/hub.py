@@ -63,14 +63,16 @@ class Bus:
             logger.exception("Could not remove this server from the registry")
 
     def _beat(self, interval):
+        pending = set()  # keys to register again since this server was taken for dead
         while self._running:
             time.sleep(interval)
             self.listener.ensure_running()
             try:
                 if self.run_db(self.registration.beat):
                     logger.warning("This server was taken for dead: registering again")
-                    for key, row in list(self._registered.items()):
-                        self._registry_ids[key] = self.run_db(self.registration.add, key, *row)
+                    pending = set(self._registered)
+                if pending:
+                    self._register_again(pending)
                     self.resync()
             except Exception:
                 logger.exception("Registry heartbeat failed")
@@ -79,6 +81,18 @@ class Bus:
                     self.run_db(self.registry.sweep_tokens)
                 except Exception:
                     logger.exception("Sweeping expired login tokens failed")
+
+    def _register_again(self, pending):
+        """Register each of the ``pending`` keys still subscribed, removing it once done.
+
+        Raises on the first that fails (the registry lock held too long): the next beat
+        goes on with the rest, and only once none is left may sessions re-run their
+        subscriptions, or a change written in between could be missed."""
+        for key in sorted(pending):
+            row = self._registered.get(key)
+            if row is not None:
+                self._registry_ids[key] = self.run_db(self.registration.add, key, *row)
+            pending.discard(key)
 
     # Subscriptions --------------------------------------------------------------
 

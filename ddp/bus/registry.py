@@ -17,20 +17,53 @@ Ordering: a writer takes :data:`LOCK` shared (for its whole transaction) before 
 the registry, and a server takes it exclusive to insert a row. So a row is visible to
 every writer that has not yet read the registry, rows commit in id order, and a writer
 that could not see a row committed before that row did.
+
+PostgreSQL queues a shared request behind a waiting exclusive one, so a server waiting
+for the lock would hold up every writer behind the transaction that holds it (one left
+idle in a transaction would stop them all). A server therefore waits in turns of
+``DDP["REGISTRY_LOCK_TIMEOUT"]`` (its ``lock_timeout``), sleeping between them while
+writers go on, and gives the subscription up after ``DDP["REGISTRY_LOCK_WAIT"]``.
 """
 
 import hashlib
+import logging
 import os
+import random
 import secrets
 import socket
+import time
 
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 
+from ddp import metrics
 from ddp.conf import ddp_settings
-from ddp.protocol import dumps, to_ejson
+from ddp.protocol import MeteorError, dumps, to_ejson
+
+logger = logging.getLogger("ddp.bus")
 
 #: Advisory lock id shared by writers and servers ("DDP!" in ASCII).
 LOCK = 0x44445021
+
+#: SQLSTATE ``lock_not_available``: a lock was not granted within ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
+#: Seconds a server sleeps after its first turn in line for the lock; doubling after each
+#: turn up to the second number. Writers queue behind it only during its turns.
+FIRST_PAUSE, MAX_PAUSE = 0.01, 0.25
+
+
+class RegistryBusy(MeteorError):
+    """A subscription could not register: a transaction held the registry's lock for
+    ``DDP["REGISTRY_LOCK_WAIT"]``. Its client gets this in a ``nosub``, and may retry."""
+
+    def __init__(self):
+        super().__init__(503, "The server is busy: subscribe again later")
+
+
+def lock_shared(cursor):
+    """Take :data:`LOCK` shared until the end of the transaction, as every writer does
+    before it reads the registry."""
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LOCK])
 
 
 def subscription_key(publication, params, user_id):
@@ -47,7 +80,7 @@ def registry_state(collection_names, using="default"):
     Takes :data:`LOCK` shared first, in a statement of its own: a statement's snapshot is
     taken before it runs, so the reads must come after the lock."""
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [LOCK])
+        lock_shared(cursor)
         cursor.execute(
             "SELECT (SELECT max(id) FROM ddp_subscription), (SELECT max(id) FROM ddp_match),"
             # A live server's match row for each collection, found by index: LIMIT 1s,
@@ -174,8 +207,40 @@ class ServerRegistration:
         ``matches`` is ``{collection: Spec or None}``
         (:func:`ddp.bus.matching.compile_subscription`): a new row gets one match row per
         collection that can hold a document of it.
+
+        Waits for :data:`LOCK` in turns (see the module's docstring); raises
+        :class:`RegistryBusy` when it is still held after ``DDP["REGISTRY_LOCK_WAIT"]``.
         """
+        deadline = time.monotonic() + ddp_settings.REGISTRY_LOCK_WAIT
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return self._insert(key, publication, params, user_id, collections, matches)
+            except OperationalError as exc:
+                if getattr(exc.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                    raise
+            metrics.inc("ddp_registry_lock_retries_total")
+            # Half fixed, half random: servers that met the same writer spread out.
+            sleep = pause / 2 + random.uniform(0, pause / 2)
+            if time.monotonic() + sleep >= deadline:
+                metrics.inc("ddp_registry_busy_total")
+                logger.warning(
+                    "Subscription %s to %r not started: the registry lock stayed held for"
+                    " %s s (a writer's transaction left open?)",
+                    key,
+                    publication,
+                    ddp_settings.REGISTRY_LOCK_WAIT,
+                )
+                raise RegistryBusy()
+            time.sleep(sleep)
+            pause = min(2 * pause, MAX_PAUSE)
+
+    def _insert(self, key, publication, params, user_id, collections, matches):
+        """One turn of :meth:`add`: OperationalError (``lock_not_available``) when the lock
+        was not granted within ``DDP["REGISTRY_LOCK_TIMEOUT"]``."""
+        timeout = f"{max(1, round(ddp_settings.REGISTRY_LOCK_TIMEOUT * 1000))}ms"
         with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
             cursor.execute(
                 "INSERT INTO ddp_subscription"
