@@ -108,7 +108,7 @@ def test_healthz_fails_without_the_listener_and_asks_nothing_of_the_database():
 
 
 def test_healthz_names_the_database_error_but_not_its_details(caplog):
-    def run_db(func, *args):
+    def run_db(func, *args, timeout=None):
         raise OperationalError('connection to server at "db.internal" failed')
 
     with caplog.at_level(logging.WARNING, logger="ddp.server"):
@@ -117,17 +117,43 @@ def test_healthz_names_the_database_error_but_not_its_details(caplog):
     assert "db.internal" in caplog.text
 
 
-def test_healthz_fails_when_the_database_does_not_answer_in_time(monkeypatch):
+@pytest.fixture
+def busy_pool(pool):
+    """The one-worker pool, its worker held (a stuck database) until the test ends."""
     release = threading.Event()
+    holder = threading.Thread(target=pool.run, args=(release.wait,))
+    holder.start()
+    while pool.waiting:  # the worker has taken the holding job
+        release.wait(0.01)
+    yield pool
+    release.set()
+    holder.join()
+
+
+def test_healthz_fails_when_the_database_does_not_answer_in_time(busy_pool, monkeypatch):
     monkeypatch.setattr(observability, "DB_TIMEOUT", 0)
-    try:
-        response, body = call(observability.healthz, server_state(lambda *a: release.wait()))
-    finally:
-        release.set()
+    response, body = call(observability.healthz, server_state(busy_pool.run))
     assert (response.status, body) == (
         "503 Service Unavailable",
         b"database: no answer within 0 s\n",
     )
+
+
+def test_probes_that_time_out_do_not_pile_up_in_the_pool(busy_pool, monkeypatch):
+    monkeypatch.setattr(observability, "DB_TIMEOUT", 0.05)
+    state = server_state(busy_pool.run)
+    for _ in range(5):
+        assert observability.health_problem(state) == "database: no answer within 0.05 s"
+    assert busy_pool.waiting == 0
+    assert scrape(state).get(("ddp_notification_queue_usage", ())) is None
+    assert busy_pool.waiting == 0
+
+
+def test_a_probe_that_runs_too_long_is_cancelled_by_postgresql(pool):
+    # A probe a worker took before the caller gave up: PostgreSQL ends it, not 30 s later.
+    with pytest.raises(OperationalError, match="statement timeout"):
+        pool.run(observability.scalar, "SELECT pg_sleep(30)", 0.1)
+    assert pool.run(observability.scalar, "SELECT 1", 0.1) == 1
 
 
 # /metrics ----------------------------------------------------------------------------
@@ -194,7 +220,7 @@ def test_metrics_observed_reach_the_exposition(pool):
 
 
 def test_metrics_leave_out_the_queue_usage_when_the_database_fails(caplog):
-    def run_db(func, *args):
+    def run_db(func, *args, timeout=None):
         raise OperationalError("the database is gone")
 
     with caplog.at_level(logging.WARNING, logger="ddp.server"):
