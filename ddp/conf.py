@@ -44,6 +44,13 @@ DEFAULTS = {
     # Serve /metrics (Prometheus); False hands the path to Django, e.g. to keep a
     # public port from showing its publications and load.
     "METRICS": True,
+    # Who may read /metrics: None, anyone (as before); else a list of addresses and
+    # networks ("10.0.0.0/8"), and everyone else gets 403. Checked against the client's
+    # address as TRUSTED_PROXIES gives it.
+    "METRICS_ALLOWED": None,
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client:
+    # without them, the client's address is REMOTE_ADDR, a proxy's own (ddp/addresses.py).
+    "TRUSTED_PROXIES": None,
     # ddpserver collects the young generation of Python's garbage collector after this
     # many allocations (Python's own: 700), so that full collections over every client's
     # merge box come less often: at 1,000 clients they were the tail of a change's

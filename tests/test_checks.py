@@ -124,3 +124,26 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
         assert check_max_subscription_params() == []
+
+
+ADDRESS_SETTINGS = [("METRICS_ALLOWED", "ddp.E006"), ("TRUSTED_PROXIES", "ddp.E007")]
+
+
+@pytest.mark.parametrize(("name", "check_id"), ADDRESS_SETTINGS)
+@pytest.mark.parametrize("value", [["10.0.0.300"], ["localhost"], "10.0.0.0/8", [10], {"::1"}])
+def test_address_lists_must_hold_addresses_or_networks(name, check_id, value):
+    from ddp import checks
+
+    with override_settings(DDP={name: value}):
+        errors = checks.check_metrics_allowed() + checks.check_trusted_proxies()
+    assert ids(errors) == [check_id]
+    assert name in errors[0].msg
+
+
+@pytest.mark.parametrize(("name", "check_id"), ADDRESS_SETTINGS)
+@pytest.mark.parametrize("value", [None, [], ["10.0.0.7", "10.0.0.0/8", "::1", "fd00::/8"]])
+def test_address_lists_accept_addresses_and_networks(name, check_id, value):
+    from ddp import checks
+
+    with override_settings(DDP={name: value}):
+        assert checks.check_metrics_allowed() + checks.check_trusted_proxies() == []

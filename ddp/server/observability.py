@@ -16,6 +16,7 @@ from collections import Counter
 from django.db import connections, transaction
 
 from ddp import metrics
+from ddp.addresses import client_address, networks, within
 from ddp.api import API
 from ddp.conf import ddp_settings
 
@@ -56,7 +57,8 @@ def endpoint(path):
     """The handler for ``path`` if it is one of these two, else None (Django's path).
 
     ``DDP["METRICS"] = False`` gives ``/metrics`` back to Django, for a project that
-    does not want its publications and load visible on its public port.
+    does not want its publications and load visible on its public port;
+    ``DDP["METRICS_ALLOWED"]`` keeps it but answers only the addresses listed.
     """
     if path == "/healthz":
         return healthz
@@ -95,7 +97,11 @@ def health_problem(state):
 
 
 def metrics_view(state, environ, start_response):
-    """Every ``ddp_`` metric and the process' own, in Prometheus' text format."""
+    """Every ``ddp_`` metric and the process' own, in Prometheus' text format; 403 to a
+    client that ``DDP["METRICS_ALLOWED"]`` does not list."""
+    allowed = ddp_settings.METRICS_ALLOWED
+    if allowed is not None and not within(client_address(environ), networks(allowed)):
+        return respond(start_response, "403 Forbidden", "/metrics: not from this address")
     if prometheus_client is None:
         return respond(
             start_response,

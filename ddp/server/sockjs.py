@@ -7,6 +7,7 @@ without a receiving connection.
 """
 
 from ddp import metrics
+from ddp.addresses import client_address
 from ddp.server.connection import DDPConnection
 from ddp.sockjs.server import SockJSOptions, SockJSServer
 
@@ -42,7 +43,7 @@ class SockJSTransport:
 
 def _log(event, connection, session):
     session_id = connection.session.connection.session_id
-    remote = session.environ.get("REMOTE_ADDR")
+    remote = client_address(session.environ)
     metrics.log_event(event, session_id, transport="sockjs", remote=remote)
 
 

@@ -5,6 +5,7 @@ The request's own green thread reads frames and hands them to a
 """
 
 from ddp import metrics
+from ddp.addresses import client_address
 from ddp.server.connection import DDPConnection
 
 
@@ -40,7 +41,7 @@ def serve(ws, run_db, bus, connections, spawn):
     connections.add(connection)
     connection.open()
     session_id = connection.session.connection.session_id
-    remote = ws.environ.get("REMOTE_ADDR")
+    remote = client_address(ws.environ)
     metrics.log_event("connect", session_id, transport="websocket", remote=remote)
 
     def on_message(data):
