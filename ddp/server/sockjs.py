@@ -43,8 +43,7 @@ class SockJSTransport:
 
 def _log(event, connection, session):
     session_id = connection.session.connection.session_id
-    remote = client_address(session.environ)
-    metrics.log_event(event, session_id, transport="sockjs", remote=remote)
+    metrics.log_event(event, session_id, transport="sockjs", remote=session.address)
 
 
 class DDPOverSockJS:
@@ -89,5 +88,10 @@ def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, sett
     )
     app = DDPOverSockJS(run_db, bus, connections, spawn)
     return SockJSServer(
-        app, prefix="/sockjs", options=options, mark_handled=mark_handled, spawn=spawn
+        app,
+        prefix="/sockjs",
+        options=options,
+        mark_handled=mark_handled,
+        spawn=spawn,
+        client_address=client_address,
     )

@@ -62,13 +62,15 @@ class State(enum.Enum):
 class Session:
     """A session as its app sees it: ``send``, ``close``, ``id`` and ``environ``.
 
-    ``environ`` is the WSGI environ of the request that opened the session. The other
-    public methods are for the transports.
+    ``environ`` is the WSGI environ of the request that opened the session, and
+    ``address`` its client's address, the only one whose requests the session answers.
+    The other public methods are for the transports.
     """
 
-    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None):
+    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None, address=""):
         self.id = session_id
         self.environ = environ
+        self.address = address
         self._app = app
         self._lock = lock
         self._options = options

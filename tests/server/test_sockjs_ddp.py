@@ -22,9 +22,9 @@ def quoted(*messages):
     return json.dumps([json.dumps(message) for message in messages])
 
 
-def post(port, path, body=b""):
+def post(port, path, body=b"", headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
+    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain", **(headers or {})})
     response = conn.getresponse()
     data = response.read().decode()
     conn.close()
@@ -99,3 +99,19 @@ def test_foreign_pages_are_refused_on_sockjs_too():
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/sockjs/info", headers={"Origin": "https://evil.example"})
         assert conn.getresponse().status == 403
+
+
+def test_behind_a_trusted_proxy_a_session_answers_only_its_forwarded_address():
+    with ServerProcess(ddp={"TRUSTED_PROXIES": ["127.0.0.1"]}) as server:
+        base = "/sockjs/000/boundsess"
+        client = {"X-Forwarded-For": "10.0.0.1"}
+        other = {"X-Forwarded-For": "10.0.0.2"}
+        assert post(server.port, f"{base}/xhr", headers=client) == (200, "o\n")
+        connect = quoted({"msg": "connect", "version": "1", "support": ["1"]})
+        # The same proxy, another client behind it: no such session.
+        assert post(server.port, f"{base}/xhr_send", connect.encode(), other)[0] == 404
+        assert post(server.port, f"{base}/xhr", headers=other)[0] == 404
+        assert post(server.port, f"{base}/xhr_send", connect.encode(), client)[0] == 204
+        status, body = post(server.port, f"{base}/xhr", headers=client)
+        assert [m["msg"] for m in frames(body.strip())] == ["connected"]
+    assert "transport=sockjs remote=10.0.0.1" in server.output()
