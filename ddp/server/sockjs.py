@@ -77,8 +77,11 @@ class DDPOverSockJS:
             _log("disconnect", connection, session)
 
 
-def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings, spawn):
-    """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings."""
+def sockjs_server(
+    run_db, bus, connections, mark_handled, max_message_size, settings, spawn, admit=None
+):
+    """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings;
+    ``admit()`` says whether a new session may open (the server's connection limit)."""
     options = SockJSOptions(
         heartbeat_delay=45.0,
         disconnect_delay=60.0,
@@ -94,4 +97,5 @@ def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, sett
         mark_handled=mark_handled,
         spawn=spawn,
         client_address=client_address,
+        admit=admit,
     )

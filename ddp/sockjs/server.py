@@ -25,9 +25,13 @@ import threading
 import time
 
 from ddp.sockjs import responses, websocket, xhr
+from ddp.sockjs.framing import close_frame
 from ddp.sockjs.session import Session, spawn_thread
 
 SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
+
+#: The answer to a request that would open a session the host has no room for.
+FULL = close_frame(1013, "Try again later")
 
 XHR_TRANSPORTS = {"xhr": xhr.poll, "xhr_send": xhr.send, "xhr_streaming": xhr.stream}
 
@@ -80,6 +84,12 @@ class SockJSServer:
     only the client address that opened it, and to any other as if it did not exist
     (404). ``client_address(environ)`` says whose a request is (by default
     ``REMOTE_ADDR``; behind a proxy, the host passes one that reads its forwarded address).
+
+    ``admit()``, when given, says whether a new session may open (the host's connection
+    limit). When it may not, an xhr request that would open one is answered
+    ``c[1013,"Try again later"]``: sockjs-client closes at once with that code, as on
+    any close frame (an HTTP error would have it try each of its other transports), and
+    Meteor's client reconnects later. A websocket is refused 503 before its handshake.
     """
 
     def __init__(
@@ -90,8 +100,10 @@ class SockJSServer:
         mark_handled=None,
         spawn=None,
         client_address=None,
+        admit=None,
     ):
         self.app = app
+        self.admit = admit or (lambda: True)
         self.client_address = client_address or remote_addr
         self.spawn = spawn or spawn_thread
         self.prefix = prefix.rstrip("/")
@@ -192,12 +204,15 @@ class SockJSServer:
     def attach(self, session_id, environ, receiver):
         """Attach a receiving request to its session, opening one if there is none.
 
-        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does.
+        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does; session is
+        None when none could open (``admit()`` refused).
         """
         while True:
             with self._lock:
                 session = self._sessions.get(session_id)
                 if session is None:
+                    if not self.admit():
+                        return None, [FULL], False
                     session = self._sessions[session_id] = self._new_session(session_id, environ)
             attached = session.attach(receiver)
             if attached is not None:

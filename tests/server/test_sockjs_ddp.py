@@ -2,11 +2,13 @@
 
 import http.client
 import json
+import time
 
 import pytest
 import websocket
 
 from bookstore.models import Author, Book
+from tests.ddpclient import DDPClient
 from tests.live import ServerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,3 +117,41 @@ def test_behind_a_trusted_proxy_a_session_answers_only_its_forwarded_address():
         status, body = post(server.port, f"{base}/xhr", headers=client)
         assert [m["msg"] for m in frames(body.strip())] == ["connected"]
     assert "transport=sockjs remote=10.0.0.1" in server.output()
+
+
+def connections_open(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return next(
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("ddp_connections ")
+    )
+
+
+def test_xhr_sessions_count_against_max_connections_with_websockets():
+    with ServerProcess("--max-connections", "2") as server:
+        raw = DDPClient(server.ws_url)
+        assert post(server.port, "/sockjs/000/second/xhr") == (200, "o\n")
+        assert connections_open(server) == 2
+        # Full: a close frame sockjs-client reports as is, and no session behind it.
+        assert post(server.port, "/sockjs/000/third/xhr") == (200, 'c[1013,"Try again later"]\n')
+        assert post(server.port, "/sockjs/000/third/xhr_send", b'["x"]')[0] == 404
+        assert post(server.port, "/sockjs/000/third/xhr_streaming")[1].endswith(
+            'c[1013,"Try again later"]\n'
+        )
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(server.ws_url, timeout=10)
+        assert refused.value.status_code == 503
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://127.0.0.1:{server.port}/sockjs/000/fourth/websocket", timeout=10
+            )
+        assert refused.value.status_code == 503
+        raw.close()
+        deadline = time.monotonic() + 10
+        while connections_open(server) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert post(server.port, "/sockjs/000/third/xhr") == (200, "o\n")
+        assert connections_open(server) == 2
