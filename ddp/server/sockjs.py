@@ -36,6 +36,14 @@ class SockJSTransport:
     def backlog(self):
         return self.session.backlog()
 
+    def ping(self):
+        """None here: SockJS finds dead peers itself (websocket pings answered within
+        10 s; an xhr session nobody polls expires)."""
+        return False
+
+    def answered(self):
+        return False
+
     def abort(self):
         # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
         self.session.close(1008, "Too slow")
