@@ -125,23 +125,33 @@ def check_max_subscription_params(app_configs=None, **kwargs):
     )
 
 
+def _networks_or_none(name, hint, check_id):
+    """The errors of setting ``DDP[name]``: None, or a list of addresses and networks."""
+    from ddp.addresses import networks
+    from ddp.conf import ddp_settings
+
+    value = getattr(ddp_settings, name)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(e, str) for e in value):
+        problem = "it must be a list of addresses or networks, as text, or None"
+    else:
+        try:
+            networks(value)
+            return []
+        except ValueError as exc:
+            problem = exc
+    return [Error(f'DDP["{name}"] is {value!r}: {problem}.', hint=hint, id=check_id)]
+
+
 @register("ddp")
 def check_trusted_proxies(app_configs=None, **kwargs):
-    """``ddp.E006``: ``DDP["TRUSTED_PROXIES"]`` lists addresses or networks."""
-    from ddp.conf import ddp_settings
-    from ddp.peer import networks
-
-    try:
-        networks(ddp_settings.TRUSTED_PROXIES or ())
-    except (TypeError, ValueError) as exc:
-        return [
-            Error(
-                f'DDP["TRUSTED_PROXIES"] is {ddp_settings.TRUSTED_PROXIES!r}: {exc}.',
-                hint='List the proxies\' addresses or networks, e.g. ["10.0.0.0/8", "::1"].',
-                id="ddp.E006",
-            )
-        ]
-    return []
+    """``ddp.E006``: ``DDP["TRUSTED_PROXIES"]`` lists reverse proxies, or is None."""
+    return _networks_or_none(
+        "TRUSTED_PROXIES",
+        'Your proxies\' addresses ("10.0.0.7") or networks ("10.0.0.0/8"), or None.',
+        "ddp.E006",
+    )
 
 
 @register("ddp")
@@ -152,6 +162,16 @@ def check_password_hashing_threads(app_configs=None, **kwargs):
         "a whole number",
         "Leave it out for one thread per CPU.",
         "ddp.E007",
+    )
+
+
+@register("ddp")
+def check_metrics_allowed(app_configs=None, **kwargs):
+    """``ddp.E010``: ``DDP["METRICS_ALLOWED"]`` lists who may read ``/metrics``, or is None."""
+    return _networks_or_none(
+        "METRICS_ALLOWED",
+        'Addresses ("10.0.0.7", "::1") or networks ("10.0.0.0/8"); None lets anyone read.',
+        "ddp.E010",
     )
 
 

@@ -51,6 +51,13 @@ DEFAULTS = {
     # Serve /metrics (Prometheus); False hands the path to Django, e.g. to keep a
     # public port from showing its publications and load.
     "METRICS": True,
+    # Who may read /metrics: None, anyone (as before); else a list of addresses and
+    # networks ("10.0.0.0/8"), and everyone else gets 403. Checked against the client's
+    # address as TRUSTED_PROXIES gives it.
+    "METRICS_ALLOWED": None,
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client:
+    # without them, the client's address is REMOTE_ADDR, a proxy's own (ddp/addresses.py).
+    "TRUSTED_PROXIES": None,
     # ddpserver collects the young generation of Python's garbage collector after this
     # many allocations (Python's own: 700), so that full collections over every client's
     # merge box come less often: at 1,000 clients they were the tail of a change's
@@ -101,10 +108,6 @@ DEFAULTS = {
     # every change against every distinct subscription's parameters, so they must stay
     # small. None: no limit.
     "MAX_SUBSCRIPTION_PARAMS": 8 * 1024,
-    # Addresses and networks ("10.0.0.0/8") of the proxies in front of ddpserver. A
-    # connection from one of them is from the address its X-Forwarded-For names (the
-    # right-most one they did not add): what per-address limits and lockout tools see.
-    "TRUSTED_PROXIES": [],
     # Password hashes checked or made at once, each in an OS thread off the hub; more
     # wait their turn. None: one per CPU.
     "PASSWORD_HASHING_THREADS": None,

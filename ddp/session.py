@@ -22,12 +22,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
 from ddp import metrics
+from ddp.addresses import client_address
 from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.matching import compile_subscription
 from ddp.bus.producer import take_notified
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
-from ddp.peer import client_address, http_headers
+from ddp.peer import http_headers
 from ddp.protocol import (
     CLOSE,
     MISSING,

@@ -126,22 +126,6 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
         assert check_max_subscription_params() == []
 
 
-@pytest.mark.parametrize("value", ["10.0.0.1", ["10.0.0.300"], ["proxy.local"], [None], 5])
-def test_trusted_proxies_must_list_addresses_or_networks(value):
-    from ddp.checks import check_trusted_proxies
-
-    with override_settings(DDP={"TRUSTED_PROXIES": value}):
-        assert ids(check_trusted_proxies()) == ["ddp.E006"]
-
-
-@pytest.mark.parametrize("value", [None, [], ["10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]])
-def test_trusted_proxies_accepts_addresses_and_networks(value):
-    from ddp.checks import check_trusted_proxies
-
-    with override_settings(DDP={"TRUSTED_PROXIES": value}):
-        assert check_trusted_proxies() == []
-
-
 @pytest.mark.parametrize("value", [0, -1, 2.5, "4"])
 def test_password_hashing_threads_must_be_a_positive_int_or_none(value):
     from ddp.checks import check_password_hashing_threads
@@ -188,3 +172,26 @@ def test_registry_lock_settings_accept_seconds(ddp):
 
     with override_settings(DDP=ddp):
         assert check_registry_lock() == []
+
+
+ADDRESS_SETTINGS = [("METRICS_ALLOWED", "ddp.E010"), ("TRUSTED_PROXIES", "ddp.E006")]
+
+
+@pytest.mark.parametrize(("name", "check_id"), ADDRESS_SETTINGS)
+@pytest.mark.parametrize("value", [["10.0.0.300"], ["localhost"], "10.0.0.0/8", [10], {"::1"}])
+def test_address_lists_must_hold_addresses_or_networks(name, check_id, value):
+    from ddp import checks
+
+    with override_settings(DDP={name: value}):
+        errors = checks.check_metrics_allowed() + checks.check_trusted_proxies()
+    assert ids(errors) == [check_id]
+    assert name in errors[0].msg
+
+
+@pytest.mark.parametrize(("name", "check_id"), ADDRESS_SETTINGS)
+@pytest.mark.parametrize("value", [None, [], ["10.0.0.7", "10.0.0.0/8", "::1", "fd00::/8"]])
+def test_address_lists_accept_addresses_and_networks(name, check_id, value):
+    from ddp import checks
+
+    with override_settings(DDP={name: value}):
+        assert checks.check_metrics_allowed() + checks.check_trusted_proxies() == []

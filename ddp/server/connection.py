@@ -17,15 +17,18 @@ them), so a section that does not yield runs alone and the queues need no lock.
   (:mod:`ddp.server.heartbeat`), pings a silent client after
   ``DDP["HEARTBEAT_INTERVAL"]`` and closes it after ``DDP["HEARTBEAT_TIMEOUT"]`` more
   (H4); a socket that never completes the DDP handshake is closed after the same time
-  without a ping, and ``pre1`` has no heartbeat.
+  without a ping. ``pre1`` has no DDP heartbeat: its connections get the transport's
+  own ping instead (RFC 6455 on a raw WebSocket), so that a dead peer is closed too.
 
 The transport calls :meth:`DDPConnection.receive` for each text message (pings and
 malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
 gone. It provides ``send_now(texts)`` (write their frames as far as the socket takes them
 without waiting; return the bytes left, empty when none), ``send_bytes(data)`` and
 ``send_texts(texts)`` (write, waiting as needed), ``close(code, reason)``, ``abort()`` (cut the
-connection at once, even while a write is blocked on it) and ``backlog()`` (``(bytes,
-messages)`` it holds for the client beyond the outbox).
+connection at once, even while a write is blocked on it), ``backlog()`` (``(bytes,
+messages)`` it holds for the client beyond the outbox), and ``ping()`` (send a ping of its
+own, without waiting; False when it sent none) with ``answered()`` (whether the peer
+answered it).
 """
 
 import collections
@@ -319,11 +322,12 @@ class DDPConnection:
                 return
             connection = self.session.connection
             if connection.state is ConnectionState.CONNECTED:
-                if not connection.heartbeat_enabled:
-                    return
-                self.session.send(Ping())
+                if connection.heartbeat_enabled:
+                    self.session.send(Ping())
+                elif not self.transport.ping():
+                    return  # pre1: no DDP ping (H6), and none of the transport's now
             self._probing = now
-        elif self._heard > self._probing:
+        elif self._heard > self._probing or self.transport.answered():
             self._probing = None
         elif now - self._probing >= ddp_settings.HEARTBEAT_TIMEOUT:
             self._gave_up = True

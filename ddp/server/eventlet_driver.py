@@ -100,10 +100,20 @@ def in_os_thread(function, *args):
 
 class HttpProtocol(eventlet.wsgi.HttpProtocol):
     """eventlet's HTTP handler with small buffers: each WebSocket client keeps its request's
-    buffers for as long as it stays, unused after the upgrade (8 + 16 KB by default)."""
+    buffers for as long as it stays, unused after the upgrade (8 + 16 KB by default).
+
+    What it reports itself (a request it cannot parse, with its request line) goes to
+    the ``ddp.server`` log rather than straight to stderr, and without SockJS session ids.
+    """
 
     rbufsize = 2048
     wbufsize = 2048
+
+    def log_message(self, format, *args):
+        # Imported here: this module is imported before eventlet patches anything.
+        from ddp.sockjs.redact import redact
+
+        logger.warning("%s %s", self.client_address[0], redact(format % args))
 
 
 def mark_handled():

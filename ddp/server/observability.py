@@ -11,12 +11,12 @@ answers 501 and says what to install, and the server runs as before.
 """
 
 import logging
-import threading
 from collections import Counter
 
-from django.db import connections
+from django.db import connections, transaction
 
 from ddp import metrics
+from ddp.addresses import client_address, networks, within
 from ddp.api import API
 from ddp.conf import ddp_settings
 
@@ -57,7 +57,8 @@ def endpoint(path):
     """The handler for ``path`` if it is one of these two, else None (Django's path).
 
     ``DDP["METRICS"] = False`` gives ``/metrics`` back to Django, for a project that
-    does not want its publications and load visible on its public port.
+    does not want its publications and load visible on its public port;
+    ``DDP["METRICS_ALLOWED"]`` keeps it but answers only the addresses listed.
     """
     if path == "/healthz":
         return healthz
@@ -84,7 +85,7 @@ def health_problem(state):
     if state.bus is not None and not state.bus.listener.connected.is_set():
         return "listener: not connected to PostgreSQL"
     try:
-        run_within(state.run_db, DB_TIMEOUT, scalar, "SELECT 1")
+        run_within(state.run_db, DB_TIMEOUT, "SELECT 1")
     except TimeoutError:
         return f"database: no answer within {DB_TIMEOUT:g} s"
     except Exception as exc:
@@ -96,7 +97,11 @@ def health_problem(state):
 
 
 def metrics_view(state, environ, start_response):
-    """Every ``ddp_`` metric and the process' own, in Prometheus' text format."""
+    """Every ``ddp_`` metric and the process' own, in Prometheus' text format; 403 to a
+    client that ``DDP["METRICS_ALLOWED"]`` does not list."""
+    allowed = ddp_settings.METRICS_ALLOWED
+    if allowed is not None and not within(client_address(environ), networks(allowed)):
+        return respond(start_response, "403 Forbidden", "/metrics: not from this address")
     if prometheus_client is None:
         return respond(
             start_response,
@@ -179,42 +184,30 @@ def notification_queue_usage(run_db):
     at 1.0 every notifying COMMIT fails, so this is the number to alert on early.
     """
     try:
-        return run_within(run_db, DB_TIMEOUT, scalar, "SELECT pg_notification_queue_usage()")
+        return run_within(run_db, DB_TIMEOUT, "SELECT pg_notification_queue_usage()")
     except Exception as exc:
         logger.warning("/metrics: could not read the notification queue usage: %s", exc)
         return None
 
 
-def scalar(sql):
-    """Run in a database worker: the one value ``sql`` selects."""
-    with connections["default"].cursor() as cursor:
+def scalar(sql, timeout):
+    """Run in a database worker: the one value ``sql`` selects.
+
+    PostgreSQL cancels the statement itself after ``timeout`` seconds, when the caller
+    has given up on it: a stuck probe must not keep holding a worker of the pool.
+    """
+    with transaction.atomic(), connections["default"].cursor() as cursor:
+        # 0 would mean no limit at all.
+        cursor.execute("SET LOCAL statement_timeout = %s", [max(1, round(timeout * 1000))])
         cursor.execute(sql)
         return cursor.fetchone()[0]
 
 
-def run_within(run_db, timeout, func, *args):
-    """``run_db(func, *args)``, or TimeoutError after ``timeout`` seconds.
-
-    The pool has no deadline of its own: a busy pool or an unreachable database would
-    hold the request. The job itself stays queued and ends on its own later.
-    """
-    outcome = []
-
-    def call():
-        try:
-            outcome.append((run_db(func, *args), None))
-        except Exception as exc:
-            outcome.append((None, exc))
-
-    waiter = threading.Thread(target=call, name="ddp-probe", daemon=True)
-    waiter.start()
-    waiter.join(timeout)
-    if not outcome:
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    result, error = outcome[0]
-    if error is not None:
-        raise error
-    return result
+def run_within(run_db, timeout, sql):
+    """The value ``sql`` selects, through the pool ``run_db``; TimeoutError after
+    ``timeout`` seconds, with the probe withdrawn from the pool's queue if no worker has
+    taken it yet, and cancelled by PostgreSQL if one has."""
+    return run_db(scalar, sql, timeout, timeout=timeout)
 
 
 def respond(start_response, status, text):

@@ -6,7 +6,7 @@ implementation's cost). Sessions hand work over with :meth:`DatabasePool.run` an
 for the result without blocking the hub.
 """
 
-import queue
+import collections
 import threading
 
 from django.db import connections
@@ -36,7 +36,9 @@ class DatabasePool:
         if size < 1:
             raise ValueError("The database pool needs at least one worker")
         self.size = size
-        self._jobs = queue.Queue()
+        # A deque rather than a queue.Queue: a job given up on is taken out of it.
+        self._jobs = collections.deque()
+        self._ready = threading.Condition()
         self._workers = [
             threading.Thread(target=self._work, name=f"ddp-db-{n}", daemon=True)
             for n in range(size)
@@ -44,24 +46,51 @@ class DatabasePool:
         for worker in self._workers:
             worker.start()
 
-    def run(self, func, *args):
-        """Run ``func(*args)`` in a worker; return its result or raise its exception."""
+    @property
+    def waiting(self):
+        """Jobs queued that no worker has taken yet."""
+        return len(self._jobs)
+
+    def run(self, func, *args, timeout=None):
+        """Run ``func(*args)`` in a worker; return its result or raise its exception.
+
+        With a ``timeout``, raise TimeoutError once that many seconds have passed. A job
+        still queued then is withdrawn, so that callers who give up (a health probe every
+        few seconds on a stuck database) do not pile up ahead of every client's work; one
+        a worker already runs ends on its own (the probe has PostgreSQL cancel itself).
+        """
         job = _Job(func, args)
-        self._jobs.put(job)
-        job.done.wait()
+        self._put(job)
+        if not job.done.wait(timeout):
+            with self._ready:
+                if job in self._jobs:
+                    self._jobs.remove(job)
+            if not job.done.is_set():
+                raise TimeoutError(f"no answer within {timeout:g} s")
         if job.error is not None:
             raise job.error
         return job.result
 
     def close(self):
         for _ in self._workers:
-            self._jobs.put(None)
+            self._put(None)
         for worker in self._workers:
             worker.join()
 
+    def _put(self, job):
+        with self._ready:
+            self._jobs.append(job)
+            self._ready.notify()
+
+    def _take(self):
+        with self._ready:
+            while not self._jobs:
+                self._ready.wait()
+            return self._jobs.popleft()
+
     def _work(self):
         try:
-            while (job := self._jobs.get()) is not None:
+            while (job := self._take()) is not None:
                 try:
                     job.result = job.func(*job.args)
                 except Exception as exc:

@@ -7,6 +7,7 @@ without a receiving connection.
 """
 
 from ddp import metrics
+from ddp.addresses import client_address
 from ddp.server.connection import DDPConnection
 from ddp.sockjs.server import SockJSOptions, SockJSServer
 
@@ -34,6 +35,14 @@ class SockJSTransport:
 
     def backlog(self):
         return self.session.backlog()
+
+    def ping(self):
+        """None here: SockJS finds dead peers itself (websocket pings answered within
+        10 s; an xhr session nobody polls expires)."""
+        return False
+
+    def answered(self):
+        return False
 
     def abort(self):
         # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
@@ -79,8 +88,11 @@ class DDPOverSockJS:
             _log("disconnect", connection)
 
 
-def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, settings, spawn):
-    """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings."""
+def sockjs_server(
+    run_db, bus, connections, mark_handled, max_message_size, settings, spawn, admit=None
+):
+    """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings;
+    ``admit()`` says whether a new session may open (the server's connection limit)."""
     options = SockJSOptions(
         heartbeat_delay=45.0,
         disconnect_delay=60.0,
@@ -90,5 +102,11 @@ def sockjs_server(run_db, bus, connections, mark_handled, max_message_size, sett
     )
     app = DDPOverSockJS(run_db, bus, connections, spawn)
     return SockJSServer(
-        app, prefix="/sockjs", options=options, mark_handled=mark_handled, spawn=spawn
+        app,
+        prefix="/sockjs",
+        options=options,
+        mark_handled=mark_handled,
+        spawn=spawn,
+        client_address=client_address,
+        admit=admit,
     )

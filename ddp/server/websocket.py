@@ -7,12 +7,34 @@ The request's own green thread reads frames and hands them to a
 from ddp import metrics
 from ddp.server.connection import DDPConnection
 
+#: An RFC 6455 ping from a server: final, opcode 9, no payload, unmasked.
+PING = b"\x89\x00"
+
 
 class WebSocketTransport:
     """What a DDPConnection needs of a :class:`ddp.websocket.WebSocket`."""
 
     def __init__(self, ws):
         self.ws = ws
+        self._pinged = False
+
+    def ping(self):
+        """A WebSocket ping, which every client answers by itself: how a ``pre1`` peer,
+        which has no DDP ping, is found dead. Called by the heartbeat thread, which must
+        not wait on one client: False when a writer is mid-frame or the socket is full
+        (it is tried again at the next beat)."""
+        self.ws.pong_received = False
+        sent = self.ws.sock.send_nowait(PING)
+        if sent == 0:
+            return False
+        if sent < len(PING):  # never seen: the frame must still be whole
+            self.ws.sock.send(PING[sent:])
+        self._pinged = True
+        return True
+
+    def answered(self):
+        """Whether a pong came since the last :meth:`ping`."""
+        return self._pinged and self.ws.pong_received
 
     def send_now(self, texts):
         return self.ws.send_now(texts)

@@ -22,6 +22,10 @@ logger = logging.getLogger("ddp.server")
 
 WEBSOCKET_PATHS = ("/websocket", "/websocket/")
 
+#: The answer to a WebSocket handshake while the server holds as many clients as it may:
+#: clients retry later, or elsewhere.
+FULL = "503 Service Unavailable", [("Retry-After", "5")], b"Too many connections"
+
 
 class DDPApplication:
     """Route ``/websocket`` and ``/sockjs`` to DDP, ``/healthz`` and ``/metrics`` to
@@ -30,11 +34,22 @@ class DDPApplication:
     ``mark_handled`` tells the WSGI server that a request took over its socket, and
     ``spawn(function)`` starts a thread (the eventlet driver passes its own of each);
     ``connections`` holds every live client, for the heartbeat thread and so that
-    shutdown can close them (:meth:`shut_down`).
+    shutdown can close them (:meth:`shut_down`); at ``max_connections`` of them (by
+    default ``DDP["MAX_CONNECTIONS"]``) a new one is refused (:meth:`admits_another`).
     """
 
-    def __init__(self, run_db, mark_handled, spawn, max_message_size, bus=None, django_app=None):
+    def __init__(
+        self,
+        run_db,
+        mark_handled,
+        spawn,
+        max_message_size,
+        bus=None,
+        django_app=None,
+        max_connections=None,
+    ):
         self.run_db = run_db
+        self.max_connections = max_connections or ddp_settings.MAX_CONNECTIONS
         self.spawn = spawn
         self.bus = bus
         self.max_message_size = max_message_size
@@ -42,7 +57,14 @@ class DDPApplication:
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
         self.sockjs = sockjs_server(
-            run_db, bus, self.connections, mark_handled, max_message_size, ddp_settings, spawn
+            run_db,
+            bus,
+            self.connections,
+            mark_handled,
+            max_message_size,
+            ddp_settings,
+            spawn,
+            self.admits_another,
         )
         spawn(functools.partial(heartbeat.keep, self.connections))
 
@@ -61,6 +83,8 @@ class DDPApplication:
         refusal = bad_request(environ)
         if refusal is None and not origin_allowed(environ):
             refusal = "403 Forbidden", [], b"Origin not allowed"
+        if refusal is None and not self.admits_another():
+            refusal = FULL
         if refusal is not None:
             status, headers, body = refusal
             start_response(status, [("Content-Type", "text/plain"), *headers])
@@ -71,6 +95,12 @@ class DDPApplication:
         finally:
             self.mark_handled()
         return []
+
+    def admits_another(self):
+        """Whether one more client may connect. Raw WebSockets and SockJS sessions of
+        every transport share the limit: eventlet's own (``max_size``) counts sockets, and
+        an xhr session holds none between its requests."""
+        return len(self.connections) < self.max_connections
 
     def shut_down(self, code, reason, pause):
         """Close the clients one by one, ``pause`` seconds apart, each once its request

@@ -25,9 +25,13 @@ import threading
 import time
 
 from ddp.sockjs import responses, websocket, xhr
+from ddp.sockjs.framing import close_frame
 from ddp.sockjs.session import Session, spawn_thread
 
 SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
+
+#: The answer to a request that would open a session the host has no room for.
+FULL = close_frame(1013, "Try again later")
 
 XHR_TRANSPORTS = {"xhr": xhr.poll, "xhr_send": xhr.send, "xhr_streaming": xhr.stream}
 
@@ -57,6 +61,11 @@ class SockJSOptions:
     max_queued_messages: int | None = None
 
 
+def remote_addr(environ):
+    """The address of the peer that sent the request ``environ``."""
+    return environ.get("REMOTE_ADDR", "")
+
+
 class SockJSServer:
     """A WSGI application serving SockJS under ``prefix`` for ``app``.
 
@@ -70,10 +79,32 @@ class SockJSServer:
     :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``.
     ``connections`` holds the live sessions, and :meth:`shut_down` closes them, as the
     eventlet driver expects of the application it serves.
+
+    An xhr session's id is all its requests carry, a bearer secret: a session answers
+    only the client address that opened it, and to any other as if it did not exist
+    (404). ``client_address(environ)`` says whose a request is (by default
+    ``REMOTE_ADDR``; behind a proxy, the host passes one that reads its forwarded address).
+
+    ``admit()``, when given, says whether a new session may open (the host's connection
+    limit). When it may not, an xhr request that would open one is answered
+    ``c[1013,"Try again later"]``: sockjs-client closes at once with that code, as on
+    any close frame (an HTTP error would have it try each of its other transports), and
+    Meteor's client reconnects later. A websocket is refused 503 before its handshake.
     """
 
-    def __init__(self, app, prefix="/sockjs", options=None, mark_handled=None, spawn=None):
+    def __init__(
+        self,
+        app,
+        prefix="/sockjs",
+        options=None,
+        mark_handled=None,
+        spawn=None,
+        client_address=None,
+        admit=None,
+    ):
         self.app = app
+        self.admit = admit or (lambda: True)
+        self.client_address = client_address or remote_addr
         self.spawn = spawn or spawn_thread
         self.prefix = prefix.rstrip("/")
         self.options = options or SockJSOptions()
@@ -173,20 +204,34 @@ class SockJSServer:
     def attach(self, session_id, environ, receiver):
         """Attach a receiving request to its session, opening one if there is none.
 
-        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does.
+        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does; session is
+        None when none could open (``admit()`` refused).
         """
         while True:
             with self._lock:
                 session = self._sessions.get(session_id)
                 if session is None:
+                    if not self.admit():
+                        return None, [FULL], False
                     session = self._sessions[session_id] = self._new_session(session_id, environ)
             attached = session.attach(receiver)
             if attached is not None:
                 return (session, *attached)
 
-    def find(self, session_id):
+    def find(self, session_id, environ):
+        """The session ``session_id`` if the request ``environ`` may use it, else None."""
         with self._lock:
-            return self._sessions.get(session_id)
+            session = self._sessions.get(session_id)
+        if session is None or session.address != self.client_address(environ):
+            return None
+        return session
+
+    def foreign(self, session_id, environ):
+        """Whether ``session_id`` is a live session opened from another address than the
+        request ``environ``'s: that request must be answered as if it did not exist."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+        return session is not None and session.address != self.client_address(environ)
 
     def websocket_session(self, session_id, environ):
         """A session of its own for a websocket, which nothing else can find by its id."""
@@ -202,6 +247,7 @@ class SockJSServer:
             self.options,
             self._forget,
             self.spawn,
+            address=self.client_address(environ),
         )
         self.connections.add(session)
         return session

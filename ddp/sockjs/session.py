@@ -37,6 +37,7 @@ import threading
 
 from ddp import metrics
 from ddp.sockjs.framing import OPEN, close_frame, messages_frame
+from ddp.sockjs.redact import hint
 
 logger = logging.getLogger("ddp.sockjs")
 
@@ -62,13 +63,15 @@ class State(enum.Enum):
 class Session:
     """A session as its app sees it: ``send``, ``close``, ``id`` and ``environ``.
 
-    ``environ`` is the WSGI environ of the request that opened the session. The other
-    public methods are for the transports.
+    ``environ`` is the WSGI environ of the request that opened the session, and
+    ``address`` its client's address, the only one whose requests the session answers.
+    The other public methods are for the transports.
     """
 
-    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None):
+    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None, address=""):
         self.id = session_id
         self.environ = environ
+        self.address = address
         self._app = app
         self._lock = lock
         self._options = options
@@ -86,7 +89,7 @@ class Session:
         self._spawn = spawn or spawn_thread
 
     def __repr__(self):
-        return f"<Session {self.id!r} {self.state.value}>"
+        return f"<Session {hint(self.id)} {self.state.value}>"
 
     # The app's side.
 
@@ -198,8 +201,8 @@ class Session:
     def _cut_off(self):
         metrics.inc("ddp_slow_client_disconnects_total")
         logger.warning(
-            "Disconnecting slow SockJS client %r: %d messages, %d bytes waiting",
-            self.id,
+            "Disconnecting slow SockJS client %s: %d messages, %d bytes waiting",
+            hint(self.id),
             len(self._outgoing),
             self._queued_bytes,
         )
@@ -263,4 +266,4 @@ class Session:
             try:
                 getattr(self._app, name)(self, *args)
             except Exception:
-                logger.exception("SockJS app failed in %s for session %r", name, self.id)
+                logger.exception("SockJS app failed in %s for session %s", name, hint(self.id))

@@ -53,6 +53,13 @@ def serve(server, environ, start_response, session_id):
     reason = refusal(environ)
     if reason is not None:
         return responses.respond(start_response, "400 Bad Request", [responses.TEXT], reason)
+    if not server.admit():
+        return responses.respond(
+            start_response,
+            "503 Service Unavailable",
+            [responses.TEXT, ("Retry-After", "5")],
+            b"Too many connections",
+        )
     try:
         ws = WebSocket(environ, max_message_size=server.options.max_message_size)
         session = server.websocket_session(session_id, environ)

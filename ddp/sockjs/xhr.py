@@ -107,6 +107,8 @@ def receiving_headers(server, environ):
 
 def poll(server, environ, start_response, session_id):
     """``POST .../xhr``: one frame, at once or when there is one, then the answer ends."""
+    if server.foreign(session_id, environ):
+        return responses.not_found(start_response, server.session_headers(environ))
     start_response("200 OK", receiving_headers(server, environ))
     environ["eventlet.minimum_write_chunk_size"] = 0
     return frames(server, environ, session_id, limit=1)
@@ -115,6 +117,8 @@ def poll(server, environ, start_response, session_id):
 def stream(server, environ, start_response, session_id):
     """``POST .../xhr_streaming``: frames until ``response_limit`` bytes, so browsers can
     free what the answer has accumulated."""
+    if server.foreign(session_id, environ):
+        return responses.not_found(start_response, server.session_headers(environ))
     start_response("200 OK", receiving_headers(server, environ))
     environ["eventlet.minimum_write_chunk_size"] = 0
     return frames(server, environ, session_id, server.options.response_limit, PRELUDE)
@@ -181,7 +185,7 @@ def send(server, environ, start_response, session_id):
             [responses.TEXT, *headers],
             str(error).encode(),
         )
-    session = server.find(session_id)
+    session = server.find(session_id, environ)
     if session is None:
         return responses.not_found(start_response, headers)
     session.receive(messages)

@@ -58,6 +58,8 @@ class Transport:
         self.closed = None
         self.full = False
         self.waited = []  # what a writer wrote after the socket was full
+        self.pings = 0  # transport pings (pre1)
+        self.pong = False
 
     def send_now(self, texts):
         """All of them, as a socket with room does; ``full`` sockets take nothing."""
@@ -82,6 +84,13 @@ class Transport:
 
     def backlog(self):
         return 0, 0
+
+    def ping(self):
+        self.pings += 1
+        return True
+
+    def answered(self):
+        return self.pong
 
 
 def connection(bus=None):
@@ -205,15 +214,24 @@ def test_beat_closes_a_socket_that_never_connects_without_a_ping(clock):
 
 
 @override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
-def test_beat_never_pings_pre1(clock):
+def test_beat_pings_pre1_through_its_transport_only(clock):
     conn, scheduler, transport = connection()
     conn.receive('{"msg":"connect","version":"pre1","support":["pre1"]}')
+    transport.pong = True  # a peer that answers every ping
     for _ in range(10):
         clock.now += 10
         conn.beat(clock.now)
     scheduler.run()
     assert [message["msg"] for message in transport.sent] == ["connected"]
     assert transport.closed is None
+    assert transport.pings == 5  # every other beat: one probes, the next sees the answer
+    transport.pong = False  # the peer died
+    clock.now += 10
+    conn.beat(clock.now)
+    clock.now += 5
+    conn.beat(clock.now)
+    scheduler.run()
+    assert transport.closed == (1001, "Heartbeat timeout")
 
 
 class UnreachableRegistry(InMemoryBus):

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import websocket
 from django.db import connection
 
 from bookstore.models import Author
@@ -120,6 +121,13 @@ def test_heartbeat_pings_then_closes_a_silent_client():
         lively.close()
 
 
+def pre1_client(server):
+    client = DDPClient(server.ws_url, connect=False)
+    client.send({"msg": "connect", "version": "pre1", "support": ["pre1"]})
+    assert client.recv()["msg"] == "connected"
+    return client
+
+
 def test_no_ping_before_the_handshake_nor_in_pre1():
     ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
     with ServerProcess(ddp=ddp) as server:
@@ -127,14 +135,39 @@ def test_no_ping_before_the_handshake_nor_in_pre1():
         # Closed for silence, without a DDP ping: no message comes before the close frame.
         assert never_connects.close_code() == 1001
         assert never_connects.log == []
-        old = DDPClient(server.ws_url, connect=False)
-        old.send({"msg": "connect", "version": "pre1", "support": ["pre1"]})
-        assert old.recv()["msg"] == "connected"
-        time.sleep(1.5)  # five heartbeat intervals of silence
+        old = pre1_client(server)
+        # Five heartbeat intervals of DDP silence; the socket answers WebSocket pings, as
+        # every WebSocket client does by itself while it reads.
+        pings = 0
+        deadline = time.monotonic() + 1.5
+        old.ws.settimeout(0.1)
+        while time.monotonic() < deadline:
+            try:
+                opcode, _ = old.ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            assert opcode == websocket.ABNF.OPCODE_PING
+            pings += 1
+        assert pings >= 2
         result, messages = old.call("test.echo", "pre1")
         assert result["result"] == ["pre1"]
         assert [m for m in old.log if m["msg"] == "ping"] == []
         old.close()
+
+
+def test_a_dead_pre1_peer_is_closed():
+    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
+    with ServerProcess(ddp=ddp) as server:
+        dead = pre1_client(server)
+        # recv_frame reads frames as they come and answers none: a peer that stopped.
+        frames = [dead.ws.recv_frame() for _ in range(2)]
+        assert [frame.opcode for frame in frames] == [
+            websocket.ABNF.OPCODE_PING,
+            websocket.ABNF.OPCODE_CLOSE,
+        ]
+        assert frames[1].data[:2] == (1001).to_bytes(2, "big")
+        assert frames[1].data[2:] == b"Heartbeat timeout"
+        dead.ws.shutdown()
 
 
 def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_live_server):

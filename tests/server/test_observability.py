@@ -3,6 +3,8 @@
 import logging
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from functools import partial
 from types import SimpleNamespace
@@ -34,10 +36,10 @@ class Response:
         self.headers = dict(headers)
 
 
-def request(wsgi, path="/"):
+def request(wsgi, path="/", **environ):
     """``(response, body)`` of one GET of ``path`` from a WSGI callable."""
     response = Response()
-    body = b"".join(wsgi({"PATH_INFO": path}, response))
+    body = b"".join(wsgi({"PATH_INFO": path, **environ}, response))
     return response, body
 
 
@@ -108,7 +110,7 @@ def test_healthz_fails_without_the_listener_and_asks_nothing_of_the_database():
 
 
 def test_healthz_names_the_database_error_but_not_its_details(caplog):
-    def run_db(func, *args):
+    def run_db(func, *args, timeout=None):
         raise OperationalError('connection to server at "db.internal" failed')
 
     with caplog.at_level(logging.WARNING, logger="ddp.server"):
@@ -117,17 +119,43 @@ def test_healthz_names_the_database_error_but_not_its_details(caplog):
     assert "db.internal" in caplog.text
 
 
-def test_healthz_fails_when_the_database_does_not_answer_in_time(monkeypatch):
+@pytest.fixture
+def busy_pool(pool):
+    """The one-worker pool, its worker held (a stuck database) until the test ends."""
     release = threading.Event()
+    holder = threading.Thread(target=pool.run, args=(release.wait,))
+    holder.start()
+    while pool.waiting:  # the worker has taken the holding job
+        release.wait(0.01)
+    yield pool
+    release.set()
+    holder.join()
+
+
+def test_healthz_fails_when_the_database_does_not_answer_in_time(busy_pool, monkeypatch):
     monkeypatch.setattr(observability, "DB_TIMEOUT", 0)
-    try:
-        response, body = call(observability.healthz, server_state(lambda *a: release.wait()))
-    finally:
-        release.set()
+    response, body = call(observability.healthz, server_state(busy_pool.run))
     assert (response.status, body) == (
         "503 Service Unavailable",
         b"database: no answer within 0 s\n",
     )
+
+
+def test_probes_that_time_out_do_not_pile_up_in_the_pool(busy_pool, monkeypatch):
+    monkeypatch.setattr(observability, "DB_TIMEOUT", 0.05)
+    state = server_state(busy_pool.run)
+    for _ in range(5):
+        assert observability.health_problem(state) == "database: no answer within 0.05 s"
+    assert busy_pool.waiting == 0
+    assert scrape(state).get(("ddp_notification_queue_usage", ())) is None
+    assert busy_pool.waiting == 0
+
+
+def test_a_probe_that_runs_too_long_is_cancelled_by_postgresql(pool):
+    # A probe a worker took before the caller gave up: PostgreSQL ends it, not 30 s later.
+    with pytest.raises(OperationalError, match="statement timeout"):
+        pool.run(observability.scalar, "SELECT pg_sleep(30)", 0.1)
+    assert pool.run(observability.scalar, "SELECT 1", 0.1) == 1
 
 
 # /metrics ----------------------------------------------------------------------------
@@ -194,7 +222,7 @@ def test_metrics_observed_reach_the_exposition(pool):
 
 
 def test_metrics_leave_out_the_queue_usage_when_the_database_fails(caplog):
-    def run_db(func, *args):
+    def run_db(func, *args, timeout=None):
         raise OperationalError("the database is gone")
 
     with caplog.at_level(logging.WARNING, logger="ddp.server"):
@@ -234,6 +262,40 @@ def test_the_two_paths_come_before_django_and_metrics_can_be_turned_off(pool):
     assert parse(body.decode())[("ddp_connections", ())] == 0
 
 
+@pytest.mark.parametrize(
+    ("ddp", "environ", "status"),
+    [
+        ({"METRICS_ALLOWED": ["10.0.0.0/8", "::1"]}, {"REMOTE_ADDR": "10.1.2.3"}, "200 OK"),
+        ({"METRICS_ALLOWED": ["10.0.0.0/8", "::1"]}, {"REMOTE_ADDR": "::1"}, "200 OK"),
+        ({"METRICS_ALLOWED": ["10.0.0.0/8"]}, {"REMOTE_ADDR": "192.168.1.1"}, "403 Forbidden"),
+        ({"METRICS_ALLOWED": []}, {"REMOTE_ADDR": "10.1.2.3"}, "403 Forbidden"),
+        # The forwarded address counts only from a trusted proxy.
+        (
+            {"METRICS_ALLOWED": ["10.0.0.0/8"], "TRUSTED_PROXIES": ["192.168.1.1"]},
+            {"REMOTE_ADDR": "192.168.1.1", "HTTP_X_FORWARDED_FOR": "10.1.2.3"},
+            "200 OK",
+        ),
+        (
+            {"METRICS_ALLOWED": ["10.0.0.0/8"]},
+            {"REMOTE_ADDR": "192.168.1.1", "HTTP_X_FORWARDED_FOR": "10.1.2.3"},
+            "403 Forbidden",
+        ),
+        (
+            {"METRICS_ALLOWED": ["192.168.1.1"], "TRUSTED_PROXIES": ["192.168.1.1"]},
+            {"REMOTE_ADDR": "192.168.1.1", "HTTP_X_FORWARDED_FOR": "10.1.2.3"},
+            "403 Forbidden",
+        ),
+    ],
+)
+def test_metrics_answer_only_the_addresses_allowed(pool, ddp, environ, status):
+    with override_settings(DDP=ddp):
+        response, body = request(
+            partial(observability.metrics_view, server_state(pool.run)), **environ
+        )
+    assert response.status == status
+    assert (b"ddp_connections" in body) == (status == "200 OK")
+
+
 # Event log lines ---------------------------------------------------------------------
 
 
@@ -254,9 +316,32 @@ def test_log_event_writes_one_key_value_line_with_the_connection_id(caplog):
 # A live server -----------------------------------------------------------------------
 
 
-def get(server, path):
-    with urllib.request.urlopen(server.url + path, timeout=10) as response:
-        return response.status, response.headers, response.read()
+def get(server, path, headers=None):
+    request = urllib.request.Request(server.url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_a_running_server_takes_client_addresses_from_its_trusted_proxies_only():
+    ddp = {"METRICS_ALLOWED": ["10.0.0.0/8"], "TRUSTED_PROXIES": ["127.0.0.1"]}
+    with ServerProcess(ddp=ddp) as server:
+        refused = get(server, "metrics")
+        forwarded = get(server, "metrics", {"X-Forwarded-For": "10.0.0.9"})
+        elsewhere = get(server, "metrics", {"X-Forwarded-For": "192.168.1.1"})
+        client = DDPClient(server.ws_url, header=["X-Forwarded-For: 10.0.0.9"])
+        client.close()
+        deadline = time.monotonic() + 10
+        while "ddp.disconnect" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert refused[0] == 403
+    assert forwarded[0] == 200
+    assert b"ddp_connections" in forwarded[2]
+    assert elsewhere[0] == 403
+    # The log lines name the same client.
+    assert "transport=websocket remote=10.0.0.9" in server.output()
 
 
 def test_a_running_server_is_healthy_and_counts_its_clients():

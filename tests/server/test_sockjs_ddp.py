@@ -2,11 +2,13 @@
 
 import http.client
 import json
+import time
 
 import pytest
 import websocket
 
 from bookstore.models import Author, Book
+from tests.ddpclient import DDPClient
 from tests.live import ServerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,9 +24,9 @@ def quoted(*messages):
     return json.dumps([json.dumps(message) for message in messages])
 
 
-def post(port, path, body=b""):
+def post(port, path, body=b"", headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain"})
+    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain", **(headers or {})})
     response = conn.getresponse()
     data = response.read().decode()
     conn.close()
@@ -99,3 +101,57 @@ def test_foreign_pages_are_refused_on_sockjs_too():
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/sockjs/info", headers={"Origin": "https://evil.example"})
         assert conn.getresponse().status == 403
+
+
+def test_behind_a_trusted_proxy_a_session_answers_only_its_forwarded_address():
+    with ServerProcess(ddp={"TRUSTED_PROXIES": ["127.0.0.1"]}) as server:
+        base = "/sockjs/000/boundsess"
+        client = {"X-Forwarded-For": "10.0.0.1"}
+        other = {"X-Forwarded-For": "10.0.0.2"}
+        assert post(server.port, f"{base}/xhr", headers=client) == (200, "o\n")
+        connect = quoted({"msg": "connect", "version": "1", "support": ["1"]})
+        # The same proxy, another client behind it: no such session.
+        assert post(server.port, f"{base}/xhr_send", connect.encode(), other)[0] == 404
+        assert post(server.port, f"{base}/xhr", headers=other)[0] == 404
+        assert post(server.port, f"{base}/xhr_send", connect.encode(), client)[0] == 204
+        status, body = post(server.port, f"{base}/xhr", headers=client)
+        assert [m["msg"] for m in frames(body.strip())] == ["connected"]
+    assert "transport=sockjs remote=10.0.0.1" in server.output()
+
+
+def connections_open(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return next(
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("ddp_connections ")
+    )
+
+
+def test_xhr_sessions_count_against_max_connections_with_websockets():
+    with ServerProcess("--max-connections", "2") as server:
+        raw = DDPClient(server.ws_url)
+        assert post(server.port, "/sockjs/000/second/xhr") == (200, "o\n")
+        assert connections_open(server) == 2
+        # Full: a close frame sockjs-client reports as is, and no session behind it.
+        assert post(server.port, "/sockjs/000/third/xhr") == (200, 'c[1013,"Try again later"]\n')
+        assert post(server.port, "/sockjs/000/third/xhr_send", b'["x"]')[0] == 404
+        assert post(server.port, "/sockjs/000/third/xhr_streaming")[1].endswith(
+            'c[1013,"Try again later"]\n'
+        )
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(server.ws_url, timeout=10)
+        assert refused.value.status_code == 503
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://127.0.0.1:{server.port}/sockjs/000/fourth/websocket", timeout=10
+            )
+        assert refused.value.status_code == 503
+        raw.close()
+        deadline = time.monotonic() + 10
+        while connections_open(server) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert post(server.port, "/sockjs/000/third/xhr") == (200, "o\n")
+        assert connections_open(server) == 2

@@ -1,13 +1,14 @@
 """Websocket heartbeats (RFC 6455 pings, T8) and slow clients, on short limits."""
 
 import time
+import uuid
 
 import pytest
 import websocket
 from websocket import ABNF
 
 from tests.sockjs.process import SockJSTestServer
-from tests.sockjs.wire import session_url
+from tests.sockjs.wire import Connection, fetch, session_url
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,23 @@ def test_a_websocket_client_that_stops_reading_is_cut_off(server):
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
         while ws.recv_frame().opcode == ABNF.OPCODE_TEXT:
             pass
+
+
+def test_xhr_session_ids_stay_out_of_the_logs(server):
+    secret = f"s3cret{uuid.uuid4().hex}"
+    url = f"/flood/000/{secret}"
+    assert fetch(server.port, "POST", url + "/xhr").body == "o\n"
+    # A request line the HTTP server cannot parse, which it reports with the line.
+    with Connection(server.port) as connection:
+        connection.send_request("POST", url + "/xhr_send HTTP/1.1 extra")
+        assert "400 - Bad request syntax" in connection.read()
+    # A client that stops polling is cut off when it overflows: a warning.
+    assert fetch(server.port, "POST", url + "/xhr_send", '["flood"]').status == 204
+    deadline = time.monotonic() + 10
+    while "Disconnecting slow SockJS client" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    output = server.output()
+    assert "Bad request syntax" in output
+    assert "/flood/000/~" in output
+    assert secret not in output

@@ -127,6 +127,22 @@ def test_a_held_poll_gets_the_message_when_it_comes(port):
         assert held.read_head().read_body() == 'a["late"]\n'
 
 
+def test_a_session_answers_only_the_address_that_opened_it(port):
+    url = session_url()
+    assert fetch(port, "POST", url + "/xhr").body == "o\n"
+    with Connection(port) as held:
+        held.send_request("POST", url + "/xhr")
+        # From another address, the id alone is worth nothing: no such session.
+        for transport, body in [("xhr_send", '["stolen"]'), ("xhr", ""), ("xhr_streaming", "")]:
+            r = fetch(port, "POST", f"{url}/{transport}", body, source="127.0.0.2")
+            assert (r.status, r.body) == (404, "404 Error: Page not found\n")
+        # And the session goes on for its own client, undisturbed.
+        assert fetch(port, "POST", url + "/xhr_send", '["mine"]').status == 204
+        assert held.read_head().read_body() == 'a["mine"]\n'
+    assert fetch(port, "POST", url + "/xhr_send", '["again"]').status == 204
+    assert fetch(port, "POST", url + "/xhr").body == 'a["again"]\n'
+
+
 def test_streaming(port):
     url = session_url()
     with Connection(port) as c:

@@ -44,9 +44,14 @@ class Response:
 
 
 class Connection:
-    def __init__(self, port):
+    """``source``: the client's address, another one of the loopback network (Linux
+    answers all of 127.0.0.0/8), for a client that is not the one before."""
+
+    def __init__(self, port, source=None):
         self.port = port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=source and (source, 0)
+        )
         self.file = self.sock.makefile("rb")
 
     def send_request(self, method, path, body=b"", headers=None, version="1.1"):
@@ -97,9 +102,9 @@ class Connection:
         self.close()
 
 
-def fetch(port, method, path, body=b"", headers=None, version="1.1"):
+def fetch(port, method, path, body=b"", headers=None, version="1.1", source=None):
     """One request on a connection of its own; the response with ``.body`` read."""
-    with Connection(port) as connection:
+    with Connection(port, source) as connection:
         response = connection.request(method, path, body, headers, version)
         response.body = response.read_body()
     return response

@@ -107,7 +107,12 @@ class Command(BaseCommand):
         )
         bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
         app = DDPApplication(
-            pool.run, eventlet_driver.mark_handled, eventlet_driver.spawn, max_message_size, bus
+            pool.run,
+            eventlet_driver.mark_handled,
+            eventlet_driver.spawn,
+            max_message_size,
+            bus,
+            max_connections=max_connections,
         )
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
