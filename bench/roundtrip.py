@@ -1,6 +1,7 @@
 """DDP round-trip latency against a bare WebSocket echo on the same stack, in one run.
 
-``python bench/roundtrip.py [--calls 2000] [--warmup 100] [--logins 50]``, from anywhere.
+``python bench/roundtrip.py [--calls 2000] [--warmup 100] [--logins 50] [--in-flight 20]``,
+from anywhere.
 
 One client (websocket-client, one thread, one call in flight at a time) measures, from just
 before it sends to the moment the last answer is parsed, against one ``ddpserver`` of the
@@ -41,6 +42,13 @@ connection of its own:
   TCP_NODELAY); the frame is the ``ping`` message, JSON-encoded and decoded by the client as
   for ``ddpserver``. The baseline: the ratios say how much DDP (and SockJS, and the method)
   adds to the transport.
+
+Then *logins in flight*: ``--in-flight`` connections each send one password login at
+once, as users do at 9 am, while a bystander's connection pings, one ping at a time, until
+every login is answered (three rounds). Its round trips are the ``... logins in flight``
+row, beside the idle ``/websocket ping -> pong`` row; the time until the last login's
+answer is printed under the table. The server checks the hashes in OS threads, beside the
+hub; if it did not, every ping would wait for the hashes before it.
 
 The logins log in as a user made here through the ORM with a random password, and resume
 the token of one password login made before the timed calls; that user, and with it every
@@ -87,6 +95,9 @@ DATA = {"added", "changed", "removed"}
 #: Untimed ``check_digest`` calls made in this process to show what PBKDF2 costs alone.
 HASH_CHECKS = 5
 ECHO = "echo server (baseline)"
+#: Seconds between the bystander's pings while logins are in flight: a client that pings,
+#: not one that floods (``MESSAGES_PER_SECOND`` would close it).
+PING_PAUSE = 0.002
 
 
 class WebSocket:
@@ -264,11 +275,45 @@ def measure(fast, slow, args):
     return times
 
 
+def logins_in_flight(url, bystander, password, count, rounds=3):
+    """The bystander's ping round trips while ``count`` password logins are checked at
+    once, each on a connection of its own; and each round's seconds until the last answer."""
+    import threading
+
+    pings, spans = [], []
+    for _ in range(rounds):
+        logins = [DDP(WebSocket(url)) for _ in range(count)]
+        answered = []
+        try:
+            started = time.perf_counter()
+            threads = [
+                threading.Thread(
+                    target=lambda client=client, answered=answered: answered.append(
+                        client.call("login", password)
+                    ),
+                    daemon=True,
+                )
+                for client in logins
+            ]
+            for thread in threads:
+                thread.start()
+            while len(answered) < count:
+                pings.append(bystander.ping()[0])
+                time.sleep(PING_PAUSE)
+            spans.append(time.perf_counter() - started)
+            for thread in threads:
+                thread.join(TIMEOUT)
+        finally:
+            for client in logins:
+                client.close()
+    return pings, spans
+
+
 def percentile(values, pct):
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-def report(args, times, load, hashed):
+def report(args, times, load, hashed, spans):
     cpus = os.cpu_count()
     ms = {
         name: (percentile(values, 50) * 1000, percentile(values, 99) * 1000)
@@ -306,6 +351,11 @@ def report(args, times, load, hashed):
             f"{name:<38} {len(times[name]):>5} {p50:>9.3f} {p99:>9.3f}"
             f" {p50 / echo50:>10.2f} {p99 / echo99:>10.2f}"
         )
+    print()
+    print(
+        f"{args.in_flight} logins in flight: the last answered after"
+        f" {', '.join(f'{span:.2f}' for span in spans)} s (each round)"
+    )
 
 
 def targets(ddp_server, echo_server, user, digest, clients):
@@ -361,7 +411,7 @@ def targets(ddp_server, echo_server, user, digest, clients):
         ("/websocket login (password) -> result", "/websocket login (password) -> updated"),
         password_login,
     )
-    return fast, slow
+    return fast, slow, raw, password
 
 
 def main():
@@ -373,9 +423,17 @@ def main():
         "--warmup", type=int, default=100, help="untimed calls per target first (default 100)"
     )
     parser.add_argument("--logins", type=int, default=50, help="timed password logins (default 50)")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=20,
+        help="password logins sent at once while a bystander pings (default 20)",
+    )
     args = parser.parse_args()
-    if args.calls < 2 or args.logins < 2 or args.warmup < 0:
-        parser.error("--calls and --logins must be at least 2 and --warmup at least 0")
+    if args.calls < 2 or args.logins < 2 or args.warmup < 0 or args.in_flight < 1:
+        parser.error(
+            "--calls and --logins must be at least 2, --in-flight 1 and --warmup at least 0"
+        )
     # The password logins' warm-up: the same share of theirs as the other targets'.
     args.warmup_logins = math.ceil(args.warmup * args.logins / args.calls)
 
@@ -390,25 +448,30 @@ def main():
     try:
         hashed = hashing(user, digest)
         # Meteor's accounts rule (5 logins per 10 s per connection) would refuse the bench's
-        # thousands of logins on one connection: the test settings (the example's, plus a
-        # DDP override from the environment) lift it for this server only.
+        # thousands of logins on one connection, and the message budget its thousands of
+        # calls: the test settings (the example's, plus a DDP override from the
+        # environment) lift both for this server only.
         servers.append(
             ServerProcess(
                 command=[sys.executable, str(MANAGE), "ddpserver"],
                 cwd=ROOT,
                 settings="tests.settings",
-                ddp={"RATE_LIMITS": []},
+                ddp={"RATE_LIMITS": [], "MESSAGES_PER_SECOND": None},
             ).start()
         )
         servers.append(ServerProcess(command=[sys.executable, str(ECHO_SERVER)], cwd=ROOT).start())
         ddp_server, echo_server = servers
-        fast, slow = targets(ddp_server, echo_server, user, digest, clients)
+        fast, slow, bystander, password = targets(ddp_server, echo_server, user, digest, clients)
         print(
             f"{args.warmup} + {args.calls} calls per target,"
             f" {args.warmup_logins} + {args.logins} password logins...",
             flush=True,
         )
         times = measure(fast, slow, args)
+        in_flight = f"/websocket ping, {args.in_flight} logins in flight"
+        times[in_flight], spans = logins_in_flight(
+            ddp_server.ws_url, bystander, password, args.in_flight
+        )
     finally:
         for client in clients:
             client.close()
@@ -416,7 +479,7 @@ def main():
             server.stop()
         # Its tokens go with it (CASCADE).
         user.delete()
-    report(args, times, load, hashed)
+    report(args, times, load, hashed, spans)
 
 
 if __name__ == "__main__":
