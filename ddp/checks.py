@@ -121,3 +121,20 @@ def check_max_subscription_params(app_configs=None, **kwargs):
         "Leave it out for 8,192 bytes: every write's matching statement reads them.",
         "ddp.E005",
     )
+
+
+@register("ddp")
+def check_publish_timeout(app_configs=None, **kwargs):
+    """``ddp.E006``: ``DDP["PUBLISH_TIMEOUT"]`` is a number of seconds above 0."""
+    from ddp.conf import ddp_settings
+
+    value = ddp_settings.PUBLISH_TIMEOUT
+    if type(value) in (int, float) and value > 0:
+        return []
+    return [
+        Error(
+            f'DDP["PUBLISH_TIMEOUT"] is {value!r}: it must be a number of seconds above 0.',
+            hint="Leave it out for 120 s: a publish's deadline, which no client may escape.",
+            id="ddp.E006",
+        )
+    ]

@@ -124,3 +124,19 @@ def test_max_subscription_params_accepts_a_positive_int_or_none(value):
 
     with override_settings(DDP={"MAX_SUBSCRIPTION_PARAMS": value}):
         assert check_max_subscription_params() == []
+
+
+@pytest.mark.parametrize("value", [0, -1.0, None, "120", True, float("nan")])
+def test_publish_timeout_must_be_a_positive_number(value):
+    from ddp.checks import check_publish_timeout
+
+    with override_settings(DDP={"PUBLISH_TIMEOUT": value}):
+        assert ids(check_publish_timeout()) == ["ddp.E006"]
+
+
+@pytest.mark.parametrize("value", [0.5, 120, 120.0])
+def test_publish_timeout_accepts_a_positive_number(value):
+    from ddp.checks import check_publish_timeout
+
+    with override_settings(DDP={"PUBLISH_TIMEOUT": value}):
+        assert check_publish_timeout() == []
