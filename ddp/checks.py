@@ -219,3 +219,14 @@ def check_registry_lock(app_configs=None, **kwargs):
         "Leave it out for 0.02: every write may wait that long behind a new subscription.",
         "ddp.E009",
     ) + _seconds("REGISTRY_LOCK_WAIT", True, "Leave it out for 5 seconds.", "ddp.E009")
+
+
+@register("ddp")
+def check_publish_timeout(app_configs=None, **kwargs):
+    """``ddp.E011``: ``DDP["PUBLISH_TIMEOUT"]`` is a number of seconds above 0."""
+    return _seconds(
+        "PUBLISH_TIMEOUT",
+        False,
+        "Leave it out for 120 s: a publish's deadline, which no client may escape.",
+        "ddp.E011",
+    )

@@ -42,6 +42,11 @@ DEFAULTS = {
     # (it stopped reading) is disconnected, so it cannot grow the server's memory.
     "OUTBOX_MAX_BYTES": 16 * 1024 * 1024,
     "OUTBOX_MAX_MESSAGES": 100_000,
+    # Seconds a subscription's initial documents may take: a client whose buffer is still
+    # over half full after this (it reads too slowly for the publication) is disconnected
+    # as a slow consumer. One deadline per publish, whatever the client reads meanwhile;
+    # one that stops reading altogether goes after HEARTBEAT_TIMEOUT without room.
+    "PUBLISH_TIMEOUT": 120.0,
     # Pages (origins, such as "https://app.example.com", or "*") allowed to connect,
     # beside the server's own host and ALLOWED_HOSTS: see ddp/origins.py.
     "ALLOWED_ORIGINS": None,

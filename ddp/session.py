@@ -9,6 +9,8 @@ The transport owns the socket and the green threads; a session only sees text:
   inbox to :meth:`Session.handle`, one at a time and in arrival order (R7);
 * publications and methods run through ``run_db``, the bounded pool of database
   workers, so the number of PostgreSQL connections never follows the number of clients.
+  A worker never waits on a client: a publication's initial documents are read a page
+  per job, and the session waits for room in the client's buffer between jobs (``room``).
 
 Every message goes out through ``send(text)``, which must queue it in order and never
 block on a slow client.
@@ -56,7 +58,7 @@ from ddp.ratelimit import (
     ConnectionLimits,
     too_many_pending_methods,
 )
-from ddp.serialize import documents
+from ddp.serialize import Pages, documents
 
 #: Put in the inbox to make the worker apply bus changes while no request comes.
 WAKE = object()
@@ -64,6 +66,8 @@ WAKE = object()
 RESYNC = object()
 #: Documents of an initial send between two waits for room in the client's buffer.
 ROOM_EVERY = 100
+#: Documents of an initial send read by one database job: what memory holds of it at once.
+PAGE_SIZE = 500
 #: The merge-box handle of the logged-in user's own document (a universal publication).
 USERS = ("U", "users")
 
@@ -204,9 +208,10 @@ class Session:
         # Told of each plain bus change queued; the transport may apply it at once when the
         # session is idle (:meth:`apply_changes`) rather than wake a worker. Else: wake.
         self._changed = changed or self._wake
-        # Blocks a publication's initial send while the client's buffer is full (see
-        # :meth:`_publish`); the transport provides it.
-        self._room = room or (lambda: None)
+        # ``room(deadline)`` blocks a publication's initial send while the client's buffer
+        # is full, and says whether the send may go on (see :meth:`_publish`); the
+        # transport provides it.
+        self._room = room or (lambda deadline: True)
         #: Set when the login token the connection rides on is revoked: it is closing, and
         #: no request of it runs from then on.
         self.revoked = False
@@ -318,7 +323,8 @@ class Session:
             return
         state = self.subs[sub.id] = Subscription(sub.name, sub.params)
         try:
-            self._run_db(self._publish, sub.id, state, publication)
+            if not self._publish(sub.id, state, publication):
+                return  # the connection is ending: its teardown releases the subscription
         except Exception as exc:
             if not isinstance(exc, MeteorError):
                 metrics.log_error(self.connection.session_id, publication=sub.name)
@@ -349,16 +355,27 @@ class Session:
         return pairs
 
     def _publish(self, sub_id, state, publication):
-        """Run in a database worker: stream the initial documents through the merge box."""
+        """Send the initial documents through the merge box; False if the connection is
+        ending (cut off as a slow consumer, gone, or shutting down) before all went out.
+
+        Database workers read them a page per job; between jobs, this thread waits for
+        room in the client's buffer. A large publication goes at the client's pace, not
+        its buffer's limit: memory stays bounded, a reading client is not cut off, and
+        a client that reads slowly or not at all holds no worker, which every other
+        client needs. The whole send has one deadline (``DDP["PUBLISH_TIMEOUT"]``).
+        """
+        deadline = time.monotonic() + ddp_settings.PUBLISH_TIMEOUT
         handle = ("N", sub_id)
-        for queryset, collection in self._start(state, publication):
+        for queryset, collection in self._run_db(self._start, state, publication):
             name = collection.get_name()
-            for count, (doc_id, fields) in enumerate(documents(queryset, collection), 1):
-                self.send_all(self.box.added(handle, name, doc_id, fields))
-                if count % ROOM_EVERY == 0:
-                    # A large publication goes at the client's pace, not its buffer's
-                    # limit: memory stays bounded and a reading client is not cut off.
-                    self._room()
+            pages = Pages(queryset, collection, PAGE_SIZE)
+            while page := self._run_db(pages.next):
+                for start in range(0, len(page), ROOM_EVERY):
+                    for doc_id, fields in page[start : start + ROOM_EVERY]:
+                        self.send_all(self.box.added(handle, name, doc_id, fields))
+                    if not self._room(deadline):
+                        return False
+        return True
 
     def _queries(self, state, publication):
         return self.registry.resolve_queries(publication(self.context), state.params)

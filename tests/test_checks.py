@@ -195,3 +195,19 @@ def test_address_lists_accept_addresses_and_networks(name, check_id, value):
 
     with override_settings(DDP={name: value}):
         assert checks.check_metrics_allowed() + checks.check_trusted_proxies() == []
+
+
+@pytest.mark.parametrize("value", [0, -1.0, None, "120", True, float("nan")])
+def test_publish_timeout_must_be_a_positive_number(value):
+    from ddp.checks import check_publish_timeout
+
+    with override_settings(DDP={"PUBLISH_TIMEOUT": value}):
+        assert ids(check_publish_timeout()) == ["ddp.E011"]
+
+
+@pytest.mark.parametrize("value", [0.5, 120, 120.0])
+def test_publish_timeout_accepts_a_positive_number(value):
+    from ddp.checks import check_publish_timeout
+
+    with override_settings(DDP={"PUBLISH_TIMEOUT": value}):
+        assert check_publish_timeout() == []

@@ -9,10 +9,12 @@ them), so a section that does not yield runs alone and the queues need no lock.
 * the worker takes requests from the inbox one at a time and runs them in the session
   (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
 * the writer drains the outbox into the transport, so nothing that produces messages
-  (a database worker streaming a publication, the listener) waits on a slow client. The
-  outbox is bounded (``DDP["OUTBOX_MAX_BYTES"]`` and ``["OUTBOX_MAX_MESSAGES"]``): a
-  client that stops reading is disconnected when it overflows, logged and counted
-  (``ddp_slow_client_disconnects_total``), and every other client goes on;
+  (the worker, the listener) blocks on a slow client's socket. The outbox is bounded
+  (``DDP["OUTBOX_MAX_BYTES"]`` and ``["OUTBOX_MAX_MESSAGES"]``): a client that stops
+  reading is disconnected when it overflows, logged and counted
+  (``ddp_slow_client_disconnects_total``), and every other client goes on. Only the
+  worker waits for room, between the pages of a publication's initial send
+  (:meth:`DDPConnection.wait_for_room`), holding no database worker meanwhile;
 * :meth:`DDPConnection.beat`, called by one thread for all connections
   (:mod:`ddp.server.heartbeat`), pings a silent client after
   ``DDP["HEARTBEAT_INTERVAL"]`` and closes it after ``DDP["HEARTBEAT_TIMEOUT"]`` more
@@ -116,6 +118,7 @@ class DDPConnection:
         self._probing = None
         self._gave_up = False
         self._ended = False  # no request is run after this (shutdown, or the client left)
+        self._leaving = False  # the server is shutting down: it closes this connection
         self._finished = False  # the transport is gone
         self._closed = False  # nothing more is written: closed, or the peer went away
         self._torn_down = None  # set when the session is, if finish() waits for a worker
@@ -208,22 +211,29 @@ class DDPConnection:
         else:
             self.outbox = None
 
-    def wait_for_room(self):
-        """Wait until the outbox is at most half full (a large initial send streams at the
-        client's pace). A client that does not drain it within the heartbeat timeout is
-        treated as one that stopped reading: cut off, and the wait ends."""
-        deadline = time.monotonic() + ddp_settings.HEARTBEAT_TIMEOUT
-        while not self.overflowed:
+    def wait_for_room(self, deadline):
+        """Wait until the outbox is at most half full, so that a large initial send streams
+        at the client's pace; return whether the send may go on.
+
+        Called by the connection's worker between database jobs, never by a database
+        worker. A client that leaves the outbox over half full for the heartbeat timeout
+        (it stopped reading), or past ``deadline`` (its publish's), or while the server
+        shuts down (its close could not get through), is cut off as a slow consumer. The
+        send stops too when the connection is ending anyway: the rest would be wasted.
+        """
+        stalled = time.monotonic() + ddp_settings.HEARTBEAT_TIMEOUT
+        while not (self.overflowed or self._closed or self._finished):
             waiting_bytes, waiting_messages = self.transport.backlog()
             if (
                 self.queued_bytes + waiting_bytes <= self.max_bytes // 2
                 and self.queued_messages + waiting_messages <= self.max_messages // 2
             ):
-                return
-            if time.monotonic() > deadline:
+                return not self._leaving
+            if self._leaving or time.monotonic() > min(stalled, deadline):
                 self._overflow()
-                return
+                break
             time.sleep(0.005)
+        return False
 
     def _overflow(self):
         self.overflowed = True
@@ -243,8 +253,10 @@ class DDPConnection:
         self._put((code, reason))  # a tuple in the outbox: the close, after what is before
 
     def shut_down(self, code, reason):
-        """Close once the request being run (a method in flight, say) has answered;
-        requests that arrive after this are not run. From any thread."""
+        """Close once the request being run (a method in flight, say) has answered, or a
+        publication's initial send has stopped; requests that arrive after this are not
+        run. From any thread."""
+        self._leaving = True
         self._submit((_LAST, code, reason))
 
     def finish(self):

@@ -1,8 +1,12 @@
 """A client that stops reading is cut off when its bounded buffer overflows; others go on."""
 
+import select
+import signal
 import socket
+import time
 
 import pytest
+from django.db import connection
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
@@ -59,4 +63,120 @@ def test_a_publication_larger_than_the_buffer_streams_at_the_clients_pace():
             client.subscribe("AllBooks")
             assert len(client.collection("bookstore.book")) == 3000
             client.close()
+    assert "Disconnecting slow" not in server.output()
+
+
+def many_books(count):
+    """``count`` books with long titles: far more bytes than socket buffers and a small
+    outbox hold together, so a client that does not read leaves its publish waiting."""
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    Book.objects.bulk_create(
+        (Book(title=f"{n:06d}".ljust(200, "x"), author=janet) for n in range(count)),
+        batch_size=10_000,
+    )
+    return Book.objects.order_by("pk").values_list("pk", flat=True).first()
+
+
+def subscribe_without_reading(server):
+    """A client with a tiny receive buffer that subscribes to AllBooks and reads no more;
+    returned once the first documents reached its socket: the publish has started."""
+    client = DDPClient(server.ws_url, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    client.send({"msg": "sub", "id": "all", "name": "AllBooks", "params": []})
+    readable, _, _ = select.select([client.ws.sock], [], [], 30)
+    assert readable, "no document came"
+    return client
+
+
+def registry_rows():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ddp_subscription")
+        return cursor.fetchone()[0]
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def test_a_client_that_never_reads_holds_no_database_worker():
+    """Issue 12, item 3: with one database worker, a client that stops reading during a
+    60,000-document publish leaves the worker free: another client's method answers
+    within a second; the slow client is cut off and its subscription released."""
+    book = many_books(60_000)
+    ddp = {"OUTBOX_MAX_BYTES": 256 * 1024, "HEARTBEAT_TIMEOUT": 3.0}
+    with ServerProcess("--db-pool", "1", ddp=ddp) as server:
+        slow = subscribe_without_reading(server)
+        other = DDPClient(server.ws_url)
+        other.send(
+            {
+                "msg": "method",
+                "id": "r",
+                "method": "bookstore.renameBook",
+                "params": [str(book), "Renamed"],
+            }
+        )
+        other.wait_for(lambda c: {"msg": "result", "id": "r", "result": None} in c.log, 1)
+        wait_until(lambda: f"Disconnecting slow client {slow.session}" in server.output(), 30)
+        wait_until(lambda: registry_rows() == 0, 10)
+        other.close()
+    assert server.output().count("Disconnecting slow client") == 1
+
+
+def test_a_publish_has_one_deadline_however_the_client_trickles():
+    """A client that reads a little now and then never stalls a wait for room for long,
+    yet its publish ends at DDP["PUBLISH_TIMEOUT"]: it is cut off as a slow consumer."""
+    many_books(60_000)
+    ddp = {"OUTBOX_MAX_BYTES": 256 * 1024, "HEARTBEAT_TIMEOUT": 60.0, "PUBLISH_TIMEOUT": 2.0}
+    with ServerProcess("--db-pool", "1", ddp=ddp) as server:
+        slow = subscribe_without_reading(server)
+        deadline = time.monotonic() + 30
+        # About 40 KB/s: all 18 MB would take minutes. Once cut off, what the kernel
+        # holds still trickles in.
+        while f"Disconnecting slow client {slow.session}" not in server.output():
+            assert time.monotonic() < deadline, "still sending after 30 s"
+            assert slow.ws.sock.recv(2048)
+            time.sleep(0.05)
+        wait_until(lambda: registry_rows() == 0, 10)
+
+
+def test_sigterm_does_not_wait_for_a_client_that_never_reads():
+    many_books(60_000)
+    ddp = {
+        "OUTBOX_MAX_BYTES": 256 * 1024,
+        "HEARTBEAT_TIMEOUT": 60.0,
+        "PUBLISH_TIMEOUT": 600.0,
+        "SHUTDOWN_WINDOW": 1.0,
+    }
+    with ServerProcess("--db-pool", "1", ddp=ddp) as server:
+        subscribe_without_reading(server)
+        server.send_signal(signal.SIGTERM)
+        assert server.stop(timeout=30) == 0, server.output()
+    assert "DDP server stopped." in server.output()
+
+
+def test_rows_written_between_pages_reach_a_late_reader_as_they_are():
+    """The initial documents are read a page per query, each in its own snapshot; what is
+    written meanwhile is applied after them, so the client ends with the table as it is."""
+    first = many_books(30_000)
+    ddp = {"OUTBOX_MAX_BYTES": 256 * 1024}
+    with ServerProcess(ddp=ddp) as server:
+        client = subscribe_without_reading(server)
+        # Rows already sent, and rows that the pages have not reached yet.
+        Book.objects.filter(pk=first).delete()
+        last, before_last = Book.objects.order_by("-pk")[:2]
+        last.title = "Renamed"
+        last.save()
+        before_last.delete()
+        Book.objects.create(title="New", author=last.author)
+        wanted = {
+            str(b.pk): {"title": b.title, "author_id": str(b.author_id)} for b in Book.objects.all()
+        }
+        client.wait_for(lambda c: {"msg": "ready", "subs": ["all"]} in c.log, timeout=60)
+        client.wait_for(lambda c: c.collections["bookstore.book"] == wanted)
+        client.close()
+    # Its page was read after the rename: the document went out renamed, not changed later.
+    sent = [m for m in client.log if m.get("collection") == "bookstore.book"]
+    assert [m["fields"] for m in sent if m["id"] == str(last.pk)] == [wanted[str(last.pk)]]
     assert "Disconnecting slow" not in server.output()
