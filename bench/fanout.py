@@ -123,9 +123,17 @@ def take_frames(buf):
     return frames
 
 
-def handshake(port):
-    """Open a WebSocket to ``/websocket`` on ``port``; return the socket and what followed."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+def handshake(port, receive_buffer=None):
+    """Open a WebSocket to ``/websocket`` on ``port``; return the socket and what followed.
+
+    ``receive_buffer``: the socket's ``SO_RCVBUF``, set before it connects so that the
+    window the server sees is that small (a client that stops reading fills it at once).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(TIMEOUT)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
