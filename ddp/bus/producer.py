@@ -117,6 +117,23 @@ def changed(instance, collections, using, deleted=False):
             _local.notified = True
 
 
+def truncated(model, using="default"):
+    """Announce that ``model``'s table was emptied (``TRUNCATE``), which names no row.
+
+    Every subscription of its collections is told it cannot trust what it holds (an
+    event every subscription is unsure of): each re-runs, and its clients get the
+    differences.
+    """
+    names = [collection.get_name() for collection in API.collections_for_model(model)]
+    with transaction.atomic(using=using, savepoint=False):
+        registry_id, _, live = _backend.registry_state(names, using)
+        for name in names:
+            if name in live:
+                event = payload.Event(name, "", None, frozenset(), registry_id, payload.EVERY)
+                _backend.send(using, event)
+                _local.notified = True
+
+
 def _match(name, pk, using, version):
     """``(keys, unsure)`` of the row ``pk`` of collection ``name``; never raises: when
     matching itself fails, every subscription of the collection is unsure."""

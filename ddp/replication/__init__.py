@@ -1,0 +1,1 @@
+"""Changes read from PostgreSQL's logical replication stream (``DDP["CAPTURE"]``)."""
