@@ -1,0 +1,1 @@
+"""Database capture: changes read from PostgreSQL's logical replication stream."""
