@@ -395,8 +395,11 @@ def drop(cursor, name=None):
     return row is not None, publication
 
 
-#: What :func:`slot_status` tells of a slot.
-SlotStatus = namedtuple("SlotStatus", "name active active_pid wal_status lag_bytes lag_seconds")
+#: What :func:`slot_status` tells of a slot; ``reader`` is the application name and address
+#: of the connection reading it (None when none does).
+SlotStatus = namedtuple(
+    "SlotStatus", "name active active_pid reader wal_status lag_bytes lag_seconds"
+)
 
 
 def slot_status(cursor, name=None):
@@ -411,8 +414,10 @@ def slot_status(cursor, name=None):
     cursor.execute("SELECT current_setting('server_version_num')::int")
     since = "s.inactive_since" if cursor.fetchone()[0] >= 170000 else "NULL::timestamptz"
     cursor.execute(
-        "SELECT s.active, s.active_pid, s.wal_status,"
-        " pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,"
+        "SELECT s.active, s.active_pid,"
+        " CASE WHEN r.pid IS NOT NULL THEN concat_ws(' from ', nullif(r.application_name, ''),"
+        "  coalesce(host(r.client_addr), 'a local socket')) END,"
+        " s.wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,"
         " extract(epoch FROM CASE WHEN s.active THEN r.flush_lag"
         f"  ELSE clock_timestamp() - {since} END)::float8"
         " FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid"
@@ -422,7 +427,7 @@ def slot_status(cursor, name=None):
     row = cursor.fetchone()
     if row is None:
         return None
-    active, pid, wal_status, lag_bytes, lag_seconds = row
+    active, pid, reader, wal_status, lag_bytes, lag_seconds = row
     if lag_bytes is not None and lag_bytes <= 0:
         lag_bytes, lag_seconds = 0, 0.0
-    return SlotStatus(name, active, pid, wal_status, lag_bytes, lag_seconds)
+    return SlotStatus(name, active, pid, reader, wal_status, lag_bytes, lag_seconds)

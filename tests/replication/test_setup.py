@@ -5,11 +5,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg2
-import psycopg2.extras
 import pytest
 from django.core.checks import run_checks
 from django.db import connection, models
@@ -18,10 +16,8 @@ from django.test.utils import isolate_apps
 
 from ddp.api import Collection, Registry
 from ddp.replication import setup
-from ddp.testing.database import database_url
 from tests.live import ROOT
-
-TABLES = ["bookstore_author", "bookstore_book"]
+from tests.replication.conftest import TABLES, reading_slot
 
 
 def ids(messages, prefix="ddp."):
@@ -43,34 +39,6 @@ def plain_role():
         cursor.execute(f"CREATE ROLE {name} LOGIN")
         cursor.execute(f"SET LOCAL ROLE {name}")
     return name
-
-
-@pytest.fixture
-def cursor():
-    """An autocommit cursor on the test database; whatever capture set up there is dropped
-    afterwards (a database with a slot cannot be dropped, and a slot keeps WAL)."""
-    with connection.cursor() as cursor:
-        yield cursor
-        cursor.execute("RESET ROLE")
-        cursor.execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-            " WHERE slot_name = %s AND active_pid IS NOT NULL",
-            [setup.replication_name(connection.settings_dict["NAME"])],
-        )
-        wait_for(lambda: _slot_idle(cursor))
-        setup.drop(cursor)
-
-
-def _slot_idle(cursor):
-    status = setup.slot_status(cursor)
-    return status is None or not status.active
-
-
-def wait_for(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.05)
 
 
 # Names and tables ---------------------------------------------------------------------
@@ -333,23 +301,12 @@ def test_the_slot_is_made_once_reports_its_lag_and_goes_with_drop(cursor):
 def test_a_slot_being_read_is_not_dropped(cursor):
     setup.ensure_publication(cursor, TABLES)
     setup.ensure_slot(cursor)
-    name = setup.replication_name(connection.settings_dict["NAME"])
-    reader = psycopg2.connect(
-        database_url(connection.settings_dict),
-        connection_factory=psycopg2.extras.LogicalReplicationConnection,
-    )
-    try:
-        stream = reader.cursor()
-        stream.start_replication(
-            slot_name=name, options={"proto_version": "1", "publication_names": name}
-        )
-        wait_for(lambda: setup.slot_status(cursor).active)
+    with reading_slot(cursor) as name:
         status = setup.slot_status(cursor)
+        assert status.active
         with pytest.raises(setup.SetupError) as refused:
             setup.drop(cursor)
         assert str(refused.value).startswith(
             f"Replication slot {name} is being read by process {status.active_pid}: stop "
         )
         assert setup.slot_status(cursor) is not None
-    finally:
-        reader.close()

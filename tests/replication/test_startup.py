@@ -5,12 +5,19 @@ import pytest
 from django.db import connection
 
 from tests.live import ServerProcess
+from tests.replication.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def changes_line(server):
-    (line,) = [line for line in server.lines if line.startswith("  changes: ")]
+    """The line that follows "listening on" (which start() waits for), once printed."""
+
+    def lines():
+        return [line for line in server.lines if line.startswith("  changes: ")]
+
+    wait_for(lines)
+    (line,) = lines()
     return line.strip()
 
 
