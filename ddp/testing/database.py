@@ -140,7 +140,10 @@ def _stop_if_settings_pending(server):
     postmaster = PostmasterInfo.read_from_pgdata(server.pgdata)
     if postmaster is None or not postmaster.is_running():
         return
-    conn = psycopg2.connect(postmaster.get_uri())
+    try:
+        conn = psycopg2.connect(postmaster.get_uri())
+    except psycopg2.OperationalError:
+        return  # starting or stopping: start() attaches or starts it, as before
     try:
         with conn.cursor() as cursor:
             cursor.execute(

@@ -142,6 +142,39 @@ def test_tables_that_cannot_give_a_deleted_rows_key_stop_database_capture():
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_is_needed_and_the_name_must_be_free_for_pgoutput(cursor):
+    name = setup.replication_name(connection.settings_dict["NAME"])
+    cursor.execute(
+        "SELECT current_setting('max_replication_slots')::int, count(*) FROM pg_replication_slots"
+    )
+    most, taken = cursor.fetchone()
+    free = most - taken
+    # Physical slots that reserve no WAL: they count against the same limit.
+    fillers = [f"ddp_filler_{os.getpid()}_{n}" for n in range(free)]
+    try:
+        for filler in fillers:
+            cursor.execute("SELECT pg_create_physical_replication_slot(%s)", [filler])
+        mode, reason = setup.capture_mode(connection)
+        assert (mode, reason.split(": ", 1)[1]) == (
+            "signals",
+            f"all {most} replication slots are taken",
+        )
+        # Its own slot, once made, needs no other.
+        cursor.execute("SELECT pg_drop_replication_slot(%s)", [fillers.pop()])
+        cursor.execute("SELECT pg_create_physical_replication_slot(%s)", [name])
+        assert setup.capture_mode(connection)[1] == (
+            f"database capture is not possible: replication slot {name} exists, but not as "
+            f"pgoutput's on {connection.settings_dict['NAME']}"
+        )
+        cursor.execute("SELECT pg_drop_replication_slot(%s)", [name])
+        setup.ensure_slot(cursor)
+        assert setup.capture_mode(connection)[0] == "database"
+    finally:
+        for filler in fillers:
+            cursor.execute("SELECT pg_drop_replication_slot(%s)", [filler])
+
+
 @override_settings(DDP={"CAPTURE": "oplog"})
 def test_an_unknown_mode_is_an_error():
     (error,) = [m for m in run_checks() if m.id == "ddp.E012"]
