@@ -1,1 +1,1 @@
-"""Database capture: changes read from PostgreSQL's logical replication stream."""
+"""Changes read from PostgreSQL's logical replication stream (``DDP["CAPTURE"]``)."""

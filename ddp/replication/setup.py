@@ -20,8 +20,10 @@ system checks before it creates them.
 One publication and one logical slot (plugin ``pgoutput``) per database, both named
 ``ddp_<database name>``: the publication covers exactly the published models' tables (with
 their parents' under multi-table inheritance and their many-to-many tables), and the slot
-keeps the WAL from the reader's confirmed position on. The functions take a DB-API cursor
-(Django's or psycopg2's) on that database, in autocommit mode for :func:`ensure_slot`.
+keeps the WAL from the reader's confirmed position on. The many-to-many tables get
+``REPLICA IDENTITY FULL``, so that a deleted row names both sides. The functions take a
+DB-API cursor (Django's or psycopg2's) on that database, in autocommit mode for
+:func:`ensure_slot`.
 """
 
 import hashlib
@@ -72,6 +74,17 @@ def published_tables(registry=API):
         tables.update(parent._meta.db_table for parent in meta.get_parent_list())
         tables.update(field.remote_field.through._meta.db_table for field in meta.many_to_many)
     return sorted(tables)
+
+
+def through_tables(registry=API):
+    """The many-to-many tables among :func:`published_tables`, sorted."""
+    return sorted(
+        {
+            field.remote_field.through._meta.db_table
+            for collection in registry.collections.values()
+            for field in collection.model._meta.concrete_model._meta.many_to_many
+        }
+    )
 
 
 def capture_mode(connection, registry=API):
@@ -299,11 +312,13 @@ def _name(cursor, name):
     return name or replication_name(current_database(cursor))
 
 
-def ensure_publication(cursor, tables, name=None):
-    """Make the publication ``name`` cover exactly ``tables``; True if it changed.
+def ensure_publication(cursor, tables, name=None, full_identity=()):
+    """Make the publication ``name`` cover exactly ``tables``; True if anything changed.
 
-    Raises :class:`SetupError` when a table is missing or cannot be captured (see
-    :func:`table_problems`), or the publication is FOR ALL TABLES.
+    ``full_identity`` (among ``tables``) get ``REPLICA IDENTITY FULL``: the many-to-many
+    tables (:func:`through_tables`), whose deleted rows must name both sides, not only
+    their own key. Raises :class:`SetupError` when a table is missing or cannot be
+    captured (see :func:`table_problems`), or the publication is FOR ALL TABLES.
     """
     name = _name(cursor, name)
     cursor.execute(
@@ -317,7 +332,25 @@ def ensure_publication(cursor, tables, name=None):
     problems = table_problems(cursor, tables)
     if problems:
         raise SetupError(" ".join(f"{problem}: {fix}" for problem, fix in problems))
-    wanted = set(resolved.values())
+    identity = _give_full_identity(cursor, [resolved[table] for table in full_identity])
+    return _set_publication(cursor, name, set(resolved.values())) or identity
+
+
+def _give_full_identity(cursor, tables):
+    """``REPLICA IDENTITY FULL`` for those of ``tables`` without it; True if any lacked it."""
+    cursor.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c"
+        " WHERE c.oid = ANY(%s::regclass[]) AND c.relreplident <> 'f' ORDER BY 1",
+        [list(tables)],
+    )
+    lacking = [row[0] for row in cursor.fetchall()]
+    for table in lacking:
+        cursor.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+    return bool(lacking)
+
+
+def _set_publication(cursor, name, wanted):
+    """Create or alter the publication ``name`` to cover the ``regclass`` names ``wanted``."""
     cursor.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", [name])
     row = cursor.fetchone()
     if row is None:

@@ -279,6 +279,28 @@ def test_the_publication_covers_exactly_the_tables_given(cursor):
     assert setup.publication_tables(cursor) == []
 
 
+def relreplident(cursor, table):
+    cursor.execute("SELECT relreplident FROM pg_class WHERE oid = %s::regclass", [table])
+    return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_to_many_tables_get_a_full_replica_identity(cursor):
+    """A deleted through row must name both sides, not only its own id."""
+    through = setup.through_tables()
+    assert "testapp_article_tags" in through
+    assert not {"testapp_article", "testapp_tag", "bookstore_book"} & set(through)
+    tables = ["testapp_article", "testapp_article_tags"]
+    try:
+        assert relreplident(cursor, "testapp_article_tags") == "d"
+        assert setup.ensure_publication(cursor, tables, full_identity=through) is True
+        assert relreplident(cursor, "testapp_article_tags") == "f"
+        assert relreplident(cursor, "testapp_article") == "d"
+        assert setup.ensure_publication(cursor, tables, full_identity=through) is False
+    finally:
+        cursor.execute("ALTER TABLE testapp_article_tags REPLICA IDENTITY DEFAULT")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_publication_refuses_tables_whose_deletes_capture_could_not_use(cursor):
     cursor.execute("CREATE TABLE ddp_keyless (a int)")
