@@ -8,7 +8,7 @@ so that the checks open none and see ``override_settings`` in tests.
 import math
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import load_backend
 
@@ -230,3 +230,80 @@ def check_publish_timeout(app_configs=None, **kwargs):
         "Leave it out for 120 s: a publish's deadline, which no client may escape.",
         "ddp.E011",
     )
+
+
+@register("ddp")
+def check_capture_setting(app_configs=None, **kwargs):
+    """``ddp.E012``: ``DDP["CAPTURE"]`` is one of the capture modes."""
+    from ddp.conf import ddp_settings
+    from ddp.replication.setup import MODES
+
+    value = ddp_settings.CAPTURE
+    if value in MODES:
+        return []
+    return [
+        Error(
+            f'DDP["CAPTURE"] is {value!r}: it must be "auto", "database" or "signals".',
+            hint='Leave it out for "auto": database capture where the database allows it.',
+            id="ddp.E012",
+        )
+    ]
+
+
+@register(Tags.database, "ddp")
+def check_capture_database(app_configs=None, databases=None, **kwargs):
+    """``ddp.E013``, ``ddp.W002``, ``ddp.W003``: can the database carry ``DDP["CAPTURE"]``?
+
+    A database check, in Django's convention: it runs only when asked for the database
+    (``manage.py check --database default``, ``migrate``, ``ddpserver`` at start-up).
+    ``ddp.E013``: "database" is set and cannot work, one error per thing to change;
+    ``ddp.W002``: "auto" falls back to signals, one warning per thing to change;
+    ``ddp.W003``: database capture with ``max_slot_wal_keep_size`` unset, where a slot
+    that nobody reads keeps WAL until the disk is full.
+    """
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from ddp.conf import ddp_settings
+    from ddp.replication import setup
+
+    setting = ddp_settings.CAPTURE
+    if not databases or DEFAULT_DB_ALIAS not in databases or setting not in ("auto", "database"):
+        return []
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return []  # ddp.E001
+    with connection.cursor() as cursor:
+        found = setup.obstacles(cursor, setup.published_tables())
+        if not found:
+            cursor.execute("SELECT current_setting('max_slot_wal_keep_size')")
+            keep = cursor.fetchone()[0]
+    if setting == "database":
+        return [
+            Error(
+                f'DDP["CAPTURE"] is "database", but {obstacle.problem}.',
+                hint=obstacle.fix,
+                id="ddp.E013",
+            )
+            for obstacle in found
+        ]
+    if found:
+        return [
+            Warning(
+                f'Changes come from model signals (DDP["CAPTURE"] is "auto"): for database '
+                f"capture, {obstacle.problem}.",
+                hint=obstacle.fix,
+                id="ddp.W002",
+            )
+            for obstacle in found
+        ]
+    if keep == "-1":
+        return [
+            Warning(
+                "max_slot_wal_keep_size is -1 (unset): a replication slot nobody reads "
+                "keeps WAL and fills the disk.",
+                hint="Set max_slot_wal_keep_size (e.g. '10GB', more than the WAL written "
+                "while every ddpserver may be down) and reload PostgreSQL.",
+                id="ddp.W003",
+            )
+        ]
+    return []

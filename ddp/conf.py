@@ -30,6 +30,11 @@ DEFAULTS = {
     # subscription gets a nosub (503): a transaction held the lock all along.
     "REGISTRY_LOCK_TIMEOUT": 0.02,
     "REGISTRY_LOCK_WAIT": 5.0,
+    # Where changes come from: "signals" (Django's model signals in the writing process),
+    # "database" (PostgreSQL's logical replication stream, every write whatever made it;
+    # being built, see README), or "auto": "database" where the database allows it, else
+    # "signals" with a system check warning saying what to change (ddp/replication/setup.py).
+    "CAPTURE": "auto",
     # Seconds after which a half-received chunked change is dropped.
     "CHUNK_TIMEOUT": 30.0,
     # Seconds between reconnection attempts of a lost listener: doubling up to this cap.

