@@ -7,11 +7,14 @@ with ``wal_level = logical`` written into its ``postgresql.conf`` before it firs
 Each test gets a fresh database in it. The server's user is a superuser, so it may replicate.
 """
 
+import select
 import uuid
 import warnings
 
 import psycopg2
 import pytest
+
+from ddp.replication.stream import ReplicationStream
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +84,25 @@ def slot():
 def db(logical_db):
     with Database(logical_db) as database:
         yield database
+
+
+def wait_with_select(fileno, timeout):
+    """The tests' ``wait_readable``: the test process is not green."""
+    select.select([fileno], [], [], timeout)
+
+
+@pytest.fixture
+def open_stream(logical_db):
+    """``open_stream(slot, publications, **options)``: a connected ReplicationStream, closed
+    after the test."""
+    streams = []
+
+    def open_stream(slot, publications=("pub",), **options):
+        stream = ReplicationStream(logical_db, slot, publications, wait_with_select, **options)
+        stream.connect()
+        streams.append(stream)
+        return stream
+
+    yield open_stream
+    for stream in streams:
+        stream.close()
