@@ -211,8 +211,10 @@ _TRUNCATE_RESTART_IDENTITY = 2
 class Decoder:
     """Decodes one connection's (or one slot read's) ``pgoutput`` messages, in order.
 
-    ``relations`` maps each relation oid to its latest :class:`Relation`. A decoder belongs
-    to one stream: a new connection sends its Relation messages again.
+    ``relations`` maps each relation oid to its latest :class:`Relation`, and
+    ``transaction`` is the :class:`Begin` of the transaction being decoded until its
+    :class:`Commit`. A decoder belongs to one stream: a new connection sends its Relation
+    messages again.
     """
 
     def __init__(self, protocol_version=1):
@@ -220,6 +222,7 @@ class Decoder:
             raise ValueError(f"pgoutput protocol version {protocol_version!r} is not supported")
         self.protocol_version = protocol_version
         self.relations = {}
+        self.transaction = None
         # Inside StreamStart ... StreamStop (protocol 2), changes carry their transaction id.
         self._in_stream = False
 
@@ -227,8 +230,9 @@ class Decoder:
         """Return the message that ``data`` (one message's bytes) holds.
 
         :raises DecodeError: the message is empty, truncated, longer than its fields, of an
-            unknown kind, names a relation that was never described, or holds a field
-            value the format does not allow.
+            unknown kind, out of its place (a change outside a transaction...), names a
+            relation that was never described, or holds a field value the format does not
+            allow. The decoder's state is then as it was before.
         """
         if not data:
             raise DecodeError("An empty pgoutput message")
@@ -237,16 +241,42 @@ class Decoder:
         if method is None or (name.startswith("Stream") and self.protocol_version < 2):
             raise DecodeError(f"Unknown pgoutput message type {kind!r}")
         reader = _Reader(data, name)
+        self._check_place(kind, reader)
         message = method(self, reader)
         reader.finish()
+        if isinstance(message, Begin):
+            self.transaction = message
+        elif isinstance(message, Commit):
+            self.transaction = None
+        elif isinstance(message, Relation):
+            self.relations[message.oid] = message
+        elif isinstance(message, (StreamStart, StreamStop)):
+            self._in_stream = isinstance(message, StreamStart)
         return message
 
+    def _check_place(self, kind, reader):
+        """Refuse a message where the format never puts it."""
+        if kind == "E":
+            if not self._in_stream:
+                raise reader.error("not inside a stream")
+        elif kind in "BCScA":
+            if self._in_stream:
+                raise reader.error("inside a stream (StreamStart without StreamStop)")
+            if kind == "C":
+                if self.transaction is None:
+                    raise reader.error("no transaction to commit")
+            elif self.transaction is not None:
+                raise reader.error("the transaction before has no Commit")
+        elif kind != "M" and not self._in_transaction():
+            raise reader.error("outside a transaction")
+
+    def _in_transaction(self):
+        return self._in_stream or self.transaction is not None
+
     def _begin(self, reader):
-        self._outside_stream(reader)
         return Begin(reader.uint64(), reader.timestamp(), reader.uint32())
 
     def _commit(self, reader):
-        self._outside_stream(reader)
         reader.int8()  # Flags: none defined.
         return Commit(reader.uint64(), reader.uint64(), reader.timestamp())
 
@@ -268,9 +298,7 @@ class Decoder:
                 raise reader.error(f"unknown column flags {flags}")
             column_name = reader.string()
             columns.append(Column(column_name, reader.uint32(), reader.int32(), flags == 1))
-        relation = Relation(oid, namespace, name, replica_identity, tuple(columns), xid)
-        self.relations[oid] = relation
-        return relation
+        return Relation(oid, namespace, name, replica_identity, tuple(columns), xid)
 
     def _type(self, reader):
         xid = self._xid(reader)
@@ -324,6 +352,8 @@ class Decoder:
         flags = reader.int8()
         if flags not in (0, 1):
             raise reader.error(f"unknown flags {flags}")
+        if flags == 1 and not self._in_transaction():
+            raise reader.error("a transactional message outside a transaction")
         lsn, prefix = reader.uint64(), reader.string()
         length = reader.int32()
         if length < 0:
@@ -331,28 +361,21 @@ class Decoder:
         return Message(flags == 1, lsn, prefix, reader.take(length), xid)
 
     def _stream_start(self, reader):
-        self._outside_stream(reader)
         xid = reader.uint32()
         first = reader.int8()
         if first not in (0, 1):
             raise reader.error(f"unknown first-segment flag {first}")
-        self._in_stream = True
         return StreamStart(xid, first == 1)
 
     def _stream_stop(self, reader):
-        if not self._in_stream:
-            raise reader.error("not inside a stream")
-        self._in_stream = False
         return StreamStop()
 
     def _stream_commit(self, reader):
-        self._outside_stream(reader)
         xid = reader.uint32()
         reader.int8()  # Flags: none defined.
         return StreamCommit(xid, reader.uint64(), reader.uint64(), reader.timestamp())
 
     def _stream_abort(self, reader):
-        self._outside_stream(reader)
         return StreamAbort(reader.uint32(), reader.uint32())
 
     _KINDS = {
@@ -375,10 +398,6 @@ class Decoder:
     def _xid(self, reader):
         """Inside a stream, a change starts with its transaction id."""
         return reader.uint32() if self._in_stream else None
-
-    def _outside_stream(self, reader):
-        if self._in_stream:
-            raise reader.error("inside a stream (StreamStart without StreamStop)")
 
     def _known_relation(self, reader, oid):
         try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import psycopg2
 import psycopg2.extras
 
-from ddp.replication.pgoutput import Begin, Commit, DecodeError, Decoder, Message, format_lsn
+from ddp.replication.pgoutput import Begin, Decoder, format_lsn
 
 #: Seconds between two status updates while nothing else is sent. PostgreSQL drops a reader
 #: it has not heard from in ``wal_sender_timeout`` (60 s by default).
@@ -143,8 +143,8 @@ class ReplicationStream:
         seconds (``None``: wait as long as it takes).
 
         :raises StreamLost: the connection failed; it is closed.
-        :raises DecodeError: the server sent what this decoder does not understand, or
-            messages out of their order.
+        :raises DecodeError: the server sent what the decoder does not understand, or
+            messages out of their order (see :meth:`Decoder.decode`).
         """
         if self._connection is None:
             raise RuntimeError("The replication stream is not connected")
@@ -191,19 +191,9 @@ class ReplicationStream:
             raise StreamLost(f"Lost the replication of slot {self.slot_name}: {exc}") from exc
 
     def _received(self, raw):
+        transaction = self._decoder.transaction
         message = self._decoder.decode(raw.payload)
         if isinstance(message, Begin):
-            if self._transaction is not None:
-                raise DecodeError("Begin message before the previous transaction's Commit")
-            self._transaction = message
-        transaction = self._transaction
-        if isinstance(message, Commit):
-            if transaction is None:
-                raise DecodeError("Commit message outside a transaction")
-            self._transaction = None
-        elif transaction is None and not (
-            isinstance(message, Message) and not message.transactional
-        ):
-            raise DecodeError(f"{type(message).__name__} message outside a transaction")
+            transaction = message
         self.received_lsn = max(self.received_lsn, raw.data_start)
         return Received(raw.data_start, message, transaction)

@@ -8,6 +8,7 @@ Each test gets a fresh database in it. The server's user is a superuser, so it m
 """
 
 import select
+import time
 import uuid
 import warnings
 
@@ -75,9 +76,24 @@ class Database:
 
 
 @pytest.fixture
-def slot():
-    """A replication slot's name, unique in the cluster (slots are not per database)."""
-    return f"slot_{uuid.uuid4().hex[:12]}"
+def slot(logical_server):
+    """A replication slot's name, unique in the cluster (slots are not per database); the
+    slot, if the test made it, is dropped after it (a cluster has only ten)."""
+    name = f"slot_{uuid.uuid4().hex[:12]}"
+    yield name
+    with Database({"dsn": logical_server.get_uri()}) as admin:
+        deadline = time.monotonic() + 30
+        while rows := admin.rows(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", [name]
+        ):
+            [(pid,)] = rows
+            if pid is None:
+                admin.run(("SELECT pg_drop_replication_slot(%s)", [name]))
+                break
+            # A reader the test left, or one that is not gone yet.
+            admin.run(("SELECT pg_terminate_backend(%s)", [pid]))
+            assert time.monotonic() < deadline, f"slot {name} still in use by {pid}"
+            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -92,9 +108,9 @@ def wait_with_select(fileno, timeout):
 
 
 @pytest.fixture
-def open_stream(logical_db):
+def open_stream(logical_db, slot):
     """``open_stream(slot, publications, **options)``: a connected ReplicationStream, closed
-    after the test."""
+    after the test (before the ``slot`` fixture drops the slot)."""
     streams = []
 
     def open_stream(slot, publications=("pub",), **options):

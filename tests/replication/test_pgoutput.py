@@ -103,8 +103,16 @@ def insert(*values, relid=BOOK, xid=None):
     return b"I" + xid_prefix(xid) + oid(relid) + b"N" + tuple_data(*values)
 
 
-def decoded(*messages, version=1):
+def decoder_after(*messages, version=1):
     decoder = Decoder(version)
+    for message in messages:
+        decoder.decode(message)
+    return decoder
+
+
+def decoded(*messages):
+    """``messages`` decoded in order, inside a transaction (whose Begin is left out)."""
+    decoder = decoder_after(begin())
     return [decoder.decode(message) for message in messages]
 
 
@@ -112,10 +120,14 @@ BOOK_RELATION = decoded(relation())[0]
 
 
 def test_begin_and_commit_carry_positions_and_time():
-    assert decoded(begin(), commit()) == [
-        Begin(final_lsn=0x1718320, commit_time=WHEN, xid=754),
-        Commit(commit_lsn=0x1718480, end_lsn=0x17184B0, commit_time=WHEN),
-    ]
+    decoder = Decoder()
+    assert decoder.transaction is None
+    first = decoder.decode(begin())
+    assert first == Begin(final_lsn=0x1718320, commit_time=WHEN, xid=754)
+    assert decoder.transaction == first
+    got = decoder.decode(commit())
+    assert got == Commit(commit_lsn=0x1718480, end_lsn=0x17184B0, commit_time=WHEN)
+    assert decoder.transaction is None
 
 
 def test_origin():
@@ -123,7 +135,7 @@ def test_origin():
 
 
 def test_relation_describes_columns_keys_and_identity():
-    decoder = Decoder()
+    decoder = decoder_after(begin())
     got = decoder.decode(relation(identity=b"f"))
     assert (got.oid, got.namespace, got.name) == (BOOK, "public", "book")
     assert got.replica_identity is ReplicaIdentity.FULL
@@ -204,7 +216,8 @@ def test_text_is_utf8():
 
 
 def test_streamed_transaction_changes_carry_their_xid():
-    got = decoded(
+    decoder = Decoder(2)
+    raw = [
         b"S" + oid(900) + int8(1),
         relation(xid=900),
         insert("1", "Dune", xid=900),
@@ -214,8 +227,8 @@ def test_streamed_transaction_changes_carry_their_xid():
         b"E",
         b"c" + oid(900) + int8(0) + int64(0x30) + int64(0x58) + int64(WHEN_MICROSECONDS),
         b"A" + oid(901) + oid(902),
-        version=2,
-    )
+    ]
+    got = [decoder.decode(message) for message in raw]
     rel = got[1]
     assert rel.xid == 900
     assert got == [
@@ -241,18 +254,19 @@ def test_lsn_text():
 
 VALID = {
     "Begin": [begin()],
-    "Commit": [commit()],
-    "Origin": [b"O" + int64(1) + string("x")],
-    "Relation": [relation()],
-    "Type": [b"Y" + oid(16400) + string("public") + string("mood")],
-    "Insert": [relation(), insert("1", "Dune")],
+    "Commit": [begin(), commit()],
+    "Origin": [begin(), b"O" + int64(1) + string("x")],
+    "Relation": [begin(), relation()],
+    "Type": [begin(), b"Y" + oid(16400) + string("public") + string("mood")],
+    "Insert": [begin(), relation(), insert("1", "Dune")],
     "Update": [
+        begin(),
         relation(),
         b"U" + oid(BOOK) + b"K" + tuple_data("1", None) + b"N" + tuple_data("2", "x"),
     ],
-    "Delete": [relation(), b"D" + oid(BOOK) + b"O" + tuple_data("1", "x")],
-    "Truncate": [relation(), b"T" + int32(1) + int8(0) + oid(BOOK)],
-    "Message": [b"M" + int8(1) + int64(5) + string("p") + int32(2) + b"hi"],
+    "Delete": [begin(), relation(), b"D" + oid(BOOK) + b"O" + tuple_data("1", "x")],
+    "Truncate": [begin(), relation(), b"T" + int32(1) + int8(0) + oid(BOOK)],
+    "Message": [begin(), b"M" + int8(1) + int64(5) + string("p") + int32(2) + b"hi"],
 }
 
 
@@ -260,9 +274,7 @@ VALID = {
 def test_every_truncation_of_every_message_is_refused(name):
     *setup, message = VALID[name]
     for length in range(1, len(message)):
-        decoder = Decoder()
-        for earlier in setup:
-            decoder.decode(earlier)
+        decoder = decoder_after(*setup)
         with pytest.raises(DecodeError, match=rf"^{name} message: .*truncated"):
             decoder.decode(message[:length])
 
@@ -270,8 +282,23 @@ def test_every_truncation_of_every_message_is_refused(name):
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_bytes_after_the_last_field_are_refused(name):
     *setup, message = VALID[name]
+    decoder = decoder_after(*setup)
     with pytest.raises(DecodeError, match=rf"^{name} message: extra bytes after the last field: 1"):
-        decoded(*setup, message + b"\0")
+        decoder.decode(message + b"\0")
+
+
+def test_a_refused_message_leaves_the_decoder_as_it_was():
+    decoder = Decoder()
+    with pytest.raises(DecodeError):
+        decoder.decode(begin() + b"\0")
+    assert decoder.transaction is None
+    decoder.decode(begin())
+    with pytest.raises(DecodeError):
+        decoder.decode(relation() + b"\0")
+    assert decoder.relations == {}
+    with pytest.raises(DecodeError):
+        decoder.decode(commit() + b"\0")
+    assert decoder.transaction is not None
 
 
 @pytest.mark.parametrize(
@@ -340,16 +367,14 @@ def test_bytes_after_the_last_field_are_refused(name):
         ),
         ([b"O" + int64(1) + b"\xc3\0"], "Origin message: text that is not UTF-8"),
         (
-            [b"B" + int64(1) + struct.pack("!q", 2**62) + oid(1)],
+            [commit(), b"B" + int64(1) + struct.pack("!q", 2**62) + oid(1)],
             "Begin message: timestamp 4611686018427387904 is out of range",
         ),
     ],
 )
 def test_malformed_messages(messages, error):
-    decoder = Decoder()
     *setup, bad = messages
-    for message in setup:
-        decoder.decode(message)
+    decoder = decoder_after(begin(), *setup)
     with pytest.raises(DecodeError, match=error):
         decoder.decode(bad)
 
@@ -357,17 +382,42 @@ def test_malformed_messages(messages, error):
 @pytest.mark.parametrize(
     ("messages", "error"),
     [
+        ([insert("1", "Dune")], "Insert message: outside a transaction"),
+        ([relation()], "Relation message: outside a transaction"),
+        ([begin(), relation(), commit(), insert("1", "x")], "Insert message: outside a"),
+        ([commit()], "Commit message: no transaction to commit"),
+        ([begin(), begin()], "Begin message: the transaction before has no Commit"),
+        (
+            [b"M" + int8(1) + int64(5) + string("p") + int32(0)],
+            "Message message: a transactional message outside a transaction",
+        ),
+    ],
+)
+def test_messages_out_of_their_place(messages, error):
+    *setup, bad = messages
+    decoder = decoder_after(*setup)
+    with pytest.raises(DecodeError, match=error):
+        decoder.decode(bad)
+
+
+def test_a_non_transactional_message_comes_outside_transactions():
+    body = b"M" + int8(0) + int64(5) + string("p") + int32(0)
+    assert Decoder().decode(body) == Message(False, 5, "p", b"")
+
+
+@pytest.mark.parametrize(
+    ("messages", "error"),
+    [
         ([b"E"], "StreamStop message: not inside a stream"),
         ([b"S" + oid(1) + int8(1), begin()], "Begin message: inside a stream"),
+        ([begin(), b"S" + oid(1) + int8(1)], "StreamStart message: the transaction before"),
         ([b"S" + oid(1) + int8(1), b"S" + oid(1) + int8(0)], "StreamStart message: inside"),
         ([b"S" + oid(1) + int8(3)], "StreamStart message: unknown first-segment flag 3"),
     ],
 )
 def test_malformed_streams(messages, error):
-    decoder = Decoder(2)
     *setup, bad = messages
-    for message in setup:
-        decoder.decode(message)
+    decoder = decoder_after(*setup, version=2)
     with pytest.raises(DecodeError, match=error):
         decoder.decode(bad)
 
@@ -379,8 +429,7 @@ def test_an_unknown_protocol_version_is_refused():
 
 @given(st.binary(max_size=64), st.sampled_from([1, 2]))
 def test_arbitrary_bytes_decode_or_raise_decode_error(data, version):
-    decoder = Decoder(version)
-    decoder.decode(relation())
+    decoder = decoder_after(begin(), relation(), version=version)
     try:
         decoder.decode(data)
     except DecodeError:
@@ -392,9 +441,7 @@ def test_a_corrupted_byte_decodes_or_raises_decode_error(name, position, value):
     *setup, message = VALID[name]
     position %= len(message)
     corrupted = message[:position] + bytes([value]) + message[position + 1 :]
-    decoder = Decoder()
-    for earlier in setup:
-        decoder.decode(earlier)
+    decoder = decoder_after(*setup)
     try:
         decoder.decode(corrupted)
     except DecodeError:
