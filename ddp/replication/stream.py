@@ -19,9 +19,14 @@ eventlet driver's, which lets other green threads run; a ``select`` in tests). W
 it still sends a status update every ``keepalive_interval`` seconds, so the server neither
 times the connection out nor waits on it.
 
-(psycopg2 itself also advances the confirmed position to the server's WAL end on a
-keepalive, but only after everything it has handed over was confirmed: no unconfirmed
-transaction can be behind that position.)
+One thing this cannot prevent: psycopg2 (2.9) itself advances the confirmed position to a
+server keepalive's WAL end when the last message it read lies at or before the last
+confirmed position. The server gives ``Relation`` and ``Type`` messages position 0, and the
+changes of a transaction that began before the last confirmed commit earlier positions, so a
+keepalive that lands right after one of them confirms every transaction handed over before,
+confirmed or not. The server sends such a keepalive only when it has waited
+``wal_sender_timeout / 2`` for a reply with its socket full: a reader that keeps reading
+(and so sends status updates) does not see one.
 """
 
 import time
@@ -86,7 +91,7 @@ class ReplicationStream:
         self.clock = clock
         self.received_lsn = 0
         self.confirmed_lsn = start_lsn
-        self._connection = self._cursor = self._decoder = self._transaction = None
+        self._connection = self._cursor = self._decoder = None
         self._last_feedback = 0.0
 
     def connect(self):
@@ -129,8 +134,10 @@ class ReplicationStream:
             raise
         self._connection, self._cursor = connection, cursor
         self._decoder = Decoder()
-        self._transaction = None
         self._last_feedback = self.clock()
+        if self.confirmed_lsn:
+            # What was confirmed while disconnected, or whose status update was lost.
+            self._send_feedback(flush_lsn=self.confirmed_lsn)
 
     def close(self):
         """Close the connection (the slot keeps the last confirmed position)."""
@@ -165,7 +172,8 @@ class ReplicationStream:
 
     def confirm(self, lsn):
         """Tell the slot that everything up to ``lsn`` is handled: a ``Commit``'s ``end_lsn``,
-        once the transaction's events have committed. It will not be sent again.
+        once the transaction's events have committed. It will not be sent again. While the
+        stream is disconnected, the position is kept and sent when it connects again.
 
         :raises ValueError: ``lsn`` is past what the stream has handed over.
         :raises StreamLost: the connection failed; it is closed.
@@ -177,7 +185,8 @@ class ReplicationStream:
             )
         if lsn > self.confirmed_lsn:
             self.confirmed_lsn = lsn
-            self._send_feedback(flush_lsn=lsn)
+            if self._connection is not None:
+                self._send_feedback(flush_lsn=lsn)
 
     def _send_feedback(self, **positions):
         self._guarded(lambda: self._cursor.send_feedback(**positions, force=True))

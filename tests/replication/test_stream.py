@@ -52,6 +52,20 @@ def slot_confirmed(db, slot):
     )
 
 
+def slot_active(db, slot):
+    return db.value("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot])
+
+
+def terminate_reader(db, slot):
+    db.run(
+        (
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            [slot],
+        )
+    )
+
+
 def wait_for(condition, what):
     deadline = time.monotonic() + PATIENCE
     while not condition():
@@ -120,22 +134,11 @@ def test_after_a_lost_connection_only_unconfirmed_transactions_come_again(
     wait_for(lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, "the confirmation")
     assert slot_confirmed(books, slot) < second_commit.end_lsn
 
-    books.run(
-        (
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-            "WHERE slot_name = %s",
-            [slot],
-        )
-    )
+    terminate_reader(books, slot)
     with pytest.raises(StreamLost, match=f"Lost the replication of slot {slot}"):
         read_transactions(stream, 1)
 
-    wait_for(
-        lambda: books.value(
-            "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
-        ),
-        "the walsender's exit",
-    )
+    wait_for(lambda: not slot_active(books, slot), "the walsender's exit")
     if reader == "the same stream":
         stream.connect()
     else:
@@ -143,6 +146,25 @@ def test_after_a_lost_connection_only_unconfirmed_transactions_come_again(
     books.run("INSERT INTO book VALUES (3, 'Ulysses')")
     again = read_transactions(stream, 2)
     assert inserted_ids(again) == [2, 3]
+
+
+def test_a_confirmation_made_while_disconnected_reaches_the_slot_on_reconnecting(
+    books, slot, open_stream
+):
+    stream = open_stream(slot)
+    books.run("INSERT INTO book VALUES (1, 'Dune')", "INSERT INTO book VALUES (2, 'Emma')")
+    received = read_transactions(stream, 2)
+    first_commit = next(r.message for r in received if isinstance(r.message, Commit))
+    terminate_reader(books, slot)
+    with pytest.raises(StreamLost):
+        read_transactions(stream, 1)
+    # The first transaction's events commit while the connection is down.
+    stream.confirm(first_commit.end_lsn)
+    assert slot_confirmed(books, slot) < first_commit.end_lsn
+    wait_for(lambda: not slot_active(books, slot), "the walsender's exit")
+    stream.connect()
+    wait_for(lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, "the confirmation")
+    assert inserted_ids(read_transactions(stream, 1)) == [2]
 
 
 def test_a_stream_holding_a_taken_slot_is_lost(books, slot, open_stream):
