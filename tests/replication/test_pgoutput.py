@@ -413,6 +413,11 @@ def test_a_non_transactional_message_comes_outside_transactions():
         ([begin(), b"S" + oid(1) + int8(1)], "StreamStart message: the transaction before"),
         ([b"S" + oid(1) + int8(1), b"S" + oid(1) + int8(0)], "StreamStart message: inside"),
         ([b"S" + oid(1) + int8(3)], "StreamStart message: unknown first-segment flag 3"),
+        ([b"S" + oid(1) + int8(1), b"A" + oid(1) + oid(1)], "StreamAbort message: inside a"),
+        (
+            [b"S" + oid(1) + int8(1), b"c" + oid(1) + int8(0) + int64(1) + int64(2) + int64(3)],
+            "StreamCommit message: inside a stream",
+        ),
     ],
 )
 def test_malformed_streams(messages, error):
