@@ -23,6 +23,8 @@ from ddp.replication import setup
 from ddp.replication.stream import ReplicationStream
 from ddp.testing.database import database_url
 
+TABLES = ["bookstore_author", "bookstore_book"]
+
 
 @pytest.fixture
 def cursor():
