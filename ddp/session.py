@@ -27,7 +27,8 @@ from ddp import metrics
 from ddp.addresses import client_address
 from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.matching import compile_subscription
-from ddp.bus.producer import take_notified
+from ddp.bus.producer import commit_position, reading_database, take_notified
+from ddp.bus.producer import wrote as producer_wrote
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
 from ddp.peer import http_headers
@@ -75,8 +76,10 @@ USERS = ("U", "users")
 def run_method(func, this, params):
     """Run one method in its own transaction: an exception rolls its writes back.
 
-    Returns ``(result, notified)``: whether the method's writes sent changes, which its
-    caller must then see before ``updated``.
+    Returns ``(result, fence)``: what its caller must wait for before ``updated``, to see
+    the method's own writes. ``True``: its writes sent changes; a WAL position: it wrote,
+    and the replication reader must have announced up to there (``"database"`` capture);
+    ``False``: nothing.
     """
     bind_params(func, params)
     take_notified()
@@ -87,9 +90,10 @@ def run_method(func, this, params):
             result = func(this, *params)
         except CommittedError as exc:
             committed_error = exc
+        wrote = reading_database() and producer_wrote()
     if committed_error is not None:
         raise committed_error
-    return result, take_notified()
+    return result, commit_position() if wrote else take_notified()
 
 
 def collect(pairs):
@@ -584,11 +588,11 @@ class Session:
         started = time.monotonic()
         seed = None if call.random_seed is MISSING else call.random_seed
         this = replace(self.context, random_seed=seed)
-        text, notified = self._result(call, this)
-        if notified and self.bus is not None:
+        text, fence = self._result(call, this)
+        if fence and self.bus is not None:
             # The caller must see its own writes before ``updated`` (R4, R5).
             try:
-                self.bus.fence()
+                self.bus.fence(fence)
             except Exception:
                 # The writes are committed: answer, though they may reach the client after.
                 metrics.log_error(self.connection.session_id, method=call.method, on="fence")

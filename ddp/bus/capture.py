@@ -20,6 +20,8 @@ logger = logging.getLogger("ddp.bus")
 
 
 def _publishing(model, using):
+    if producer.reading_database():
+        return []  # the replication reader announces every write
     collections = API.collections_for_model(model)
     if collections and using != DEFAULT_DB_ALIAS:
         logger.error(

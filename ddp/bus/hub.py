@@ -19,7 +19,7 @@ from django.db import connections
 from ddp.api import API
 from ddp.bus import signing
 from ddp.bus.audience import Audience
-from ddp.bus.producer import LOGOUT_CHANNEL, channel
+from ddp.bus.producer import LOGOUT_CHANNEL, READER_CHANNEL, channel
 
 logger = logging.getLogger("ddp.bus")
 
@@ -164,24 +164,31 @@ class Bus:
             if token_hash not in valid:
                 self.revoked(token_hash)
 
-    def fence(self):
+    def fence(self, target=True):
         """Wait until every change committed before now has been delivered to sessions.
 
         NOTIFYs reach a listener in commit order, so once a fence sent after a method's
-        COMMIT comes back, that method's own changes are in its sessions' queues.
+        COMMIT comes back, that method's own changes are in its sessions' queues. With
+        ``"database"`` capture, ``target`` is the method's commit position, and the fence
+        is asked of the replication reader, which answers once it has announced what
+        committed up to there (after those events, so they arrive first).
         """
         token = secrets.token_hex(8)
         arrived = self._fences[token] = threading.Event()
         try:
-            self.run_db(self._send_fence, token)
+            self.run_db(self._send_fence, token, target)
             if not arrived.wait(10):
                 logger.warning("A fence did not come back within 10 s")
         finally:
             self._fences.pop(token, None)
 
-    def _send_fence(self, token):
+    def _send_fence(self, token, target):
         with connections["default"].cursor() as cursor:
-            signing.notify(cursor, self.fence_channel, [token])
+            if target is True:
+                signing.notify(cursor, self.fence_channel, [token])
+            else:
+                request = f"{self.fence_channel} {token} {target}"
+                signing.notify(cursor, READER_CHANNEL, [request])
 
     def _notified(self, channel_name, payload):
         if channel_name == LOGOUT_CHANNEL:

@@ -100,7 +100,7 @@ class InMemoryBus:
             self._rows.pop(key, None)
             self._matches.pop(key, None)
 
-    def fence(self):
+    def fence(self, target=True):
         """A method's writes are delivered once its block has exited: nothing to wait for."""
         self.flush()
 

@@ -28,6 +28,7 @@ from ddp import metrics
 from ddp.api import API
 from ddp.bus import payload, registry, signing
 from ddp.bus.matching import Matcher
+from ddp.conf import ddp_settings
 from ddp.serialize import document, document_id
 
 logger = logging.getLogger("ddp.bus")
@@ -54,6 +55,8 @@ def take_notified():
 
 #: The channel that carries revoked login tokens (their hashes) to every server.
 LOGOUT_CHANNEL = "ddp_logout"
+#: Where servers ask the replication reader for a fence (see ddp.replication.reader).
+READER_CHANNEL = "ddp_reader"
 
 
 class PostgresBackend:
@@ -93,6 +96,27 @@ def use_backend(backend):
     global _backend
     previous, _backend = _backend, backend
     return previous
+
+
+def reading_database():
+    """Whether the replication reader announces every write (``DDP["CAPTURE"]`` is
+    ``"database"``): writers then send nothing, and pay nothing. The in-process bus of
+    tests has no reader, so signals still carry its changes."""
+    return ddp_settings.CAPTURE == "database" and isinstance(_backend, PostgresBackend)
+
+
+def wrote(using="default"):
+    """Whether the transaction open on ``using`` has written anything (in it)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT txid_current_if_assigned() IS NOT NULL")
+        return cursor.fetchone()[0]
+
+
+def commit_position(using="default"):
+    """A WAL position at or after every commit made so far on ``using`` (after one)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn")
+        return int(cursor.fetchone()[0])
 
 
 def changed(instance, collections, using, deleted=False):
@@ -155,8 +179,16 @@ def notify_changed(model, pks, using="default"):
     """Announce rows written without model signals (``update()``, ``bulk_create()``, SQL).
 
     Rows that no longer exist are announced as deleted. Call it inside the same
-    transaction as the write, so that the change goes out only if it commits.
+    transaction as the write, so that the change goes out only if it commits. With
+    ``"database"`` capture it does nothing: the replication reader sees every write.
     """
+    if not reading_database():
+        announce_rows(model, pks, using)
+
+
+def announce_rows(model, pks, using="default"):
+    """Announce the rows ``pks`` of ``model`` as the database holds them now (a key no
+    longer there as deleted): what :func:`notify_changed` and the replication reader do."""
     collections = API.collections_for_model(model)
     if not collections:
         return

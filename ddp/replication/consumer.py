@@ -47,19 +47,22 @@ class Tables:
 
     def __init__(self, registry=API):
         self.sources = {}
+        #: The many-to-many tables among them.
+        self.through = set()
         for collection in registry.collections.values():
             model = collection.model._meta.concrete_model
             self._add(model._meta.db_table, model, model._meta.pk.column)
-            for parent, link in model._meta.parents.items():
-                if link is not None:
-                    # The child's key is its link to the parent: the same value.
-                    self._add(parent._meta.db_table, model, parent._meta.pk.column)
+            for parent in model._meta.get_parent_list():
+                # Multi-table inheritance keeps inherited fields in each ancestor's table,
+                # whose key is the child's own.
+                self._add(parent._meta.db_table, model, parent._meta.pk.column)
             for field in model._meta.many_to_many:
                 # A document lists its own many-to-many ids (``tag_ids``): a through row
                 # changes the document its column points to. A deleted through row names
                 # it only under REPLICA IDENTITY FULL, which the set-up gives these tables.
-                through = field.remote_field.through._meta
-                self._add(through.db_table, model, field.m2m_column_name())
+                through = field.remote_field.through._meta.db_table
+                self.through.add(through)
+                self._add(through, model, field.m2m_column_name())
 
     def _add(self, table, model, column):
         sources = self.sources.setdefault(table, [])
@@ -92,4 +95,4 @@ def announce(changes, tables, using=DEFAULT_DB_ALIAS):
         for model in dict.fromkeys(truncated):
             producer.truncated(model, using)
         for model, pks in keys.items():
-            producer.notify_changed(model, list(pks), using)
+            producer.announce_rows(model, list(pks), using)

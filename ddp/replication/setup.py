@@ -32,6 +32,7 @@ from collections import namedtuple
 
 from ddp.api import API
 from ddp.conf import ddp_settings
+from ddp.replication.consumer import Tables
 
 MODES = ("auto", "database", "signals")
 #: ``server_version_num`` of the oldest PostgreSQL database capture supports.
@@ -67,24 +68,12 @@ def published_tables(registry=API):
     A model's own table, its parents' (multi-table inheritance keeps inherited fields
     there) and its many-to-many tables (their rows are the ``<name>_ids`` lists).
     """
-    tables = set()
-    for collection in registry.collections.values():
-        meta = collection.model._meta.concrete_model._meta
-        tables.add(meta.db_table)
-        tables.update(parent._meta.db_table for parent in meta.get_parent_list())
-        tables.update(field.remote_field.through._meta.db_table for field in meta.many_to_many)
-    return sorted(tables)
+    return Tables(registry).names()
 
 
 def through_tables(registry=API):
     """The many-to-many tables among :func:`published_tables`, sorted."""
-    return sorted(
-        {
-            field.remote_field.through._meta.db_table
-            for collection in registry.collections.values()
-            for field in collection.model._meta.concrete_model._meta.many_to_many
-        }
-    )
+    return sorted(Tables(registry).through)
 
 
 def capture_mode(connection, registry=API):

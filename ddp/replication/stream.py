@@ -29,6 +29,7 @@ confirmed or not. The server sends such a keepalive only when it has waited
 (and so sends status updates) does not see one.
 """
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -40,6 +41,27 @@ from ddp.replication.pgoutput import Begin, Decoder, format_lsn
 #: Seconds between two status updates while nothing else is sent. PostgreSQL drops a reader
 #: it has not heard from in ``wal_sender_timeout`` (60 s by default).
 KEEPALIVE_INTERVAL = 10.0
+
+
+@contextlib.contextmanager
+def _callback_off():
+    """Run a replication call with psycopg2's wait callback off.
+
+    Under eventlet psycopg2 has a wait callback (its connections are "green"), and psycopg2
+    refuses replication calls on green connections. None of them waits for the server but
+    ``start_replication`` (one round trip): ``read_message`` takes what has arrived and
+    ``send_feedback`` writes a few bytes. The callback is global, yet no other green thread
+    can run during a call that does not yield, so turning it off for one call is safe.
+    """
+    callback = psycopg2.extensions.get_wait_callback()
+    if callback is None:
+        yield
+        return
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)
 
 
 class StreamLost(Exception):
@@ -105,28 +127,33 @@ class ReplicationStream:
         if self._connection is not None:
             raise RuntimeError("The replication stream is already connected")
         try:
-            connection = psycopg2.connect(
+            params = {
                 **self.connect_params,
                 # pgoutput sends text in the client's encoding; the decoder reads UTF-8.
-                client_encoding="UTF8",
-                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+                "client_encoding": "UTF8",
+            }
+            # Django's parameters name its own cursor class; replication needs psycopg2's.
+            params.pop("cursor_factory", None)
+            connection = psycopg2.connect(
+                **params, connection_factory=psycopg2.extras.LogicalReplicationConnection
             )
         except psycopg2.OperationalError as exc:
             raise StreamLost(f"Cannot connect to replicate slot {self.slot_name}: {exc}") from exc
         try:
             cursor = connection.cursor()
-            cursor.start_replication(
-                slot_name=self.slot_name,
-                decode=False,
-                start_lsn=self.confirmed_lsn,
-                # psycopg2's own status updates, which it refuses more often than each
-                # second; read() sends them every keepalive_interval anyway.
-                status_interval=max(self.keepalive_interval, 1),
-                options={
-                    "proto_version": "1",
-                    "publication_names": ",".join(self.publication_names),
-                },
-            )
+            with _callback_off():
+                cursor.start_replication(
+                    slot_name=self.slot_name,
+                    decode=False,
+                    start_lsn=self.confirmed_lsn,
+                    # psycopg2's own status updates, which it refuses more often than each
+                    # second; read() sends them every keepalive_interval anyway.
+                    status_interval=max(self.keepalive_interval, 1),
+                    options={
+                        "proto_version": "1",
+                        "publication_names": ",".join(self.publication_names),
+                    },
+                )
         except psycopg2.Error as exc:
             connection.close()
             if isinstance(exc, psycopg2.OperationalError):
@@ -188,13 +215,31 @@ class ReplicationStream:
             if self._connection is not None:
                 self._send_feedback(flush_lsn=lsn)
 
+    def server_position(self):
+        """The server's WAL position as of its last message or keepalive (0: none yet).
+
+        The server sends a transaction once it has decoded its commit, in order, so once
+        :meth:`read` has handed over everything that arrived, every transaction that
+        committed before this position has been handed over.
+        """
+        return self._cursor.wal_end if self._cursor is not None else 0
+
+    def ask_position(self):
+        """Ask the server for a keepalive now, which brings :meth:`server_position` up to
+        where its decoding stands (else it comes only every ``wal_sender_timeout / 2``).
+
+        :raises StreamLost: the connection failed; it is closed.
+        """
+        self._send_feedback(reply=True)
+
     def _send_feedback(self, **positions):
         self._guarded(lambda: self._cursor.send_feedback(**positions, force=True))
         self._last_feedback = self.clock()
 
     def _guarded(self, operation):
         try:
-            return operation()
+            with _callback_off():
+                return operation()
         except psycopg2.Error as exc:
             self.close()
             raise StreamLost(f"Lost the replication of slot {self.slot_name}: {exc}") from exc

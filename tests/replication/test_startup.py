@@ -27,7 +27,7 @@ def test_the_embedded_database_gives_database_capture():
     assert line.startswith(
         'changes: database capture (DDP["CAPTURE"] is "auto", wal_level is logical, and role '
     )
-    assert line.endswith("; not in effect yet, model signals carry them")
+    assert line.endswith('; model signals carry them until DDP["CAPTURE"] = "database"')
 
 
 def test_signals_when_asked():

@@ -86,6 +86,7 @@ class Command(BaseCommand):
         from ddp.bus.hub import Bus
         from ddp.bus.listener import Listener
         from ddp.bus.registry import ServerRegistration
+        from ddp.replication.reader import Reader
         from ddp.replication.setup import capture_mode
         from ddp.server import eventlet_driver
         from ddp.server.pool import DatabasePool
@@ -102,10 +103,13 @@ class Command(BaseCommand):
         if not options["skip_checks"]:
             self.check(databases=[DEFAULT_DB_ALIAS])
         mode, reason = capture_mode(connections[DEFAULT_DB_ALIAS])
+        reading = mode == "database" and ddp_settings.CAPTURE == "database"
         capture = f"{mode} capture ({reason})"
-        if mode == "database":
-            # Until the replication reader is merged (issue 13), signals carry them.
-            capture += "; not in effect yet, model signals carry them"
+        if mode == "database" and not reading:
+            # "auto" turns the reader on by itself once it has been proven under faults.
+            capture += '; model signals carry them until DDP["CAPTURE"] = "database"'
+        elif reading:
+            capture += "; this server reads them when it holds the reader's lock"
         # This green thread keeps no connection of its own while it serves.
         connections[DEFAULT_DB_ALIAS].close()
         eventlet_driver.raise_file_limit()
@@ -121,6 +125,10 @@ class Command(BaseCommand):
             pool.run,
         )
         bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
+        reader = None
+        if reading:
+            reader = Reader(connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run)
+            reader.start()
         app = DDPApplication(
             pool.run,
             eventlet_driver.mark_handled,
@@ -148,6 +156,8 @@ class Command(BaseCommand):
         eventlet_driver.serve(
             sock, app, max_connections, on_started=started, window=ddp_settings.SHUTDOWN_WINDOW
         )
+        if reader is not None:
+            reader.stop()
         bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")

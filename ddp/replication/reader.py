@@ -1,0 +1,217 @@
+"""The one reader of a database's changes, elected among its ``ddpserver`` processes.
+
+In ``DDP["CAPTURE"] = "database"`` mode writers send nothing: every ``ddpserver`` runs a
+:class:`Reader`, and the one that holds an advisory lock on the database reads the
+replication slot (``pgoutput``, :mod:`ddp.replication.stream`). For each run of committed
+transactions it announces the documents they changed (:func:`consumer.announce`: each read
+once with the ORM and matched once, in one transaction whose NOTIFYs carry the events to
+every server, as a writer's did), and only once that transaction has committed does it
+confirm the position to the slot. So a reader that dies, at any point, loses nothing: the
+next one (another server takes the lock) gets every transaction after the last confirmed
+position again. Events are whole documents, so announcing one twice costs clients nothing.
+
+Fences: a method's caller must see its own writes before ``updated``. Its server asks the
+reader (a NOTIFY on ``ddp_reader`` with the method's commit position) and waits for
+the answer on its own fence channel; the reader answers once it has announced everything
+committed up to that position, after those events' NOTIFYs, so they arrive first.
+
+Memory is bounded: changes are announced every :data:`BATCH` rows even inside one large
+transaction (it has committed already; only the confirmation waits for its end).
+
+Written against the standard library and psycopg2: ``ddpserver`` has made ``select``,
+``threading`` and psycopg2 green before this runs.
+"""
+
+import hashlib
+import logging
+import select
+import threading
+import time
+
+import psycopg2
+
+from ddp import metrics
+from ddp.bus import signing
+from ddp.bus.producer import READER_CHANNEL
+from ddp.replication import pgoutput, setup
+from ddp.replication.consumer import Change, Tables, announce
+from ddp.replication.stream import ReplicationStream, StreamLost
+
+logger = logging.getLogger("ddp.replication")
+
+#: Row changes announced at once, at most (a long transaction goes in several batches).
+BATCH = 1000
+#: Seconds the reader waits for the stream when it has nothing else to do.
+IDLE_WAIT = 1.0
+#: Seconds between two tries to become the reader, and the cap of the retry backoff.
+ELECTION_INTERVAL = 2.0
+MAX_BACKOFF = 10.0
+
+
+def lock_key(slot_name):
+    """The advisory lock whose holder reads ``slot_name``: a bigint of its name."""
+    digest = hashlib.sha256(f"ddp.replication.reader:{slot_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def wait_readable(*filenos, timeout=None):
+    """Wait until one of ``filenos`` can be read, at most ``timeout`` seconds (green)."""
+    select.select(list(filenos), [], [], timeout)
+
+
+class _FenceRequested(Exception):
+    """A fence request arrived while the reader waited for the stream."""
+
+
+class Reader:
+    def __init__(self, connect_params, run_db, registry=None):
+        self.connect_params = connect_params
+        self.run_db = run_db
+        self.tables = Tables(registry) if registry is not None else Tables()
+        #: The slot and publication's name, ``ddp_<database>``, once connected.
+        self.slot = None
+        self.elected = threading.Event()
+        #: The last position announced and confirmed (metrics, tests).
+        self.confirmed_lsn = 0
+        self._running = False
+        self._fences = []  # (channel, token, position) waiting for the reader
+        self._thread = threading.Thread(target=self._run, name="ddp-reader", daemon=True)
+
+    def start(self):
+        self._running = True
+        self._thread.start()
+
+    def stop(self):
+        self._running = False
+        self._thread.join(5)
+
+    # Election --------------------------------------------------------------------
+
+    def _run(self):
+        backoff = ELECTION_INTERVAL
+        while self._running:
+            conn = None
+            try:
+                conn = psycopg2.connect(**self.connect_params)
+                conn.autocommit = True
+                if self._take_lock(conn):
+                    backoff = ELECTION_INTERVAL
+                    self.elected.set()
+                    logger.info("This server reads the database's changes (slot %s)", self.slot)
+                    self._serve(conn)
+            except (psycopg2.Error, StreamLost, setup.SetupError, OSError) as exc:
+                logger.warning("Reading the database's changes stopped: %s; retrying", exc)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:
+                # Nothing the database sends may end this thread: log, back off, go on.
+                logger.exception("The replication reader failed; retrying")
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            finally:
+                self.elected.clear()
+                if conn is not None:
+                    conn.close()
+            if self._running:
+                time.sleep(backoff)
+
+    def _take_lock(self, conn):
+        with conn.cursor() as cursor:
+            self.slot = setup.replication_name(setup.current_database(cursor))
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.slot)])
+            return cursor.fetchone()[0]
+
+    # Reading ---------------------------------------------------------------------
+
+    def _serve(self, conn):
+        with conn.cursor() as cursor:
+            setup.ensure_publication(
+                cursor, self.tables.names(), full_identity=sorted(self.tables.through)
+            )
+            setup.ensure_slot(cursor, self.slot)
+            # Fence requests: "<fence channel> <token> <position>".
+            cursor.execute(f"LISTEN {READER_CHANNEL}")
+
+        def wait(fileno, timeout):
+            # A fence request ends the wait for the stream: it is answered at once.
+            wait_readable(fileno, conn.fileno(), timeout=timeout)
+            conn.poll()
+            if conn.notifies:
+                raise _FenceRequested
+
+        stream = ReplicationStream(self.connect_params, self.slot, [self.slot], wait)
+        stream.connect()
+        try:
+            self._follow(conn, stream)
+        finally:
+            stream.close()
+
+    def _follow(self, conn, stream):
+        pending = []  # changes read and not yet announced
+        finished = 0  # the end of the last transaction read whole
+        in_transaction = False
+        while self._running:
+            try:
+                received = stream.read(timeout=0 if pending or self._fences else IDLE_WAIT)
+            except _FenceRequested:
+                received = None
+            if received is not None:
+                message = received.message
+                if isinstance(message, pgoutput.Begin):
+                    in_transaction = True
+                elif isinstance(message, pgoutput.Commit):
+                    in_transaction = False
+                    finished = message.end_lsn
+                else:
+                    pending.extend(_changes(message))
+                if len(pending) < BATCH:
+                    continue  # read on while changes keep arriving
+            if pending:
+                # Committed already: a long transaction is announced a batch at a time.
+                self.run_db(announce, pending, self.tables)
+                metrics.inc("ddp_replication_changes_total", len(pending))
+                pending = []
+            if not in_transaction and finished > self.confirmed_lsn:
+                # Its events have committed: the slot need not send it again.
+                stream.confirm(finished)
+                self.confirmed_lsn = finished
+            self._take_fence_requests(conn)
+            if self._fences and not in_transaction and received is None:
+                # Everything the server sent is announced: whatever committed before its
+                # position has been. Ask for a newer one while fences wait for it.
+                self._answer_fences(conn, max(finished, stream.server_position()))
+                if self._fences:
+                    stream.ask_position()
+
+    # Fences ----------------------------------------------------------------------
+
+    def _take_fence_requests(self, conn):
+        conn.poll()
+        while conn.notifies:
+            notify = conn.notifies.pop(0)
+            try:
+                channel, token, position = signing.verify(notify.channel, notify.payload).split()
+                self._fences.append((channel, token, int(position)))
+            except ValueError:
+                metrics.inc("ddp_listener_refused_payloads_total")
+
+    def _answer_fences(self, conn, position):
+        due = [fence for fence in self._fences if fence[2] <= position]
+        if not due:
+            return
+        self._fences = [fence for fence in self._fences if fence[2] > position]
+        with conn.cursor() as cursor:
+            for channel, token, _ in due:
+                signing.notify(cursor, channel, [token])
+
+
+def _changes(message):
+    """The :class:`Change` rows of one decoded message (none for the others)."""
+    if isinstance(message, pgoutput.Insert):
+        return [Change(message.relation.name, "insert", new=message.relation.named(message.new))]
+    if isinstance(message, pgoutput.Update):
+        old = None if message.old is None else message.relation.named(message.old)
+        return [Change(message.relation.name, "update", message.relation.named(message.new), old)]
+    if isinstance(message, pgoutput.Delete):
+        return [Change(message.relation.name, "delete", old=message.relation.named(message.old))]
+    if isinstance(message, pgoutput.Truncate):
+        return [Change(relation.name, "truncate") for relation in message.relations]
+    return []
