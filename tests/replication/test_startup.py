@@ -25,9 +25,17 @@ def test_the_embedded_database_gives_database_capture():
     with ServerProcess() as server:
         line = changes_line(server)
     assert line.startswith(
-        'changes: database capture (DDP["CAPTURE"] is "auto", wal_level is logical, and role '
+        "changes: signals capture (database capture is possible: "
+        'DDP["CAPTURE"] is "auto", wal_level is logical, and role '
     )
-    assert line.endswith('; model signals carry them until DDP["CAPTURE"] = "database"')
+    assert line.endswith('; set DDP["CAPTURE"] = "database")')
+
+
+def test_database_capture_when_asked():
+    with ServerProcess(ddp={"CAPTURE": "database"}) as server:
+        line = changes_line(server)
+    assert line.startswith('changes: database capture (DDP["CAPTURE"] is "database"')
+    assert line.endswith("; read by the server that holds the lock)")
 
 
 def test_signals_when_asked():

@@ -104,12 +104,16 @@ class Command(BaseCommand):
             self.check(databases=[DEFAULT_DB_ALIAS])
         mode, reason = capture_mode(connections[DEFAULT_DB_ALIAS])
         reading = mode == "database" and ddp_settings.CAPTURE == "database"
-        capture = f"{mode} capture ({reason})"
         if mode == "database" and not reading:
             # "auto" turns the reader on by itself once it has been proven under faults.
-            capture += '; model signals carry them until DDP["CAPTURE"] = "database"'
+            capture = (
+                f"signals capture (database capture is possible: {reason}; "
+                'set DDP["CAPTURE"] = "database")'
+            )
         elif reading:
-            capture += "; this server reads them when it holds the reader's lock"
+            capture = f"database capture ({reason}; read by the server that holds the lock)"
+        else:
+            capture = f"{mode} capture ({reason})"
         # This green thread keeps no connection of its own while it serves.
         connections[DEFAULT_DB_ALIAS].close()
         eventlet_driver.raise_file_limit()
