@@ -41,8 +41,10 @@ logger = logging.getLogger("ddp.replication")
 
 #: Row changes announced at once, at most (a long transaction goes in several batches).
 BATCH = 1000
-#: Seconds the reader waits for the stream when it has nothing else to do.
+#: Seconds the reader waits for the stream when it has nothing else to do, and while a
+#: fence waits for the server's position.
 IDLE_WAIT = 1.0
+FENCE_WAIT = 0.01
 #: Seconds between two tries to become the reader, and the cap of the retry backoff.
 ELECTION_INTERVAL = 2.0
 MAX_BACKOFF = 10.0
@@ -88,30 +90,33 @@ class Reader:
     # Election --------------------------------------------------------------------
 
     def _run(self):
-        backoff = ELECTION_INTERVAL
+        conn = None
+        pause = ELECTION_INTERVAL
         while self._running:
-            conn = None
             try:
-                conn = psycopg2.connect(**self.connect_params)
-                conn.autocommit = True
+                if conn is None or conn.closed:
+                    conn = psycopg2.connect(**self.connect_params)
+                    conn.autocommit = True
                 if self._take_lock(conn):
-                    backoff = ELECTION_INTERVAL
                     self.elected.set()
                     logger.info("This server reads the database's changes (slot %s)", self.slot)
                     self._serve(conn)
+                pause = ELECTION_INTERVAL
             except (psycopg2.Error, StreamLost, setup.SetupError, OSError) as exc:
                 logger.warning("Reading the database's changes stopped: %s; retrying", exc)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                pause = min(pause * 2, MAX_BACKOFF)
+                conn = _closed(conn)
             except Exception:
                 # Nothing the database sends may end this thread: log, back off, go on.
                 logger.exception("The replication reader failed; retrying")
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                pause = min(pause * 2, MAX_BACKOFF)
+                conn = _closed(conn)
             finally:
                 self.elected.clear()
-                if conn is not None:
-                    conn.close()
             if self._running:
-                time.sleep(backoff)
+                # A server that is not the reader keeps its connection and asks again.
+                time.sleep(pause)
+        _closed(conn)
 
     def _take_lock(self, conn):
         with conn.cursor() as cursor:
@@ -149,8 +154,14 @@ class Reader:
         finished = 0  # the end of the last transaction read whole
         in_transaction = False
         while self._running:
+            if pending:
+                timeout = 0  # announce what has arrived as soon as nothing more has
+            elif self._fences:
+                timeout = FENCE_WAIT  # the keepalive asked for is on its way
+            else:
+                timeout = IDLE_WAIT
             try:
-                received = stream.read(timeout=0 if pending or self._fences else IDLE_WAIT)
+                received = stream.read(timeout=timeout)
             except _FenceRequested:
                 received = None
             if received is not None:
@@ -174,11 +185,15 @@ class Reader:
                 stream.confirm(finished)
                 self.confirmed_lsn = finished
             self._take_fence_requests(conn)
-            if self._fences and not in_transaction and received is None:
-                # Everything the server sent is announced: whatever committed before its
-                # position has been. Ask for a newer one while fences wait for it.
-                self._answer_fences(conn, max(finished, stream.server_position()))
-                if self._fences:
+            if self._fences and not in_transaction:
+                # Whatever committed before ``finished`` is announced; and once everything
+                # the server sent is, whatever committed before its position too. Ask for a
+                # newer one while fences wait for it.
+                caught_up = received is None
+                self._answer_fences(
+                    conn, max(finished, stream.server_position()) if caught_up else finished
+                )
+                if self._fences and caught_up:
                     stream.ask_position()
 
     # Fences ----------------------------------------------------------------------
@@ -201,6 +216,13 @@ class Reader:
         with conn.cursor() as cursor:
             for channel, token, _ in due:
                 signing.notify(cursor, channel, [token])
+
+
+def _closed(conn):
+    """Close ``conn`` if open (its advisory lock goes with it); return None."""
+    if conn is not None:
+        conn.close()
+    return None
 
 
 def _changes(message):
