@@ -173,3 +173,54 @@ def test_killing_the_reader_mid_burst_loses_nothing_and_duplicates_nothing(autho
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_schema_change_while_streaming_does_not_stop_the_reader(author):
+    with ServerProcess(ddp=SERVER) as server:
+        with connection.cursor() as cursor:
+            wait_until_reading(cursor, server)
+        client = books_client(server, author)
+        before = Book.objects.create(title="before", author=author)
+        client.assert_added(BOOK, str(before.pk), title="before")
+        with connection.cursor() as cursor:
+            # Between two writes, on a published table: the stream sends a new Relation.
+            cursor.execute("ALTER TABLE bookstore_book ADD COLUMN ddp_extra integer DEFAULT 7")
+            try:
+                after = Book.objects.create(title="after", author=author)
+                cursor.execute(
+                    "UPDATE bookstore_book SET title = 'before, renamed' WHERE id = %s", [before.pk]
+                )
+                client.assert_added(BOOK, str(after.pk), title="after")
+                client.assert_changed(BOOK, str(before.pk), {"title": "before, renamed"})
+            finally:
+                cursor.execute("ALTER TABLE bookstore_book DROP COLUMN ddp_extra")
+        last = Book.objects.create(title="last", author=author)
+        client.assert_added(BOOK, str(last.pk), title="last")
+        client.close()
+    assert "Traceback" not in server.output()
+
+
+def test_changes_made_while_no_server_runs_are_kept_by_the_slot(author):
+    with connection.cursor() as cursor:
+        with ServerProcess(ddp=SERVER) as server:
+            wait_until_reading(cursor, server)
+        wait_for(lambda: not _slot_active(cursor), timeout=30)
+        # Every server is gone; writes go on for 10 s, from a plain writer.
+        writer = Writer(author, 10**9, pause=0.02)
+        writer.start()
+        time.sleep(10)
+        writer.count = 0  # ends the writer's loop
+        writer.join(30)
+        assert writer.written > 50
+        assert setup.slot_status(cursor).lag_bytes > 0  # the slot kept what nobody read
+        with ServerProcess(ddp=SERVER) as server:
+            client = books_client(server, author)
+            assert len(titles(client)) == writer.written  # the initial query's job
+            wait_until_reading(cursor, server)
+            # The new reader reads what the slot kept, and confirms it: the lag falls back
+            # to the WAL written since (none but what the reader's own NOTIFYs write).
+            wait_for(lambda: setup.slot_status(cursor).lag_bytes < 64 * 1024, timeout=30)
+            late = Book.objects.create(title="late", author=author)
+            client.assert_added(BOOK, str(late.pk), title="late")
+            converge(client)
+            client.close()
