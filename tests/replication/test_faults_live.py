@@ -224,3 +224,36 @@ def test_changes_made_while_no_server_runs_are_kept_by_the_slot(author):
             client.assert_added(BOOK, str(late.pk), title="late")
             converge(client)
             client.close()
+
+
+def test_every_connection_to_postgresql_dropped_during_writes_loses_nothing(author):
+    """PostgreSQL restarting, as near as a test sharing the server can get: every other
+    backend is terminated (the reader's election connection and walsender, the listeners,
+    the database workers, the writer's), twice, while writes go on. Restarting the
+    postmaster itself would take the test run's own server away from under it."""
+    servers = [ServerProcess(ddp=SERVER).start() for _ in range(2)]
+    try:
+        with connection.cursor() as cursor:
+            wait_until_reading(cursor, *servers)
+        clients = [books_client(server, author) for server in servers]
+        writer = Writer(author, 600, pause=0.005)
+        writer.start()
+        for mark in (150, 350):
+            wait_for(lambda mark=mark: writer.written >= mark, timeout=60)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE pid <> pg_backend_pid() AND (datname = current_database()"
+                    " OR backend_type = 'walsender')"
+                )
+                assert cursor.fetchone()[0] >= 3  # at least the walsender, listeners
+        writer.join(120)
+        assert writer.written == 600
+        with connection.cursor() as cursor:
+            wait_for(lambda: _slot_active(cursor), timeout=60)  # a reader again
+        for client in clients:
+            converge(client)
+            client.close()
+    finally:
+        for server in servers:
+            server.stop()
