@@ -13,9 +13,10 @@ collections that table publishes re-runs (an event every subscription is unsure 
 the differences, every document removed, reach the clients that held them.
 """
 
+import time
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.api import API
 from ddp.bus import producer
@@ -74,12 +75,45 @@ class Tables:
         return sorted(self.sources)
 
 
-def announce(changes, tables, using=DEFAULT_DB_ALIAS):
+#: Seconds between two looks at whether committed transactions have become visible.
+VISIBILITY_POLL = 0.002
+
+
+def wait_visible(xids, using=DEFAULT_DB_ALIAS):
+    """Wait until the transactions ``xids`` (32-bit ids, committed) are visible to new
+    snapshots.
+
+    PostgreSQL writes (and flushes) a commit record, and so may stream the transaction,
+    before it takes the transaction out of the running ones: for a moment a new snapshot
+    still sees its rows as uncommitted. A document read then would go out as it was
+    before, or as removed, and the change would never reach anyone.
+    """
+    if not xids:
+        return
+    with connections[using].cursor() as cursor:
+        while True:
+            # A 32-bit xid in the epoch of the snapshot's xmax (or the one before).
+            cursor.execute(
+                "SELECT bool_and(pg_visible_in_snapshot(CASE WHEN f <= m THEN f"
+                " ELSE f - 4294967296 END::text::xid8, s))"
+                " FROM (SELECT pg_current_snapshot() AS s) q,"
+                " LATERAL (SELECT pg_snapshot_xmax(q.s)::text::bigint AS m) xm,"
+                " LATERAL (SELECT (m >> 32 << 32) | x AS f FROM unnest(%s::bigint[]) x) ids",
+                [sorted(xids)],
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(VISIBILITY_POLL)
+
+
+def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=()):
     """Announce the documents ``changes`` (in commit order) change, in one transaction.
 
     Each document is announced once however many of the changes touch it, after the
-    whole batch: what is read is the state the batch led to.
+    whole batch: what is read is the state the batch led to, once the transactions
+    ``xids`` that made the changes are visible (:func:`wait_visible`).
     """
+    wait_visible(xids, using)
     keys = {}  # model -> {pk text: None}, an ordered set
     truncated = []
     for change in changes:

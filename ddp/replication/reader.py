@@ -29,6 +29,7 @@ import threading
 import time
 
 import psycopg2
+from django.db import DEFAULT_DB_ALIAS
 
 from ddp import metrics
 from ddp.bus import signing
@@ -151,6 +152,7 @@ class Reader:
 
     def _follow(self, conn, stream):
         pending = []  # changes read and not yet announced
+        xids = set()  # the transactions that made them
         finished = 0  # the end of the last transaction read whole
         in_transaction = False
         while self._running:
@@ -168,6 +170,7 @@ class Reader:
                 message = received.message
                 if isinstance(message, pgoutput.Begin):
                     in_transaction = True
+                    xids.add(message.xid)
                 elif isinstance(message, pgoutput.Commit):
                     in_transaction = False
                     finished = message.end_lsn
@@ -177,9 +180,11 @@ class Reader:
                     continue  # read on while changes keep arriving
             if pending:
                 # Committed already: a long transaction is announced a batch at a time.
-                self.run_db(announce, pending, self.tables)
+                self.run_db(announce, pending, self.tables, DEFAULT_DB_ALIAS, frozenset(xids))
                 metrics.inc("ddp_replication_changes_total", len(pending))
                 pending = []
+                if not in_transaction:
+                    xids = set()
             if not in_transaction and finished > self.confirmed_lsn:
                 # Its events have committed: the slot need not send it again.
                 stream.confirm(finished)
