@@ -48,6 +48,10 @@ COUNTERS = {
         "Subscriptions refused with a 503 nosub: the registry lock stayed held for "
         "DDP['REGISTRY_LOCK_WAIT']."
     ),
+    "ddp_replication_changes_total": (
+        "Row changes this server read from the replication slot and announced, as the "
+        "database's reader (DDP['CAPTURE'] = 'database')."
+    ),
 }
 #: Every histogram, with its help text.
 HISTOGRAMS = {

@@ -9,6 +9,9 @@ every server, as a writer's did), and only once that transaction has committed d
 confirm the position to the slot. So a reader that dies, at any point, loses nothing: the
 next one (another server takes the lock) gets every transaction after the last confirmed
 position again. Events are whole documents, so announcing one twice costs clients nothing.
+PostgreSQL may stream a transaction a moment before new snapshots see it: the rows are read
+only once its transaction ids are visible (:func:`consumer.wait_visible`), else a new row
+would go out as removed.
 
 Fences: a method's caller must see its own writes before ``updated``. Its server asks the
 reader (a NOTIFY on ``ddp_reader`` with the method's commit position) and waits for
