@@ -13,9 +13,10 @@ collections that table publishes re-runs (an event every subscription is unsure 
 the differences, every document removed, reach the clients that held them.
 """
 
+import time
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.api import API
 from ddp.bus import producer
@@ -74,12 +75,20 @@ class Tables:
         return sorted(self.sources)
 
 
-def announce(changes, tables, using=DEFAULT_DB_ALIAS):
+#: Transaction ids are 32 bits in the stream, and compared modulo 2**32 as PostgreSQL does.
+XID_SPAN = 1 << 32
+#: Seconds between two looks at whether committed transactions are visible yet, at most.
+VISIBLE_POLL = 0.05
+
+
+def announce(changes, tables, xids=(), using=DEFAULT_DB_ALIAS):
     """Announce the documents ``changes`` (in commit order) change, in one transaction.
 
     Each document is announced once however many of the changes touch it, after the
-    whole batch: what is read is the state the batch led to.
+    whole batch: what is read is the state the batch led to. ``xids``: the transactions
+    the changes come from, waited for until they are visible (:func:`wait_visible`).
     """
+    wait_visible(xids, using)
     keys = {}  # model -> {pk text: None}, an ordered set
     truncated = []
     for change in changes:
@@ -96,3 +105,31 @@ def announce(changes, tables, using=DEFAULT_DB_ALIAS):
             producer.truncated(model, using)
         for model, pks in keys.items():
             producer.announce_rows(model, list(pks), using)
+
+
+def wait_visible(xids, using=DEFAULT_DB_ALIAS):
+    """Return once a new snapshot sees the committed transactions ``xids`` (32-bit ids).
+
+    PostgreSQL writes a commit record, and logical decoding may send its transaction,
+    before the committing backend leaves the list of running transactions (it waits for a
+    synchronous standby there, or is merely descheduled on a busy machine). A snapshot
+    taken in between does not see its writes: the reader would announce an inserted row
+    as removed and an updated one as it was, and confirm the position, losing the change.
+    Call it outside a transaction, so that what is read next has a later snapshot.
+    """
+    pending = {xid % XID_SPAN for xid in xids}
+    pause = 0.001
+    with connections[using].cursor() as cursor:
+        while pending:
+            cursor.execute("SELECT pg_current_snapshot()::text")
+            _, xmax, running = cursor.fetchone()[0].split(":")
+            running = {int(xid) % XID_SPAN for xid in running.split(",") if xid}
+            # Visible: before the snapshot's xmax (modulo 2**32) and not running in it.
+            pending = {
+                xid
+                for xid in pending
+                if (xid - int(xmax)) % XID_SPAN < XID_SPAN // 2 or xid in running
+            }
+            if pending:
+                time.sleep(pause)
+                pause = min(pause * 2, VISIBLE_POLL)

@@ -146,6 +146,8 @@ class Reader:
 
     def _follow(self, conn, stream):
         pending = []  # changes read and not yet announced
+        xids = set()  # the transactions they come from
+        xid = None  # the transaction being read
         finished = 0  # the end of the last transaction read whole
         in_transaction = False
         while self._running:
@@ -157,18 +159,21 @@ class Reader:
                 message = received.message
                 if isinstance(message, pgoutput.Begin):
                     in_transaction = True
+                    xid = message.xid
                 elif isinstance(message, pgoutput.Commit):
                     in_transaction = False
                     finished = message.end_lsn
-                else:
-                    pending.extend(_changes(message))
+                elif changes := _changes(message):
+                    pending.extend(changes)
+                    xids.add(xid)
                 if len(pending) < BATCH:
                     continue  # read on while changes keep arriving
             if pending:
                 # Committed already: a long transaction is announced a batch at a time.
-                self.run_db(announce, pending, self.tables)
+                self.run_db(announce, pending, self.tables, xids)
                 metrics.inc("ddp_replication_changes_total", len(pending))
                 pending = []
+                xids = set()
             if not in_transaction and finished > self.confirmed_lsn:
                 # Its events have committed: the slot need not send it again.
                 stream.confirm(finished)
