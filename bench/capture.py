@@ -35,7 +35,8 @@ model instances are loaded once, ``update_fields`` makes the save one UPDATE, an
 ``DEBUG`` is off in every process (no query log). Still, on a 2-CPU machine 32 writer
 processes, PostgreSQL's 32 backends, and the server (in ``database`` mode the reader)
 share the CPUs: the table shows the writers' CPU per commit and the share of the machine
-they, the server and everything else used, so that the reader can see what limits a cell.
+they, the server, the WAL sender decoding the slot (``database`` mode) and everything else
+used: what limits a cell shows there.
 
 With a server, its client is read throughout the cell. After the cell this process saves
 a marker book; ``catch-up`` is the time from that save's return to the marker's change
@@ -246,6 +247,7 @@ def machine_busy():
 def run_cell(writers, count, mode, seconds, tag, server=None, clients=None, marker=None):
     """One cell: ``count`` writers for ``seconds`` in ``mode``; with a server, its client
     is read throughout and ``marker`` saved after. Returns the cell's figures."""
+    decoder = walsender() if mode == "database" else None
     capture = WRITER_CAPTURE[mode]
     if clients is not None:
         clients.send("follow", f"{PREFIX}mark-{tag}", START_DELAY + seconds + CATCH_UP_TIMEOUT)
@@ -254,16 +256,19 @@ def run_cell(writers, count, mode, seconds, tag, server=None, clients=None, mark
     time.sleep(max(0.0, start - time.time()))
     busy, total = machine_busy()
     server_cpu = cpu_seconds(server.process.pid) if server else 0.0
+    decoder_cpu = cpu_seconds(decoder) if decoder else 0.0
     time.sleep(max(0.0, start + seconds - time.time()))
     busy_after, total_after = machine_busy()
     busy, total = busy_after - busy, total_after - total
     server_cpu = cpu_seconds(server.process.pid) - server_cpu if server else None
+    decoder_cpu = cpu_seconds(decoder) - decoder_cpu if decoder else None
     results = writers.results(count, seconds + WRITER_TIMEOUT)
     figures = {
         "commits": sum(r[0] for r in results),
         "saves": sum(r[1] for r in results),
         "writer_cpu": sum(r[2] for r in results),
         "server_cpu": server_cpu,
+        "decoder_cpu": decoder_cpu,
         "busy": busy / total,
         "seconds": seconds,
         "changes": None,
@@ -288,6 +293,16 @@ def wait_for(condition, timeout, what):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} within {timeout} s")
         time.sleep(0.1)
+
+
+def walsender():
+    """The PostgreSQL process that decodes the slot for the reader (its WAL sender)."""
+    from django.db import connection
+
+    from ddp.replication import setup
+
+    with connection.cursor() as cursor:
+        return setup.slot_status(cursor).active_pid
 
 
 def slot_active():
@@ -430,6 +445,7 @@ def report(args, results, latency, others, load):
     header = (
         f"{'writers':>7} {'mode':<8} {'commits/s':>10} {'/ off':>6} {'changes/saves':>15}"
         f" {'catch-up ms':>11} {'writer us/commit':>16} {'writers %':>9} {'server %':>8}"
+        f" {'decoder %':>9}"
         f" {'machine %':>9}"
     )
     print(header)
@@ -442,17 +458,21 @@ def report(args, results, latency, others, load):
             changes = "-" if r["changes"] is None else f"{r['changes']:,}/{r['saves']:,}"
             catch_up = "-" if r["catch_up"] is None else f"{r['catch_up']:.0f}"
             server = "-" if r["server_cpu"] is None else f"{100 * r['server_cpu'] / capacity:.0f}"
+            decoder = (
+                "-" if r["decoder_cpu"] is None else f"{100 * r['decoder_cpu'] / capacity:.0f}"
+            )
             print(
                 f"{count:>7} {label:<8} {r['commits'] / r['seconds']:>10,.0f}"
                 f" {r['commits'] / base:>6.2f} {changes:>15} {catch_up:>11}"
                 f" {1e6 * r['writer_cpu'] / max(r['saves'], 1):>16.0f}"
-                f" {100 * r['writer_cpu'] / capacity:>9.0f} {server:>8}"
+                f" {100 * r['writer_cpu'] / capacity:>9.0f} {server:>8} {decoder:>9}"
                 f" {100 * r['busy']:>9.0f}"
             )
     print()
-    print("/ off: against the mean of the two off rows. writers %, server %: their CPU time")
-    print(f"over the cell as a share of the machine ({cpus} CPUs); machine %: all processes")
-    print("(PostgreSQL's backends are most of the rest).")
+    print("/ off: against the mean of the two off rows. writers %, server %, decoder % (the")
+    print("PostgreSQL process that decodes the slot for the reader): their CPU time over the")
+    print(f"cell as a share of the machine ({cpus} CPUs); machine %: all processes (the writers'")
+    print("PostgreSQL backends are most of the rest).")
     print()
     print("Latency, COMMIT to receipt of the added, clients on one ddpserver,")
     print(f"Book.objects.create() at a fixed rate for {args.latency_seconds:g} s:")
