@@ -26,7 +26,9 @@ changes of a transaction that began before the last confirmed commit earlier pos
 keepalive that lands right after one of them confirms every transaction handed over before,
 confirmed or not. The server sends such a keepalive only when it has waited
 ``wal_sender_timeout / 2`` for a reply with its socket full: a reader that keeps reading
-(and so sends status updates) does not see one.
+(and so sends status updates) does not see one. The same rule is what moves the slot on
+while only tables nobody publishes are written (PostgreSQL then sends no transaction to
+confirm, only keepalives): without it the slot would keep that WAL.
 """
 
 import contextlib

@@ -152,3 +152,21 @@ def test_a_methods_own_writes_arrive_before_its_updated(server, author):
     ]
     assert changed, client.messages
     client.close()
+
+
+def test_writes_to_tables_nobody_publishes_do_not_make_the_slot_keep_wal(server):
+    """PostgreSQL sends nothing of them, not even an empty transaction to confirm: the
+    slot's position must still follow the server's, or a busy database whose published
+    tables are quiet would keep WAL until its disk is full."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE scratch_unpublished (id serial PRIMARY KEY, v text)")
+        try:
+            for _ in range(20):
+                cursor.execute(
+                    "INSERT INTO scratch_unpublished (v)"
+                    " SELECT repeat('x', 200) FROM generate_series(1, 500)"
+                )
+            assert setup.slot_status(cursor).lag_bytes > 1024 * 1024
+            wait_for(lambda: setup.slot_status(cursor).lag_bytes < 64 * 1024, timeout=60)
+        finally:
+            cursor.execute("DROP TABLE scratch_unpublished")
