@@ -15,14 +15,9 @@ must not tell which accounts exist.
 import os
 import threading
 
-from django.contrib.auth.hashers import (
-    check_password,
-    identify_hasher,
-    is_password_usable,
-    make_password,
-)
+from django.contrib.auth.hashers import check_password, make_password
 
-from ddp.accounts.passwords import check_digest
+from ddp.accounts.passwords import check_digest, hasher_of
 
 _execute = None
 _slots = None
@@ -56,7 +51,7 @@ def verify(kind, secret, encoded):
     """
     if kind == "digest":
         matches = check_digest(encoded, secret)
-    elif _checkable(encoded):
+    elif hasher_of(encoded) is not None:
         stale = []
         matches = check_password(secret, encoded, setter=stale.append)
         return matches, bool(stale)
@@ -66,13 +61,3 @@ def verify(kind, secret, encoded):
         make_password(secret)  # what a check would have cost
         return False, False
     return matches, False
-
-
-def _checkable(encoded):
-    if not encoded or not is_password_usable(encoded):
-        return False
-    try:
-        identify_hasher(encoded)
-    except ValueError:
-        return False
-    return True

@@ -52,16 +52,24 @@ class MeteorPBKDF2PasswordHasher(PBKDF2PasswordHasher):
         return constant_time_compare(encoded, again)
 
 
+def hasher_of(encoded):
+    """The configured hasher that made ``encoded`` (possibly None); None if there is none:
+    no hash, an unusable one, or one of a hasher no longer in ``PASSWORD_HASHERS``."""
+    if not encoded or not is_password_usable(encoded):
+        return None
+    try:
+        return identify_hasher(encoded)
+    except ValueError:
+        return None
+
+
 def check_digest(encoded, digest):
     """Whether the Meteor ``digest`` matches the password hash ``encoded`` (see above).
 
     None when ``encoded`` (possibly None) cannot be checked against a digest at all.
     """
-    if not encoded or not is_password_usable(encoded):
-        return None
-    try:
-        hasher = identify_hasher(encoded)
-    except ValueError:
+    hasher = hasher_of(encoded)
+    if hasher is None:
         return None
     if isinstance(hasher, MeteorPBKDF2PasswordHasher):
         return hasher.verify_digest(digest, encoded)
