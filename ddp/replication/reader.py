@@ -35,6 +35,7 @@ import psycopg2
 from django.db import DEFAULT_DB_ALIAS
 
 from ddp import metrics
+from ddp.api import API
 from ddp.bus import signing
 from ddp.bus.producer import READER_CHANNEL
 from ddp.replication import pgoutput, setup
@@ -70,10 +71,10 @@ class _FenceRequested(Exception):
 
 
 class Reader:
-    def __init__(self, connect_params, run_db, registry=None):
+    def __init__(self, connect_params, run_db, registry=API):
         self.connect_params = connect_params
         self.run_db = run_db
-        self.tables = Tables(registry) if registry is not None else Tables()
+        self.tables = Tables(registry)
         #: The slot and publication's name, ``ddp_<database>``, once connected.
         self.slot = None
         self.elected = threading.Event()
@@ -124,7 +125,8 @@ class Reader:
 
     def _take_lock(self, conn):
         with conn.cursor() as cursor:
-            self.slot = setup.replication_name(setup.current_database(cursor))
+            if self.slot is None:  # the database never changes: asked once
+                self.slot = setup.replication_name(setup.current_database(cursor))
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.slot)])
             return cursor.fetchone()[0]
 
