@@ -16,6 +16,7 @@ Written against the standard library: ``ddpserver`` has made ``select``, ``threa
 psycopg2 green before this runs.
 """
 
+import collections
 import logging
 import os
 import queue
@@ -137,6 +138,8 @@ class Listener:
 
     def _serve(self, conn, resync):
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        # Taken from the left: popping a list's head would make a burst quadratic.
+        conn.notifies = collections.deque()
         with conn.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             self.backend_pid = cursor.fetchone()[0]
@@ -155,7 +158,7 @@ class Listener:
                     pass
             conn.poll()
             while conn.notifies:
-                self._notified(conn.notifies.pop(0))
+                self._notified(conn.notifies.popleft())
             self.stats["dropped_chunks"] += self._reassembler.expire(time.monotonic())
 
     def _run_commands(self, conn):

@@ -180,9 +180,9 @@ def _plain(queryset):
     return queryset
 
 
-def contains(queryset, pk):
-    """Whether the row ``pk`` is in ``queryset``: the per-subscription question."""
-    return _plain(queryset).filter(pk=pk).exists()
+def contained(queryset, pks):
+    """Which of the rows ``pks`` are in ``queryset``: the per-subscription question."""
+    return set(_plain(queryset).filter(pk__in=pks).values_list("pk", flat=True))
 
 
 def match_query(queryset):
@@ -299,34 +299,36 @@ def _reference(kind, value, position, loose):
 
 
 def _substitute(sql, values, kinds, position, loose):
-    """``sql`` with each parameter read from registry row ``m`` (the saved row's primary
-    key stays ``%s``): ``(sql, how many %s, the last position of m's values used)``."""
+    """``sql`` with each parameter read from registry row ``m``, and the saved row's primary
+    key read from ``ddp_rows.pk``: ``(sql, the type of that key or None, the last position
+    of m's values used)``."""
     typed = iter(zip(values, kinds, strict=True))
-    rows = 0
+    row_type = None
 
     def substitute(match):
-        nonlocal position, rows
+        nonlocal position, row_type
         if match.group() == "%%":
             return "%%"
         value, kind = next(typed)
         if value is ROW:
-            rows += 1
-            return "%s"
+            row_type = kind
+            return "ddp_rows.pk"
         position += 1
         return _reference(kind, value, position, loose)
 
-    return _PLACEHOLDER.sub(substitute, sql), rows, position
+    return _PLACEHOLDER.sub(substitute, sql), row_type, position
 
 
 @dataclass(frozen=True)
 class Template:
-    """A template as the writer runs it: one ``EXISTS`` per queryset, each with ``%s`` for
-    the saved row's primary key (``rows`` of them) and registry row ``m``'s values."""
+    """A template as the writer runs it: one ``EXISTS`` per queryset, each reading the
+    saved rows' primary keys from ``ddp_rows.pk`` (of the type PostgreSQL gave the key in
+    ``row_types``) and registry row ``m``'s values."""
 
     collection: str
     hash: str
     branches: tuple
-    rows: tuple
+    row_types: tuple
 
     @classmethod
     def build(cls, cursor, collection, sqls, params, source, source_params):
@@ -339,13 +341,13 @@ class Template:
         kinds = [parameter_types(cursor, sql) for sql in sqls]
         digest = template_hash(collection, sqls, params)
         for loose in (True, False):
-            branches, rows, position = [], [], 0
+            branches, row_types, position = [], [], 0
             for sql, values, types in zip(sqls, params, kinds, strict=True):
-                branch, count, position = _substitute(sql, values, types, position, loose)
+                branch, row_type, position = _substitute(sql, values, types, position, loose)
                 branches.append(branch)
-                rows.append(count)
-            template = cls(collection, digest, tuple(branches), tuple(rows))
-            sql, statement_params = template.statement(source, source_params, None)
+                row_types.append(row_type)
+            template = cls(collection, digest, tuple(branches), tuple(row_types))
+            sql, statement_params = template.statement(source, source_params, [])
             try:
                 with transaction.atomic(using=cursor.db.alias):
                     cursor.execute("EXPLAIN " + sql, statement_params)
@@ -355,16 +357,18 @@ class Template:
             else:
                 return template
 
-    def statement(self, source, source_params, pk):
-        """``(sql, params)`` of the keys of the registry rows (``source``, a relation
-        named ``m``) of this template whose subscription holds the row ``pk``."""
+    def statement(self, source, source_params, pks):
+        """``(sql, params)`` of ``(n, key)``: the keys of the registry rows (``source``, a
+        relation named ``m``) of this template whose subscription holds the row ``pks[n -
+        1]``. One statement however many rows: PostgreSQL joins them with the registry."""
         sqls, params = [], []
-        for branch, rows in zip(self.branches, self.rows, strict=True):
+        for branch, row_type in zip(self.branches, self.row_types, strict=True):
             sqls.append(
-                f"SELECT m.key FROM {source} WHERE m.collection = %s AND m.template = %s"
+                f"SELECT ddp_rows.n, m.key FROM unnest(%s::{row_type}[]) WITH ORDINALITY"
+                f" AS ddp_rows(pk, n), {source} WHERE m.collection = %s AND m.template = %s"
                 f" AND EXISTS ({branch})"
             )
-            params += [*source_params, self.collection, self.hash, *([pk] * rows)]
+            params += [list(pks), *source_params, self.collection, self.hash]
         return " UNION ALL ".join(sqls), params
 
 
@@ -425,25 +429,27 @@ class Matcher:
                     self._fallback[collection].add(key)
             self._version = max(self._version if since else 0, version)
 
-    def match(self, using, collection, pk):
-        """``(keys, unsure)``: the distinct subscriptions whose queries for ``collection``
-        hold the row ``pk``, and those it could not tell (their servers re-run them).
+    def match(self, using, collection, pks):
+        """``[(keys, unsure), ...]``, one per row of ``pks`` (primary keys, in order): the
+        distinct subscriptions whose queries for ``collection`` hold the row, and those it
+        could not tell (their servers re-run them). One statement for all the rows.
 
         Runs inside the writer's transaction; every statement that may fail runs in a
         savepoint, so nothing here fails the writer's transaction.
         """
         templates, broken = self._prepared(using, collection)
-        keys, unsure = set(), set()
+        keys = [set() for _ in pks]
+        unsure = set()  # of every row: what failed failed for all of them
         source, source_params = self.backend.source(using)
-        if templates:
+        if templates and pks:
             try:
-                statements = [t.statement(source, source_params, pk) for t in templates]
-                keys |= self._run(using, union(statements))
+                statements = [t.statement(source, source_params, pks) for t in templates]
+                self._run(using, union(statements), keys)
             except Exception:
                 logger.exception("Matching a %s change failed; trying each template", collection)
                 for template in templates:
                     try:
-                        keys |= self._run(using, template.statement(source, source_params, pk))
+                        self._run(using, template.statement(source, source_params, pks), keys)
                     except Exception:
                         metrics.inc("ddp_match_failures_total")
                         unsure |= set(self.backend.group_keys(using, collection, template.hash))
@@ -451,17 +457,18 @@ class Matcher:
             fallback = set(self._fallback.get(collection, ()))
         for template_hash in broken:
             fallback |= set(self.backend.group_keys(using, collection, template_hash))
-        if fallback:
-            matched, failed = self._one_by_one(using, collection, pk, fallback)
-            keys |= matched
-            unsure |= failed
-        return frozenset(keys), frozenset(unsure - keys)
+        if fallback and pks:
+            unsure |= self._one_by_one(using, collection, pks, fallback, keys)
+        return [(frozenset(found), frozenset(unsure - found)) for found in keys]
 
-    def _run(self, using, statement):
+    def _run(self, using, statement, keys):
+        """Add the keys ``statement`` finds to ``keys[n - 1]`` of each row ``n``."""
         sql, params = statement
         with transaction.atomic(using=using), connections[using].cursor() as cursor:
             cursor.execute(sql, params)
-            return {row[0] for row in cursor.fetchall()}
+            found = cursor.fetchall()
+        for n, key in found:
+            keys[n - 1].add(key)
 
     def _prepared(self, using, collection):
         """The collection's templates this writer can run, and the hashes it cannot."""
@@ -506,26 +513,30 @@ class Matcher:
             )
             return reason
 
-    def _one_by_one(self, using, collection, pk, keys):
-        """Today's path for subscriptions that have no template: run each publication."""
-        rows = self.backend.subscriptions(using, sorted(keys))
+    def _one_by_one(self, using, collection, pks, subscriptions, keys):
+        """Today's path for subscriptions that have no template: run each publication, and
+        ask which of the rows ``pks`` it holds (one query each). Adds to ``keys`` as
+        :meth:`_run` does; returns the keys of the subscriptions that failed."""
+        rows = self.backend.subscriptions(using, sorted(subscriptions))
         users = load_users(using, {row[3] for row in rows})
-        matched, failed = set(), set()
+        failed = set()
         for key, name, params, user_id in rows:
             metrics.inc("ddp_match_fallback_total")
             try:
                 with transaction.atomic(using=using):
-                    pairs = resolve(name, params, users[user_id])
-                    if any(
-                        target.get_name() == collection and contains(queryset, pk)
-                        for queryset, target in pairs
-                    ):
-                        matched.add(key)
+                    held = set()
+                    for queryset, target in resolve(name, params, users[user_id]):
+                        if target.get_name() == collection:
+                            held |= contained(queryset, pks)
             except Exception:
                 logger.exception("Publication %r failed while matching a change", name)
                 metrics.inc("ddp_match_failures_total")
                 failed.add(key)
-        return matched, failed
+                continue
+            for found, pk in zip(keys, pks, strict=True):
+                if pk in held:
+                    found.add(key)
+        return failed
 
 
 def resolve(name, params, user):

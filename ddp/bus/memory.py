@@ -171,10 +171,11 @@ class InMemoryBus:
         ]
         return SOURCE, [dumps(rows)]
 
-    def send(self, using, event):
+    def send(self, using, events):
         # Through the wire format and back, as a NOTIFY goes, so tests see what peers see.
-        event = payload.decode(payload.to_text(event))
-        transaction.on_commit(_Delivery(self, event), using=using)
+        for event in events:
+            event = payload.decode(payload.to_text(event))
+            transaction.on_commit(_Delivery(self, event), using=using)
         self.flush()
 
     def revoke_token(self, using, token_hash):

@@ -75,9 +75,17 @@ class PostgresBackend:
         """The registry's match rows, as the relation ``m`` of a matching statement."""
         return "ddp_match m", []
 
-    def send(self, using, event):
+    def send(self, using, events):
+        """NOTIFY ``events`` in order, in as few statements as their size allows."""
         with connections[using].cursor() as cursor:
-            signing.notify(cursor, channel(event.collection), payload.encode(event))
+            signing.notify_all(
+                cursor,
+                [
+                    (channel(event.collection), text)
+                    for event in events
+                    for text in payload.encode(event)
+                ],
+            )
 
     def revoke_token(self, using, token_hash):
         with connections[using].cursor() as cursor:
@@ -121,6 +129,15 @@ def commit_position(using="default"):
 
 def changed(instance, collections, using, deleted=False):
     """Announce that ``instance`` was saved (or ``deleted``) to every live subscription."""
+    _announce({instance.pk: None if deleted else instance}, collections, using)
+
+
+def _announce(rows, collections, using):
+    """Announce the rows ``{pk: instance, or None when deleted}`` of one model, in order.
+
+    However many rows: one look at the registry, one matching statement per collection,
+    one statement of NOTIFYs (:meth:`PostgresBackend.send`).
+    """
     names = [collection.get_name() for collection in collections]
     # savepoint=False: inside the writer's transaction this adds no round trip; after an
     # autocommit write it is a transaction of its own, holding the lock until NOTIFY.
@@ -128,16 +145,22 @@ def changed(instance, collections, using, deleted=False):
         registry_id, version, live = _backend.registry_state(names, using)
         if not live:
             return
+        present = [pk for pk, instance in rows.items() if instance is not None]
+        events = []
         for collection, name in zip(collections, names, strict=True):
             if name not in live:
                 continue
-            if deleted:
-                doc_id, fields = document_id(instance.pk), None
-                keys = unsure = frozenset()
-            else:
-                doc_id, fields = document(instance, collection)
-                keys, unsure = _match(name, instance.pk, using, version)
-            _backend.send(using, payload.Event(name, doc_id, fields, keys, registry_id, unsure))
+            matches = dict(zip(present, _match(name, present, using, version), strict=True))
+            for pk, instance in rows.items():
+                if instance is None:
+                    doc_id, fields = document_id(pk), None
+                    keys = unsure = frozenset()
+                else:
+                    doc_id, fields = document(instance, collection)
+                    keys, unsure = matches[pk]
+                events.append(payload.Event(name, doc_id, fields, keys, registry_id, unsure))
+        if events:
+            _backend.send(using, events)
             _local.notified = True
 
 
@@ -151,23 +174,28 @@ def truncated(model, using="default"):
     names = [collection.get_name() for collection in API.collections_for_model(model)]
     with transaction.atomic(using=using, savepoint=False):
         registry_id, _, live = _backend.registry_state(names, using)
-        for name in names:
-            if name in live:
-                event = payload.Event(name, "", None, frozenset(), registry_id, payload.EVERY)
-                _backend.send(using, event)
-                _local.notified = True
+        events = [
+            payload.Event(name, "", None, frozenset(), registry_id, payload.EVERY)
+            for name in names
+            if name in live
+        ]
+        if events:
+            _backend.send(using, events)
+            _local.notified = True
 
 
-def _match(name, pk, using, version):
-    """``(keys, unsure)`` of the row ``pk`` of collection ``name``; never raises: when
+def _match(name, pks, using, version):
+    """``(keys, unsure)`` of each row of ``pks`` of collection ``name``; never raises: when
     matching itself fails, every subscription of the collection is unsure."""
+    if not pks:
+        return []
     try:
         _backend.matcher.sync(using, version)
-        return _backend.matcher.match(using, name, pk)
+        return _backend.matcher.match(using, name, pks)
     except Exception:
         logger.exception("Matching a %s change failed: its subscriptions will re-run", name)
         metrics.inc("ddp_match_failures_total")
-        return frozenset(), payload.EVERY
+        return [(frozenset(), payload.EVERY)] * len(pks)
 
 
 def revoke_token(token_hash, using="default"):
@@ -194,8 +222,4 @@ def announce_rows(model, pks, using="default"):
         return
     pks = [model._meta.pk.to_python(pk) for pk in pks]
     found = {obj.pk: obj for obj in model._default_manager.using(using).filter(pk__in=pks)}
-    for pk in pks:
-        obj = found.get(pk)
-        if obj is None:
-            obj = model(pk=pk)
-        changed(obj, collections, using, deleted=pk not in found)
+    _announce({pk: found.get(pk) for pk in pks}, collections, using)

@@ -25,6 +25,7 @@ Written against the standard library and psycopg2: ``ddpserver`` has made ``sele
 ``threading`` and psycopg2 green before this runs.
 """
 
+import collections
 import hashlib
 import logging
 import select
@@ -102,6 +103,7 @@ class Reader:
                 if conn is None or conn.closed:
                     conn = psycopg2.connect(**self.connect_params)
                     conn.autocommit = True
+                    conn.notifies = collections.deque()  # fence requests, taken from the left
                 if self._take_lock(conn):
                     self.elected.set()
                     logger.info("This server reads the database's changes (slot %s)", self.slot)
@@ -211,7 +213,7 @@ class Reader:
     def _take_fence_requests(self, conn):
         conn.poll()
         while conn.notifies:
-            notify = conn.notifies.pop(0)
+            notify = conn.notifies.popleft()
             try:
                 channel, token, position = signing.verify(notify.channel, notify.payload).split()
                 self._fences.append((channel, token, int(position)))
@@ -224,8 +226,7 @@ class Reader:
             return
         self._fences = [fence for fence in self._fences if fence[2] > position]
         with conn.cursor() as cursor:
-            for channel, token, _ in due:
-                signing.notify(cursor, channel, [token])
+            signing.notify_all(cursor, [(channel, token) for channel, token, _ in due])
 
 
 def _closed(conn):

@@ -204,10 +204,16 @@ def subscribe(bus, name, params, user=None):
 
 
 def match(bus, collection, pk):
-    """``Matcher.match`` as the producer calls it, after reading the registry."""
+    """``Matcher.match`` of one row, as the producer calls it after a save."""
+    (found,) = match_all(bus, collection, [pk])
+    return found
+
+
+def match_all(bus, collection, pks):
+    """``Matcher.match`` of the rows ``pks``, after reading the registry."""
     _, version, _ = bus.registry_state(list(COLLECTIONS), "default")
     bus.matcher.sync("default", version)
-    return bus.matcher.match("default", collection, pk)
+    return bus.matcher.match("default", collection, pks)
 
 
 def counter(name):
@@ -381,6 +387,13 @@ def check(bus, subscriptions, also=()):
             ]
             assert (set(keys), set(unsure)) == (expected, set()), f"{collection} {pk}: {wrong}"
             assert counter("ddp_match_fallback_total") - fallbacks == one_by_one
+        # All the rows at once, as the replication reader matches a batch: the same answer
+        # for each, and each publication without a template still runs once, not per row.
+        fallbacks = counter("ddp_match_fallback_total")
+        for pk, (keys, unsure) in zip(pks, match_all(bus, collection, pks), strict=True):
+            expected = {key for key, held in truth.items() if pk in held}
+            assert (set(keys), set(unsure)) == (expected, set()), f"{collection} {pk} in a batch"
+        assert counter("ddp_match_fallback_total") - fallbacks == one_by_one
 
 
 class _Rollback(Exception):

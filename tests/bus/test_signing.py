@@ -1,7 +1,10 @@
 """Signed notifications: a tag under SECRET_KEY, bound to the channel and the exact text."""
 
+import base64
+
 import pytest
 from django.test.utils import override_settings
+from django.utils.crypto import salted_hmac
 
 from ddp.bus import payload, signing
 from ddp.bus.payload import MAX_PAYLOAD, Event, encode
@@ -17,6 +20,16 @@ def test_a_signed_notification_verifies_to_its_text():
     assert signing.verify("ddp_bookstore.book", sent) == TEXT
     # The same text signs the same way: a replay under the same key sends the original.
     assert signing.sign("ddp_bookstore.book", TEXT) == sent
+
+
+def test_the_tag_is_django_salted_hmac_of_channel_and_text():
+    """The key is derived once per secret, as ``salted_hmac`` derives it each time: tags of
+    captures recorded before stay valid, and servers of either version agree."""
+    with override_settings(SECRET_KEY="a key", SECRET_KEY_FALLBACKS=[]):
+        digest = salted_hmac(signing.KEY_SALT, "ddp_a\0" + TEXT, algorithm="sha256").digest()
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        assert signing.tag("ddp_a", TEXT) == expected
+        assert signing.tag("ddp_a", TEXT, secret="another") != expected
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """``manage.py ddp_capture FILE``: record the change stream, for ``ddp_replay``."""
 
+import collections
 import select
 import time
 from datetime import datetime, timezone
@@ -84,6 +85,7 @@ class Command(BaseCommand):
 
     def _capture(self, conn, channels, writer, file, count, duration):
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        conn.notifies = collections.deque()  # taken from the left: a burst stays linear
         with conn.cursor() as cursor:
             for name in channels:
                 cursor.execute(f"LISTEN {psycopg2.extensions.quote_ident(name, conn)}")
@@ -104,7 +106,7 @@ class Command(BaseCommand):
                 conn.poll()
                 received = time.monotonic() - start
                 while conn.notifies and (count is None or writer.count < count):
-                    notify = conn.notifies.pop(0)
+                    notify = conn.notifies.popleft()
                     record = recorder.feed(notify.channel, notify.payload, received)
                     if record is not None:
                         writer.write(record)
