@@ -4,9 +4,14 @@ Django keeps one connection per thread; under eventlet each worker is a green th
 with its own connection, kept open across jobs (opening one per message was the earlier
 implementation's cost). Sessions hand work over with :meth:`DatabasePool.run` and wait
 for the result without blocking the hub.
+
+A connection kept open can die while idle: when PostgreSQL restarts, every one does. So
+before each job a worker closes those the server has hung up on, and the job opens a new
+one rather than fail on the dead one.
 """
 
 import collections
+import select
 import threading
 
 from django.db import connections
@@ -29,6 +34,20 @@ def discard_broken_connections():
             conn.errors_occurred = False
             if not conn.is_usable():
                 conn.close()
+
+
+def discard_hung_up_connections():
+    """Close this worker's idle connections that the server has hung up on.
+
+    An idle connection has nothing to read: readable, it holds the server's last words
+    (PostgreSQL stopping sends an error, then closes) or its end. Told without a round
+    trip; a connection closed by mistake (one that got an unasked-for message) costs only
+    a new one. One the driver knows is closed (a job caught the error) goes too.
+    """
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is not None and (raw.closed or select.select([raw], [], [], 0)[0]):
+            conn.close()
 
 
 class DatabasePool:
@@ -92,6 +111,7 @@ class DatabasePool:
         try:
             while (job := self._take()) is not None:
                 try:
+                    discard_hung_up_connections()
                     job.result = job.func(*job.args)
                 except Exception as exc:
                     job.error = exc

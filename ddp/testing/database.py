@@ -102,17 +102,19 @@ def _embedded_server_url(data_dir):
     # so that no other process attaches to a server this one is about to restart.
     with server._lock:
         server.ensure_pgdata_inited()
-        _write_server_settings(server.pgdata)
+        write_server_settings(server.pgdata)
         _stop_if_settings_pending(server)
     server.start()
     # On Linux and macOS the URI names a unix socket folder: the server opens no TCP port.
     return server.get_uri()
 
 
-def _write_server_settings(pgdata):
+def write_server_settings(pgdata):
     """Append :data:`SERVER_SETTINGS` to ``pgdata``'s postgresql.conf unless already there.
 
     Appended, so that they win over initdb's lines; ``ALTER SYSTEM`` still wins over them.
+    Tests that start an embedded server of their own call it too, so that it runs as the
+    suite's does.
     """
     conf = Path(pgdata) / "postgresql.conf"
     text = conf.read_text()

