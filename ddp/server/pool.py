@@ -14,7 +14,7 @@ import collections
 import select
 import threading
 
-from django.db import connections
+from django.db import connections, reset_queries
 
 
 class _Job:
@@ -112,6 +112,9 @@ class DatabasePool:
             while (job := self._take()) is not None:
                 try:
                     discard_hung_up_connections()
+                    # A job is this worker's request: DEBUG's query log starts afresh, as
+                    # Django starts it at each request, instead of growing for ever.
+                    reset_queries()
                     job.result = job.func(*job.args)
                 except Exception as exc:
                     job.error = exc
