@@ -33,7 +33,7 @@ import threading
 import time
 
 import psycopg2
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from ddp import metrics
 from ddp.api import API
@@ -109,7 +109,8 @@ class Reader:
                     logger.info("This server reads the database's changes (slot %s)", self.slot)
                     self._serve(conn)
                 pause = ELECTION_INTERVAL
-            except (psycopg2.Error, StreamLost, setup.SetupError, OSError) as exc:
+            except (psycopg2.Error, DatabaseError, StreamLost, setup.SetupError, OSError) as exc:
+                # DatabaseError: Django's, from announcing on a database worker.
                 logger.warning("Reading the database's changes stopped: %s; retrying", exc)
                 pause = min(pause * 2, MAX_BACKOFF)
                 conn = _closed(conn)
