@@ -2,8 +2,8 @@
 
 ``ddpserver`` with ``DDP["CAPTURE"] = "auto"`` makes a slot on the test database; while it
 exists, this process's writers leave their changes to a reader, and the test database
-cannot be dropped. So it is dropped once a test's (or a module's) servers have stopped,
-before the next test, and at the end before the test database goes.
+cannot be dropped. So it is dropped once the servers a test or a module started have
+stopped (module-scoped fixtures stop after the module's last test), and at the end.
 """
 
 import pytest
@@ -13,9 +13,14 @@ from ddp.testing.live import drop_capture
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_slot_after_a_modules_servers():
+    yield
+    drop_capture()
+
+
 @pytest.fixture(autouse=True)
-def _no_slot_without_servers():
-    drop_capture()  # a module's servers stopped after its last test
+def _no_slot_after_a_tests_servers():
     yield
     drop_capture()
 

@@ -160,9 +160,11 @@ def start_capture(connection):
     where its changes come from and why.
 
     Database capture makes the publication and the slot now, before any client is
-    served: with ``"auto"`` writers go quiet once the slot exists, and a fence needs it.
-    ``"auto"`` that cannot make them falls back to signals; ``"database"`` stops here.
+    served: with ``"auto"`` writers go quiet once the slot exists. ``"auto"`` that cannot
+    make them falls back to signals; ``"database"`` stops here.
     """
+    from django.db import DatabaseError
+
     from ddp.api import API
     from ddp.replication import setup
     from ddp.replication.consumer import Tables
@@ -172,10 +174,11 @@ def start_capture(connection):
         try:
             with connection.cursor() as cursor:
                 setup.prepare(cursor, Tables(API))
-        except setup.SetupError as exc:
+        except (setup.SetupError, DatabaseError) as exc:
+            problem = " ".join(str(exc).split())  # PostgreSQL's may span lines
             if ddp_settings.CAPTURE == "database":
-                raise CommandError(f"Database capture cannot start: {exc}") from None
-            mode, reason = "signals", f"database capture is not possible: {exc}"
+                raise CommandError(f"Database capture cannot start: {problem}") from None
+            mode, reason = "signals", f"database capture is not possible: {problem}"
     if mode == "signals":
         return False, f"signals capture ({reason})"
     return True, f"database capture ({reason}; read by the server that holds the lock)"
