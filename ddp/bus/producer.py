@@ -15,7 +15,8 @@ goes in the event as *unsure*, for the subscriptions' servers to re-run.
 
 Every transaction that NOTIFYs takes a cluster-wide lock at commit, so the producer sends
 one small notification per changed document and collection, and none for models nobody
-publishes.
+publishes. Under database capture (:func:`reading_database`) writers send nothing at all:
+the replication reader does this work for every write, with :func:`announce_rows`.
 """
 
 import hashlib
