@@ -8,7 +8,9 @@ With ``DDP["CAPTURE"] = "auto"`` (the default) a server makes a replication slot
 test database where it allows it (the embedded PostgreSQL does). A database with a slot
 cannot be dropped, and while it exists this process's writers leave their changes to a
 reader: call :func:`drop_capture` once the servers have stopped (the ``ddp_live_server``
-fixture and ``DDPLiveServerTestCase`` do).
+fixture and ``DDPLiveServerTestCase`` do). PostgreSQL makes a slot only once every
+transaction that has written has ended: start a server before a test's own transaction
+writes, or its start-up waits for that transaction, which waits for the server.
 """
 
 import json
@@ -81,6 +83,9 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
             raise RuntimeError(f"ddpserver did not start:\n{self.output()}")
+        from ddp.bus.producer import forget_slots
+
+        forget_slots()  # it may have made the slot: this process's writers go quiet now
         return self
 
     def _read_stdout(self):
