@@ -50,7 +50,7 @@ COUNTERS = {
     ),
     "ddp_replication_changes_total": (
         "Row changes this server read from the replication slot and announced, as the "
-        "database's reader (DDP['CAPTURE'] = 'database')."
+        "database's reader (database capture)."
     ),
 }
 #: Every histogram, with its help text.

@@ -77,9 +77,9 @@ def run_method(func, this, params):
     """Run one method in its own transaction: an exception rolls its writes back.
 
     Returns ``(result, fence)``: what its caller must wait for before ``updated``, to see
-    the method's own writes. ``True``: its writes sent changes; a WAL position: it wrote,
-    and the replication reader must have announced up to there (``"database"`` capture);
-    ``False``: nothing.
+    the method's own writes. ``True``: its writes sent changes; a WAL position: it wrote
+    while the replication reader announces every write (database capture: its writers
+    send nothing), and the reader must have announced up to there; ``False``: nothing.
     """
     bind_params(func, params)
     take_notified()
@@ -497,14 +497,18 @@ class Session:
         if self.bus is not None:
             self.bus.audience.settled(self, collections)
 
-    def apply_changes(self):
+    def apply_changes(self, leaving=None):
+        """Apply the queued changes. ``leaving``: the login token that the method call
+        being answered replaces (a logout, or a login over it), whose revocation closes
+        nothing: the call may have made it itself."""
         applied = set()
         while self.changes:
             item = self.changes.popleft()
             if item is RESYNC:
                 self._resync()
             elif isinstance(item, Revoked):
-                if item.token_hash == self.context.login_token and not self.revoked:
+                mine = item.token_hash == self.context.login_token
+                if mine and item.token_hash != leaving and not self.revoked:
                     self.revoked = True
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
@@ -596,7 +600,9 @@ class Session:
             except Exception:
                 # The writes are committed: answer, though they may reach the client after.
                 metrics.log_error(self.connection.session_id, method=call.method, on="fence")
-            self.apply_changes()
+            # A logout deletes its own token, whose revocation may have come meanwhile.
+            leaving = self.context.login_token if this.new_login is not None else None
+            self.apply_changes(leaving)
         if this.new_login is not None:
             # The data of the new user, and the re-sent ``ready``, go before ``result``.
             self._set_user(*this.new_login)

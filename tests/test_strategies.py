@@ -29,6 +29,20 @@ def whole(collection, book, kind="changed"):
     return message(kind, collection, book, title=book.title, author_id=str(book.author_id))
 
 
+@pytest.fixture(scope="module")
+def ddp_live_server(django_db_setup, django_db_blocker):
+    """The plugin's, capturing through signals. ``NO_MERGE`` sends every event as it
+    comes; with database capture a write committed just before a subscription's initial
+    query may be announced after it, as one more ``changed`` of what the client holds,
+    which the exact messages of test_no_merge_on_a_live_server would count."""
+    from ddp.testing.live import ServerProcess
+
+    with django_db_blocker.unblock():
+        server = ServerProcess(ddp={"CAPTURE": "signals"}).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def author(db):
     return Author.objects.create(name="Lee", email="lee@child.com")

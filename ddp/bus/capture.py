@@ -20,10 +20,10 @@ logger = logging.getLogger("ddp.bus")
 
 
 def _publishing(model, using):
-    if producer.reading_database():
-        return []  # the replication reader announces every write
     collections = API.collections_for_model(model)
-    if collections and using != DEFAULT_DB_ALIAS:
+    if not collections or producer.reading_database(using):
+        return []  # the replication reader announces every write
+    if using != DEFAULT_DB_ALIAS:
         logger.error(
             "A %s was written to database %r: DDP only sees changes on %r",
             model._meta.label,

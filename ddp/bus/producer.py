@@ -15,14 +15,16 @@ goes in the event as *unsure*, for the subscriptions' servers to re-run.
 
 Every transaction that NOTIFYs takes a cluster-wide lock at commit, so the producer sends
 one small notification per changed document and collection, and none for models nobody
-publishes.
+publishes. Under database capture (:func:`reading_database`) writers send nothing at all:
+the replication reader does this work for every write, with :func:`announce_rows`.
 """
 
 import hashlib
 import logging
 import threading
+import time
 
-from django.db import connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp import metrics
 from ddp.api import API
@@ -106,11 +108,54 @@ def use_backend(backend):
     return previous
 
 
-def reading_database():
-    """Whether the replication reader announces every write (``DDP["CAPTURE"]`` is
-    ``"database"``): writers then send nothing, and pay nothing. The in-process bus of
-    tests has no reader, so signals still carry its changes."""
-    return ddp_settings.CAPTURE == "database" and isinstance(_backend, PostgresBackend)
+#: Seconds a process trusts what it last saw of its database's replication slot, with
+#: ``DDP["CAPTURE"] = "auto"``: most writes cost no query for it.
+SLOT_CHECK_INTERVAL = 5.0
+_slots = {}  # database alias -> (whether its slot exists, time.monotonic() of the look)
+
+
+def reading_database(using=DEFAULT_DB_ALIAS):
+    """Whether the replication reader announces every write on ``using``: writers then
+    send nothing, and pay nothing.
+
+    ``"database"``: always. ``"signals"``: never. ``"auto"``: when the database's
+    replication slot exists, as PostgreSQL tells every process alike (whatever its own
+    role could do): a slot keeps every change from its creation on until a reader reads
+    it, late maybe, never lost. The answer is kept :data:`SLOT_CHECK_INTERVAL` seconds; a
+    writer that has not seen a new slot yet sends as well, and an event twice costs
+    clients nothing. The in-process bus of tests has no reader: signals carry its changes.
+    """
+    if not isinstance(_backend, PostgresBackend):
+        return False
+    setting = ddp_settings.CAPTURE
+    if setting != "auto":
+        return setting == "database"
+    now = time.monotonic()
+    seen = _slots.get(using)
+    if seen is None or now - seen[1] >= SLOT_CHECK_INTERVAL:
+        seen = _slots[using] = (_slot_exists(using), now)
+    return seen[0]
+
+
+def _slot_exists(using):
+    from ddp.replication.setup import replication_name  # it imports this module
+
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_database(), array(SELECT slot_name FROM pg_replication_slots"
+            " WHERE database = current_database() AND plugin = 'pgoutput')"
+        )
+        dbname, slots = cursor.fetchone()
+    return replication_name(dbname) in slots
+
+
+def forget_slots():
+    """Look for the replication slot again at the next write: this process made or
+    dropped it."""
+    _slots.clear()
 
 
 def wrote(using="default"):
@@ -207,10 +252,10 @@ def notify_changed(model, pks, using="default"):
     """Announce rows written without model signals (``update()``, ``bulk_create()``, SQL).
 
     Rows that no longer exist are announced as deleted. Call it inside the same
-    transaction as the write, so that the change goes out only if it commits. With
-    ``"database"`` capture it does nothing: the replication reader sees every write.
+    transaction as the write, so that the change goes out only if it commits. While the
+    replication reader announces every write (:func:`reading_database`) it does nothing.
     """
-    if not reading_database():
+    if not reading_database(using):
         announce_rows(model, pks, using)
 
 

@@ -1,17 +1,18 @@
 """The one reader of a database's changes, elected among its ``ddpserver`` processes.
 
-In ``DDP["CAPTURE"] = "database"`` mode writers send nothing: every ``ddpserver`` runs a
-:class:`Reader`, and the one that holds an advisory lock on the database reads the
-replication slot (``pgoutput``, :mod:`ddp.replication.stream`). For each run of committed
-transactions it announces the documents they changed (:func:`consumer.announce`: each read
-once with the ORM and matched once, in one transaction whose NOTIFYs carry the events to
-every server, as a writer's did), and only once that transaction has committed does it
-confirm the position to the slot. So a reader that dies, at any point, loses nothing: the
-next one (another server takes the lock) gets every transaction after the last confirmed
-position again. Events are whole documents, so announcing one twice costs clients nothing.
-PostgreSQL may stream a transaction a moment before new snapshots see it: the rows are read
-only once its transaction ids are visible (:func:`consumer.wait_visible`), else a new row
-would go out as removed.
+With database capture (``DDP["CAPTURE"]`` is ``"database"``, or ``"auto"`` where the
+database allows it) writers send nothing: every ``ddpserver`` runs a :class:`Reader`, and
+the one that holds an advisory lock on the database reads the replication slot
+(``pgoutput``, :mod:`ddp.replication.stream`). For each run of committed transactions it
+announces the documents they changed (:func:`consumer.announce`: each read once with the ORM
+and matched once, in one transaction whose NOTIFYs carry the events to every server, as a
+writer's did), and only once that transaction has committed does it confirm the position to
+the slot. So a reader that dies, at any point, loses nothing: the next one (another server
+takes the lock) gets every transaction after the last confirmed position again. Events are
+whole documents, so announcing one twice costs clients nothing. PostgreSQL may stream a
+transaction a moment before new snapshots see it: the rows are read only once its
+transaction ids are visible (:func:`consumer.wait_visible`), else a new row would go out as
+removed.
 
 Fences: a method's caller must see its own writes before ``updated``. Its server asks the
 reader (a NOTIFY on ``ddp_reader`` with the method's commit position) and waits for
@@ -26,7 +27,6 @@ Written against the standard library and psycopg2: ``ddpserver`` has made ``sele
 """
 
 import collections
-import hashlib
 import logging
 import select
 import threading
@@ -58,8 +58,7 @@ MAX_BACKOFF = 10.0
 
 def lock_key(slot_name):
     """The advisory lock whose holder reads ``slot_name``: a bigint of its name."""
-    digest = hashlib.sha256(f"ddp.replication.reader:{slot_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return setup.advisory_key(f"ddp.replication.reader:{slot_name}")
 
 
 def wait_readable(*filenos, timeout=None):
@@ -137,10 +136,7 @@ class Reader:
 
     def _serve(self, conn):
         with conn.cursor() as cursor:
-            setup.ensure_publication(
-                cursor, self.tables.names(), full_identity=sorted(self.tables.through)
-            )
-            setup.ensure_slot(cursor, self.slot)
+            setup.prepare(cursor, self.tables, self.slot)
             # Fence requests: "<fence channel> <token> <position>".
             cursor.execute(f"LISTEN {READER_CHANNEL}")
 

@@ -31,6 +31,7 @@ import re
 from collections import namedtuple
 
 from ddp.api import API
+from ddp.bus import producer
 from ddp.conf import ddp_settings
 from ddp.replication.consumer import Tables
 
@@ -81,7 +82,8 @@ def capture_mode(connection, registry=API):
 
     ``mode`` is ``"database"`` or ``"signals"``. A ``DDP["CAPTURE"]`` of ``"database"`` that
     the database cannot carry stays ``"database"`` with the obstacles as its reason: the
-    ``ddp.E013`` system check stops the server before it runs so.
+    ``ddp.E013`` system check stops the server before it runs so. ``"auto"`` that it cannot
+    carry is ``"signals"``, and the reason says what to change.
     """
     setting = ddp_settings.CAPTURE
     if setting == "signals":
@@ -99,7 +101,8 @@ def capture_mode(connection, registry=API):
     problems = "; ".join(obstacle.problem for obstacle in found)
     if setting == "database":
         return "database", f'DDP["CAPTURE"] is "database", but {problems}'
-    return "signals", f"database capture is not possible: {problems}"
+    fixes = " ".join(obstacle.fix for obstacle in found)
+    return "signals", f"database capture is not possible: {problems}; what to change: {fixes}"
 
 
 def current_user(cursor):
@@ -391,7 +394,32 @@ def ensure_slot(cursor, name=None):
     if cursor.fetchone() is not None:
         return False
     cursor.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [name])
+    producer.forget_slots()
     return True
+
+
+def advisory_key(text):
+    """A bigint advisory lock key of ``text``."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def prepare(cursor, tables, name=None):
+    """Make the publication of ``tables`` (a :class:`Tables`) and the slot ``name`` if
+    missing: what a reader reads through, made by a starting server before it serves, so
+    that writers go quiet as soon as possible (``"auto"``: :func:`producer.reading_database`).
+
+    Servers that start at once, and the reader, take turns (an advisory lock): the later
+    ones find everything made. ``cursor`` in autocommit mode (:func:`ensure_slot`).
+    """
+    name = _name(cursor, name)
+    key = advisory_key(f"ddp.replication.setup:{name}")
+    cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        ensure_publication(cursor, tables.names(), name, full_identity=sorted(tables.through))
+        ensure_slot(cursor, name)
+    finally:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def drop(cursor, name=None):
@@ -410,6 +438,7 @@ def drop(cursor, name=None):
         )
     if row is not None:
         cursor.execute("SELECT pg_drop_replication_slot(%s)", [name])
+        producer.forget_slots()
     cursor.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name])
     publication = cursor.fetchone() is not None
     if publication:

@@ -47,8 +47,10 @@ class DDPLiveServerTestCase(TransactionTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        from ddp.testing.live import ServerProcess
+        from ddp.testing.live import ServerProcess, drop_capture
 
+        # Cleanups run last first: the server stops, then its replication slot goes.
+        cls.addClassCleanup(drop_capture)
         cls.ddp_server = ServerProcess(*cls.ddpserver_args).start()
         cls.addClassCleanup(cls.ddp_server.stop)
 

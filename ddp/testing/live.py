@@ -3,6 +3,14 @@
 The test process itself is never monkey-patched by eventlet: the server runs apart, as in
 production, with ``DATABASE_URL`` pointing at the test database. If it fails to start,
 :meth:`ServerProcess.start` raises with everything it printed, traceback included.
+
+With ``DDP["CAPTURE"] = "auto"`` (the default) a server makes a replication slot on the
+test database where it allows it (the embedded PostgreSQL does). A database with a slot
+cannot be dropped, and while it exists this process's writers leave their changes to a
+reader: call :func:`drop_capture` once the servers have stopped (the ``ddp_live_server``
+fixture and ``DDPLiveServerTestCase`` do). PostgreSQL makes a slot only once every
+transaction that has written has ended: start a server before a test's own transaction
+writes, or its start-up waits for that transaction, which waits for the server.
 """
 
 import json
@@ -13,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
+import psycopg2
 from django.db import connection
 
 from ddp.testing.database import database_url
@@ -28,6 +38,9 @@ class ServerProcess:
     ddpserver``; ``env`` adds environment variables; ``ddp`` is passed JSON-encoded in
     ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this project's does).
     """
+
+    #: The servers started in this process since :func:`drop_capture` last ran.
+    started = []
 
     def __init__(self, *args, ddp=None, command=None, settings=None, env=None, cwd=None):
         self.args = list(args)
@@ -64,11 +77,15 @@ class ServerProcess:
             stderr=self.stderr,
             text=True,
         )
+        ServerProcess.started.append(self)
         threading.Thread(target=self._read_stdout, daemon=True).start()
         if not self._started.wait(timeout) or self.port is None:
             self.process.kill()
             self.process.wait()
             raise RuntimeError(f"ddpserver did not start:\n{self.output()}")
+        from ddp.bus.producer import forget_slots
+
+        forget_slots()  # it may have made the slot: this process's writers go quiet now
         return self
 
     def _read_stdout(self):
@@ -114,3 +131,33 @@ class ServerProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def drop_capture(timeout=30):
+    """Drop the test database's replication slot and publication once every server this
+    process started has exited; True if it did (False while one runs, or none ran since).
+
+    Waits up to ``timeout`` seconds for PostgreSQL to let go of the slot of a server that
+    has just exited. From then on this process's writers send their changes again.
+    """
+    from ddp.replication import setup
+
+    if not ServerProcess.started or any(s.process.poll() is None for s in ServerProcess.started):
+        return False
+    conn = psycopg2.connect(database_url(connection.settings_dict))
+    conn.autocommit = True
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with conn.cursor() as cursor:
+                    setup.drop(cursor)
+                break
+            except setup.SetupError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        conn.close()
+    ServerProcess.started.clear()
+    return True

@@ -47,12 +47,13 @@ def ddp_client(ddp_client_factory):
 @pytest.fixture(scope="module")
 def ddp_live_server(django_db_setup, django_db_blocker):
     """A ``ddpserver`` process for this module, serving the test database."""
-    from ddp.testing.live import ServerProcess
+    from ddp.testing.live import ServerProcess, drop_capture
 
     with django_db_blocker.unblock():
         server = ServerProcess().start()
     yield server
     server.stop()
+    drop_capture()  # the slot "auto" capture made: the test database could not be dropped
 
 
 @pytest.fixture

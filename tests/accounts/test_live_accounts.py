@@ -34,6 +34,21 @@ def test_revoked_token_closes_its_connection_on_another_server():
         here.close()
 
 
+@pytest.mark.parametrize("capture", ["auto", "signals"])
+def test_logging_out_keeps_the_connection_open(capture):
+    """A logout deletes its own token. With database capture ("auto" here) the logout waits
+    for the reader to pass its commit, and the token's revocation arrives meanwhile: it
+    must not close the connection that the call is logging out."""
+    User.objects.create_user("alice", password="pw")
+    with ServerProcess(ddp={"CAPTURE": capture}) as server:
+        client = WebSocketDDPClient(server.ws_url)
+        client.call("login", {"user": {"username": "alice"}, "password": "pw"})
+        client.call("logout")
+        assert client.call("test.echo", "still here") == ["still here"]
+        client.close()
+    assert not LoginToken.objects.exists()
+
+
 def test_a_password_being_checked_does_not_stop_other_clients():
     # A stored hash of 12 times Django's iterations: seconds of CPU for one wrong password
     # (the test never makes it, so it costs nothing here).

@@ -1,4 +1,10 @@
-"""Changes made through the ORM anywhere reach the right clients on every ddpserver."""
+"""Changes made through the ORM anywhere reach the right clients on every ddpserver.
+
+The signals path: what the writer pays, ``notify_changed``, the receivers' cost. So the
+servers and this process say DDP["CAPTURE"] = "signals": with "auto" a server would read
+the database's changes, writers here would leave theirs to it, and a change announced by
+the reader could hide one the writer failed to send. tests/replication covers that path.
+"""
 
 import os
 import signal
@@ -18,13 +24,19 @@ from tests.testapp.models import Article
 pytestmark = pytest.mark.django_db(transaction=True)
 
 JANET = "janet@evanovich.com"
+SIGNALS = {"CAPTURE": "signals"}
+
+
+@pytest.fixture(autouse=True)
+def _signals(settings):
+    settings.DDP = SIGNALS
 
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
     """Three ddpserver processes on the one test database."""
     with django_db_blocker.unblock():
-        started = [ServerProcess().start() for _ in range(3)]
+        started = [ServerProcess(ddp=SIGNALS).start() for _ in range(3)]
     yield started
     for server in started:
         server.stop()
@@ -193,7 +205,7 @@ def test_writer_queries_grow_with_nothing_subscribed(servers, authors):
 
 def test_receivers_run_no_query_per_change(authors):
     env = {"DDP_TEST_COUNT_QUERIES": "1"}
-    with ServerProcess(ddp={"SERVER_HEARTBEAT": 3600}, env=env) as server:
+    with ServerProcess(ddp={**SIGNALS, "SERVER_HEARTBEAT": 3600}, env=env) as server:
         client = DDPClient(server.ws_url)
         client.sub("AllBooks")
         before, _ = client.call("test.queryCount")
@@ -227,7 +239,7 @@ def test_lost_listener_reconnects_and_clients_converge(authors):
     name = "ddp-listener-loss"
     url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
     janet = authors[0]
-    with ServerProcess(env={"DATABASE_URL": url}) as server:
+    with ServerProcess(ddp=SIGNALS, env={"DATABASE_URL": url}) as server:
         client = DDPClient(server.ws_url)
         client.sub("AllBooks")
         stop = threading.Event()
@@ -272,10 +284,10 @@ def test_lost_listener_reconnects_and_clients_converge(authors):
 
 def test_killed_server_stops_costing_the_writer(authors):
     janet = authors[0]
-    server = ServerProcess(ddp={"SERVER_HEARTBEAT": 0.2}).start()
+    server = ServerProcess(ddp={**SIGNALS, "SERVER_HEARTBEAT": 0.2}).start()
     client = DDPClient(server.ws_url)
     client.sub("BooksByAuthorEmail", "killed@example.com")
-    with override_settings(DDP={"SERVER_TIMEOUT": 1.0}):
+    with override_settings(DDP={**SIGNALS, "SERVER_TIMEOUT": 1.0}):
         alive = writer_queries(janet)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
@@ -325,7 +337,7 @@ def test_many_to_many_changes_update_the_id_lists(servers):
 
 def test_many_first_subscribers_at_once_on_a_fresh_server(authors):
     """Each first subscriber to a collection asks the listener to LISTEN at the same time."""
-    with ServerProcess() as server:
+    with ServerProcess(ddp=SIGNALS) as server:
         clients = [DDPClient(server.ws_url) for _ in range(12)]
         for n, client in enumerate(clients):
             client.send({"msg": "sub", "id": f"s{n}", "name": "AllBooks", "params": []})
@@ -340,7 +352,7 @@ def test_many_first_subscribers_at_once_on_a_fresh_server(authors):
 def test_hostile_notifications_do_not_stop_live_changes(authors):
     """Signed, as only a holder of SECRET_KEY could send them (a writer's bug, say): the
     decoder must survive them too (unsigned ones never reach it: test_signed_live.py)."""
-    with ServerProcess() as server:
+    with ServerProcess(ddp=SIGNALS) as server:
         client = DDPClient(server.ws_url)
         client.sub("AllBooks")
         # A well-formed event whose fields nest 900 deep: decoding it by recursion

@@ -4,6 +4,10 @@ A replayed event carries what its writer saw: the keys of the distinct subscript
 matched and the registry id it could see. So these tests replay to the server the capture
 was made on, while the first client keeps its subscription live: a second client with the
 same publication and parameters shares that subscription's key and registry row.
+
+A capture records what writers send: the server and this process say DDP["CAPTURE"] =
+"signals", so that this process's writes are what the capture records (with "auto" the
+server would read them from the database and announce them itself, signed with its key).
 """
 
 import io
@@ -27,11 +31,18 @@ from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SIGNALS = {"CAPTURE": "signals"}
+
+
+@pytest.fixture(autouse=True)
+def _signals(settings):
+    settings.DDP = SIGNALS
+
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        started = ServerProcess().start()
+        started = ServerProcess(ddp=SIGNALS).start()
     yield started
     started.stop()
 

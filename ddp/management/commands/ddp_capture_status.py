@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ddp.api import API
+from ddp.conf import ddp_settings
 from ddp.replication import setup
 
 HELP = """\
@@ -13,9 +14,12 @@ slot: whether a reader holds it (its process id on the database server, its appl
 address), and its lag: the WAL written since the position its reader confirmed, which
 PostgreSQL keeps for it, in bytes and, when known, in seconds.
 
---drop drops the slot and the publication: the way to turn database capture off for good
-(set DDP["CAPTURE"] = "signals" first, or the next ddpserver makes them again). A slot that
-a reader holds is not dropped: stop the ddpservers first.
+With DDP["CAPTURE"] = "auto" (the default) a ddpserver makes the slot when the database
+allows it, and while the slot exists every process's writers leave their changes to it.
+--drop drops the slot and the publication: the way to turn database capture off for good.
+Set DDP["CAPTURE"] = "signals" in every process first and restart them (with "auto" the
+next ddpserver makes the slot again, and writers stay quiet for a few seconds after it is
+gone); a slot that a reader holds is not dropped: stop the ddpservers first.
 """
 
 
@@ -26,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--drop",
             action="store_true",
-            help="Drop the replication slot and the publication (turns database capture off).",
+            help='Drop the replication slot and the publication (after setting "signals").',
         )
 
     def handle(self, *args, drop, **options):
@@ -39,9 +43,14 @@ class Command(BaseCommand):
                 self._drop(cursor)
             return
         mode, reason = setup.capture_mode(connection)
-        self.stdout.write(f"mode: {mode} ({reason})")
         with connection.cursor() as cursor:
             name = setup.replication_name(setup.current_database(cursor))
+            auto = mode == "database" and ddp_settings.CAPTURE == "auto"
+            if auto and setup.slot_status(cursor, name) is None:
+                # Writers look for the slot: they send their changes until it exists.
+                mode = "signals"
+                reason = f"until a ddpserver makes the slot; database capture is possible: {reason}"
+            self.stdout.write(f"mode: {mode} ({reason})")
             self._publication(cursor, name)
             self._slot(cursor, name)
 

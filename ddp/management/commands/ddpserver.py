@@ -87,7 +87,6 @@ class Command(BaseCommand):
         from ddp.bus.listener import Listener
         from ddp.bus.registry import ServerRegistration
         from ddp.replication.reader import Reader
-        from ddp.replication.setup import capture_mode
         from ddp.server import eventlet_driver
         from ddp.server.pool import DatabasePool
         from ddp.server.wsgi import DDPApplication
@@ -102,18 +101,7 @@ class Command(BaseCommand):
         API.autodiscover()
         if not options["skip_checks"]:
             self.check(databases=[DEFAULT_DB_ALIAS])
-        mode, reason = capture_mode(connections[DEFAULT_DB_ALIAS])
-        reading = mode == "database" and ddp_settings.CAPTURE == "database"
-        if mode == "database" and not reading:
-            # "auto" turns the reader on by itself once it has been proven under faults.
-            capture = (
-                f"signals capture (database capture is possible: {reason}; "
-                'set DDP["CAPTURE"] = "database")'
-            )
-        elif reading:
-            capture = f"database capture ({reason}; read by the server that holds the lock)"
-        else:
-            capture = f"{mode} capture ({reason})"
+        reading, capture = start_capture(connections[DEFAULT_DB_ALIAS])
         # This green thread keeps no connection of its own while it serves.
         connections[DEFAULT_DB_ALIAS].close()
         eventlet_driver.raise_file_limit()
@@ -165,6 +153,35 @@ class Command(BaseCommand):
         bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")
+
+
+def start_capture(connection):
+    """``(reading, what to print)``: whether this server runs a replication reader, and
+    where its changes come from and why.
+
+    Database capture makes the publication and the slot now, before any client is
+    served: with ``"auto"`` writers go quiet once the slot exists. ``"auto"`` that cannot
+    make them falls back to signals; ``"database"`` stops here.
+    """
+    from django.db import DatabaseError
+
+    from ddp.api import API
+    from ddp.replication import setup
+    from ddp.replication.consumer import Tables
+
+    mode, reason = setup.capture_mode(connection)
+    if mode == "database":
+        try:
+            with connection.cursor() as cursor:
+                setup.prepare(cursor, Tables(API))
+        except (setup.SetupError, DatabaseError) as exc:
+            problem = " ".join(str(exc).split())  # PostgreSQL's may span lines
+            if ddp_settings.CAPTURE == "database":
+                raise CommandError(f"Database capture cannot start: {problem}") from None
+            mode, reason = "signals", f"database capture is not possible: {problem}"
+    if mode == "signals":
+        return False, f"signals capture ({reason})"
+    return True, f"database capture ({reason}; read by the server that holds the lock)"
 
 
 def settle_memory(threshold):
