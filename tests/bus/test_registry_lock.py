@@ -3,6 +3,11 @@
 A transaction holds the lock shared, as every writer does, and stays open: the
 subscription's exclusive request must not queue every other writer behind it, and the
 subscription must still start once the lock is free, missing no change made meanwhile.
+
+Writers take the lock on the signals path: the server and this process say
+DDP["CAPTURE"] = "signals" (with "auto" the writers here would leave their changes to a
+replication reader, and whether a save takes the lock would depend on when they see its
+slot).
 """
 
 import threading
@@ -21,6 +26,13 @@ from tests.ddpclient import DDPClient
 from tests.live import ServerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+SIGNALS = {"CAPTURE": "signals"}
+
+
+@pytest.fixture(autouse=True)
+def signals(settings):
+    settings.DDP = SIGNALS
 
 JANET = "janet@evanovich.com"
 #: The bound the issue sets on a writer's save while a subscription waits for the lock.
@@ -96,7 +108,7 @@ def counter(server, name):
 
 def test_writes_go_on_while_a_subscription_waits_for_the_lock(janet, holder):
     book = Book.objects.create(title="Hot Six", author=janet)
-    with ServerProcess(ddp={"REGISTRY_LOCK_WAIT": 60}) as server:
+    with ServerProcess(ddp={**SIGNALS, "REGISTRY_LOCK_WAIT": 60}) as server:
         # A live subscription, so that the saves below go through the matcher; and one
         # save first, so that this process's matcher knows its template already.
         watcher = DDPClient(server.ws_url)
