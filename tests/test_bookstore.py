@@ -58,6 +58,22 @@ class BooksByAuthorEmailTests(DDPTestCase):
         client.assert_changed("bookstore.book", str(book.pk), fields={"title": "Seven Up"})
         client.assert_no_messages()
 
+    def test_changed_fields_as_keywords_as_assert_added_takes_them(self):
+        janet = Author.objects.create(name="Janet", email=JANET)
+        book = Book.objects.create(title="Hot Six", author=janet)
+        client = self.ddp_client()
+        client.subscribe("AllBooks")
+        client.assert_added("bookstore.book", str(book.pk), title="Hot Six")
+        book.title = "Seven Up"
+        book.save()
+        book.title = "Eight"
+        book.save()
+        # At least these values, as assert_added: the second change, not the first.
+        client.assert_changed("bookstore.book", str(book.pk), title="Eight")
+        client.assert_changed("bookstore.book", str(book.pk), fields={"title": "Seven Up"})
+        with pytest.raises(TypeError, match="fields= or keywords"):
+            client.assert_changed("bookstore.book", str(book.pk), {"title": "x"}, title="x")
+
     def test_moving_a_book_to_another_author(self):
         janet = Author.objects.create(name="Janet", email=JANET)
         lee = Author.objects.create(name="Lee", email="lee@child.com")

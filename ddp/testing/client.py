@@ -176,17 +176,22 @@ class BaseClient:
             f"added {collection} {id} {fields or ''}",
         )
 
-    def assert_changed(self, collection, id, fields=None, cleared=None):
-        """A ``changed`` for ``id`` arrived, with exactly these ``fields`` and ``cleared``."""
+    def assert_changed(self, collection, id, fields=None, cleared=None, **values):
+        """A ``changed`` for ``id`` arrived, with exactly these ``fields`` and ``cleared``;
+        or, given as keywords like :meth:`assert_added`'s, with at least these field
+        values (a field named ``fields`` or ``cleared`` goes in the dict)."""
+        if fields is not None and values:
+            raise TypeError("assert_changed takes the fields as fields= or keywords, not both")
         return self._wait(
             lambda m: (
                 m.get("msg") == "changed"
                 and m.get("collection") == collection
                 and m.get("id") == id
                 and (fields is None or m.get("fields", {}) == fields)
+                and all(k in m.get("fields", {}) and m["fields"][k] == v for k, v in values.items())
                 and (cleared is None or sorted(m.get("cleared", ())) == sorted(cleared))
             ),
-            f"changed {collection} {id} fields={fields} cleared={cleared}",
+            f"changed {collection} {id} fields={fields or values} cleared={cleared}",
         )
 
     def assert_removed(self, collection, id):
