@@ -116,14 +116,22 @@ def test_signals_when_asked():
         assert changes_line(server) == 'changes: signals capture (DDP["CAPTURE"] is "signals")'
 
 
+def altered(change, undo):
+    """Run the SQL ``change`` for a test's length, then ``undo`` (a fixture's body)."""
+    with connection.cursor() as cursor:
+        cursor.execute(change)
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(undo)
+
+
 @pytest.fixture
 def author_without_identity():
     """bookstore_author's deletes without their key: database capture cannot carry it."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE bookstore_author REPLICA IDENTITY NOTHING")
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE bookstore_author REPLICA IDENTITY DEFAULT")
+    yield from altered(
+        "ALTER TABLE bookstore_author REPLICA IDENTITY NOTHING",
+        "ALTER TABLE bookstore_author REPLICA IDENTITY DEFAULT",
+    )
 
 
 def test_auto_falls_back_to_signals_and_says_what_to_change(author_without_identity):
@@ -150,11 +158,10 @@ def test_database_capture_that_cannot_work_stops_the_server(author_without_ident
 def books_away():
     """bookstore_book missing (under another name), as before migrate made it: the system
     checks leave missing tables out, but no publication can include it."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE bookstore_book RENAME TO bookstore_book_away")
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE bookstore_book_away RENAME TO bookstore_book")
+    yield from altered(
+        "ALTER TABLE bookstore_book RENAME TO bookstore_book_away",
+        "ALTER TABLE bookstore_book_away RENAME TO bookstore_book",
+    )
 
 
 def test_auto_falls_back_to_signals_when_the_publication_cannot_be_made(books_away):
