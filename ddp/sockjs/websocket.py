@@ -25,18 +25,14 @@ from wsproto.utilities import LocalProtocolError
 
 from ddp.sockjs import responses
 from ddp.sockjs.framing import FramingError, client_messages
-from ddp.websocket import WebSocket
+from ddp.websocket import UNSUPPORTED_VERSION, VERSIONS, WebSocket
 
 #: How long sockjs-node 0.3.24 waits for the pong to a heartbeat ping, in seconds.
 PONG_TIMEOUT = 10.0
 
 
 def refusal(environ):
-    """Why this is no WebSocket handshake that can be accepted, or None.
-
-    As T1, except that version 8 is refused too: wsproto speaks version 13 only, and
-    raises on a handshake it would refuse rather than answering it.
-    """
+    """Why this is no WebSocket handshake that can be accepted, or None (T1)."""
     connection = {token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")}
     if (
         "upgrade" not in connection
@@ -44,8 +40,8 @@ def refusal(environ):
         or not environ.get("HTTP_SEC_WEBSOCKET_KEY")
     ):
         return b"Not a valid websocket request"
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
-        return b"Only supported WebSocket protocol is RFC 6455."
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in VERSIONS:
+        return UNSUPPORTED_VERSION
     return None
 
 
