@@ -45,7 +45,8 @@ def refusal(environ):
     return None
 
 
-def serve(server, environ, start_response, session_id):
+def refused(server, environ, start_response):
+    """The answer to a websocket request ``server`` cannot take, or None to take it."""
     reason = refusal(environ)
     if reason is not None:
         return responses.respond(start_response, "400 Bad Request", [responses.TEXT], reason)
@@ -56,6 +57,13 @@ def serve(server, environ, start_response, session_id):
             [responses.TEXT, ("Retry-After", "5")],
             b"Too many connections",
         )
+    return None
+
+
+def serve(server, environ, start_response, session_id):
+    answer = refused(server, environ, start_response)
+    if answer is not None:
+        return answer
     try:
         ws = WebSocket(environ, max_message_size=server.options.max_message_size)
         session = server.websocket_session(session_id, environ)

@@ -285,7 +285,7 @@ def test_websocket_versions_other_than_8_and_13_get_400(ddp_live_server, version
     assert reply.startswith(b"HTTP/1.1 400")
 
 
-@pytest.mark.parametrize("path", ["/websocket"])
+@pytest.mark.parametrize("path", ["/websocket", "/sockjs/websocket"])
 def test_websocket_version_8_is_served_as_13(ddp_live_server, path):
     # A draft of RFC 6455 that some clients still send; its frames are RFC 6455's.
     url = f"ws://127.0.0.1:{ddp_live_server.port}{path}"

@@ -32,7 +32,7 @@ def test_a_path_outside_the_prefix_is_not_found(port):
 
 @pytest.mark.parametrize(
     "suffix",
-    ["/iframe.html", "/iframe-0.1.2.html", "/websocket", "/a/a/jsonp?c=x", "/a/a/eventsource"],
+    ["/iframe.html", "/iframe-0.1.2.html", "/a/a/jsonp?c=x", "/a/a/eventsource"],
 )
 def test_transports_not_served_are_not_found(port, suffix):
     assert fetch(port, "GET", "/echo" + suffix).status == 404
