@@ -67,6 +67,7 @@ def test_only_get(port):
     r = fetch(port, "POST", "/echo/websocket", headers=UPGRADE)
     assert r.status == 405
     assert r["allow"] == "GET"
+    assert r["content-type"] is None
     assert r.body == ""
 
 

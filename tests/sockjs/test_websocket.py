@@ -38,6 +38,22 @@ def test_a_rewritten_connection_header_is_refused(port):
         headers={"Upgrade": "WebSocket", "Connection": "close"},
     )
     assert r.status == 400
+    assert r.body == "Not a valid websocket request"
+
+
+def test_a_hixie_76_handshake_is_refused(port):
+    # The 2010 draft (Key1, Key2 and a nonce after the headers) is not served: a clear 400,
+    # not a socket left waiting for the nonce.
+    headers = {
+        "Upgrade": "WebSocket",
+        "Connection": "Upgrade",
+        "Origin": f"http://127.0.0.1:{port}",
+        "Sec-WebSocket-Key1": "4 @1  46546xW%0l 1 5",
+        "Sec-WebSocket-Key2": "12998 5 Y3 1  .P00",
+    }
+    r = fetch(port, "GET", session_url() + "/websocket", headers=headers)
+    assert r.status == 400
+    assert r.body == "Not a valid websocket request"
 
 
 @pytest.mark.parametrize("version", ["7", "14", ""])
