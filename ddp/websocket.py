@@ -18,6 +18,13 @@ from wsproto.events import CloseConnection, TextMessage
 
 from ddp.conf import ddp_settings
 
+#: The ``Sec-WebSocket-Version`` values served (T1): RFC 6455's 13, and 8, the draft
+#: (hybi-08) whose frames and handshake are the same, which sockjs-node also takes.
+VERSIONS = ("8", "13")
+
+#: The answer to any other version, sockjs-node's.
+UNSUPPORTED_VERSION = b"Only supported WebSocket protocol is RFC 6455."
+
 
 @functools.lru_cache(maxsize=1024)
 def text_frame(text):
@@ -105,6 +112,9 @@ class WebSocket(simple_websocket.Server):
         handshake = {**environ, "gunicorn.socket": FullWriteSocket(raw)}
         if not self.compression:
             handshake.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        if handshake.get("HTTP_SEC_WEBSOCKET_VERSION") == "8":
+            # wsproto knows only 13 by name, and would refuse the draft it answers alike.
+            handshake["HTTP_SEC_WEBSOCKET_VERSION"] = "13"
         self._on_message = None
         super().__init__(handshake, thread_class=_ReadByCaller, event_class=_NoWaiting, **kwargs)
         self.environ = environ  # the request's own: the copy was for the handshake only
@@ -164,8 +174,6 @@ def bad_request(environ):
         return "405 Method Not Allowed", [("Allow", "GET")], b""
     if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
         return "400 Bad Request", [], b"Not a valid websocket request"
-    # sockjs-node also takes version 8 (a draft of RFC 6455); wsproto speaks only 13, and
-    # every browser since 2012 sends 13, so 8 is refused cleanly rather than half-served.
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
-        return "400 Bad Request", [], b"Only supported WebSocket protocol is RFC 6455."
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in VERSIONS:
+        return "400 Bad Request", [], UNSUPPORTED_VERSION
     return None

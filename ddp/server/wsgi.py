@@ -3,7 +3,9 @@ everywhere else.
 
 One port serves all, so a Meteor front end and the project's own pages, admin and API
 need one address. ``/websocket`` never carries SockJS framing (PROTOCOL.md T2);
-``/sockjs`` is SockJS, which Meteor's browser client uses by default.
+``/sockjs`` is SockJS, which Meteor's browser client uses by default. SockJS's own raw
+websocket, ``/sockjs/websocket``, is the same as ``/websocket``: Meteor's server routes
+its ``/websocket`` there, so clients may use either.
 """
 
 import functools
@@ -20,7 +22,7 @@ from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
 
-WEBSOCKET_PATHS = ("/websocket", "/websocket/")
+WEBSOCKET_PATHS = ("/websocket", "/websocket/", "/sockjs/websocket", "/sockjs/websocket/")
 
 #: The answer to a WebSocket handshake while the server holds as many clients as it may:
 #: clients retry later, or elsewhere.
@@ -73,7 +75,7 @@ class DDPApplication:
         endpoint = observability.endpoint(path)
         if endpoint is not None:
             return endpoint(self, environ, start_response)
-        if path == "/sockjs" or path.startswith("/sockjs/"):
+        if path not in WEBSOCKET_PATHS and (path == "/sockjs" or path.startswith("/sockjs/")):
             if not origin_allowed(environ):
                 start_response("403 Forbidden", [("Content-Type", "text/plain")])
                 return [b"Origin not allowed"]

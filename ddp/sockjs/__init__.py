@@ -4,11 +4,11 @@
 an echo is another (:mod:`ddp.sockjs.testserver`). It never looks inside the messages.
 
 Transports served: websocket, xhr-polling (with ``xhr_send``) and xhr-streaming, which
-cover every browser Meteor's client supports (T11). Not served, answered 404: the iframe
-page and the transports that need it or serve only browsers without CORS XHR (jsonp,
-eventsource, htmlfile; Meteor's client whitelists no streaming transport and reaches
-iframe-xhr-polling and jsonp-polling only on such browsers), and the raw
-``<prefix>/websocket``, which the host serves as ``/websocket`` itself.
+cover every browser Meteor's client supports (T11), and the raw ``<prefix>/websocket``
+without SockJS framing. Not served, answered 404: the iframe page and the transports that
+need it or serve only browsers without CORS XHR (jsonp, eventsource, htmlfile; Meteor's
+client whitelists no streaming transport and reaches iframe-xhr-polling and jsonp-polling
+only on such browsers).
 
 This package imports nothing: ``python -m ddp.sockjs.testserver`` must let eventlet patch
 the standard library before anything (Django's settings above all) is imported.

@@ -9,7 +9,9 @@ URLs under the prefix, as sockjs-node 0.3.24 dispatches them (``src/sockjs.coffe
 
 * ``GET /``: the greeting; ``GET /info`` and ``OPTIONS /info``: capabilities (T9);
 * ``/<server>/<session>/xhr``, ``/xhr_send``, ``/xhr_streaming``: ``POST`` and ``OPTIONS``;
-* ``/<server>/<session>/websocket``: ``GET`` (404 when websockets are off).
+* ``/<server>/<session>/websocket``: ``GET`` (404 when websockets are off);
+* ``/websocket``: ``GET``, a plain WebSocket without SockJS framing (:mod:`ddp.sockjs.raw`;
+  404 when websockets are off).
 
 A known path asked with another method gets 405 and ``Allow``; anything else 404.
 ``<server>`` and ``<session>`` are anything without a slash or a dot; ``<server>`` is for
@@ -24,7 +26,7 @@ import secrets
 import threading
 import time
 
-from ddp.sockjs import responses, websocket, xhr
+from ddp.sockjs import raw, responses, websocket, xhr
 from ddp.sockjs.framing import close_frame
 from ddp.sockjs.session import Session, spawn_thread
 
@@ -141,6 +143,10 @@ class SockJSServer:
             return {"GET": self._welcome}
         if rest in ("/info", "/info/"):
             return {"OPTIONS": self._info_options, "GET": self._info}
+        if rest in ("/websocket", "/websocket/"):
+            if not self.options.websocket:
+                return {"GET": self._disabled}
+            return {"GET": functools.partial(raw.serve, self)}
         match = SESSION_URL.fullmatch(rest)
         if match is None:
             return None
@@ -237,6 +243,17 @@ class SockJSServer:
         """A session of its own for a websocket, which nothing else can find by its id."""
         with self._lock:
             return self._new_session(session_id, environ)
+
+    def raw_session(self, ws):
+        """A session for the raw websocket ``ws``, counted in ``connections`` while it runs."""
+        session = raw.RawSession(ws, self.app, self._forget_raw)
+        with self._lock:
+            self.connections.add(session)
+        return session
+
+    def _forget_raw(self, session):
+        with self._lock:
+            self.connections.discard(session)
 
     def _new_session(self, session_id, environ):
         session = Session(

@@ -25,18 +25,14 @@ from wsproto.utilities import LocalProtocolError
 
 from ddp.sockjs import responses
 from ddp.sockjs.framing import FramingError, client_messages
-from ddp.websocket import WebSocket
+from ddp.websocket import UNSUPPORTED_VERSION, VERSIONS, WebSocket
 
 #: How long sockjs-node 0.3.24 waits for the pong to a heartbeat ping, in seconds.
 PONG_TIMEOUT = 10.0
 
 
 def refusal(environ):
-    """Why this is no WebSocket handshake that can be accepted, or None.
-
-    As T1, except that version 8 is refused too: wsproto speaks version 13 only, and
-    raises on a handshake it would refuse rather than answering it.
-    """
+    """Why this is no WebSocket handshake that can be accepted, or None (T1)."""
     connection = {token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")}
     if (
         "upgrade" not in connection
@@ -44,12 +40,13 @@ def refusal(environ):
         or not environ.get("HTTP_SEC_WEBSOCKET_KEY")
     ):
         return b"Not a valid websocket request"
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
-        return b"Only supported WebSocket protocol is RFC 6455."
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in VERSIONS:
+        return UNSUPPORTED_VERSION
     return None
 
 
-def serve(server, environ, start_response, session_id):
+def refused(server, environ, start_response):
+    """The answer to a websocket request ``server`` cannot take, or None to take it."""
     reason = refusal(environ)
     if reason is not None:
         return responses.respond(start_response, "400 Bad Request", [responses.TEXT], reason)
@@ -60,6 +57,13 @@ def serve(server, environ, start_response, session_id):
             [responses.TEXT, ("Retry-After", "5")],
             b"Too many connections",
         )
+    return None
+
+
+def serve(server, environ, start_response, session_id):
+    answer = refused(server, environ, start_response)
+    if answer is not None:
+        return answer
     try:
         ws = WebSocket(environ, max_message_size=server.options.max_message_size)
         session = server.websocket_session(session_id, environ)

@@ -271,14 +271,24 @@ def test_server_id_welcome_only_when_asked():
         client.close()
 
 
-def test_websocket_versions_other_than_13_get_400(ddp_live_server):
+@pytest.mark.parametrize("version", [b"7", b"14"])
+def test_websocket_versions_other_than_8_and_13_get_400(ddp_live_server, version):
     with socket.create_connection(("127.0.0.1", ddp_live_server.port), timeout=10) as sock:
         sock.sendall(
             b"GET /websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 8\r\n\r\n"
+            b"Sec-WebSocket-Version: " + version + b"\r\n\r\n"
         )
         reply = b""
         while b"\r\n\r\n" not in reply:
             reply += sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("path", ["/websocket", "/sockjs/websocket"])
+def test_websocket_version_8_is_served_as_13(ddp_live_server, path):
+    # A draft of RFC 6455 that some clients still send; its frames are RFC 6455's.
+    url = f"ws://127.0.0.1:{ddp_live_server.port}{path}"
+    with DDPClient(url, header={"Sec-WebSocket-Version": "8"}) as client:
+        result, _ = client.call("test.echo", "hi")
+        assert result["result"] == ["hi"]

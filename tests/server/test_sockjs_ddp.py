@@ -80,6 +80,34 @@ def test_sockjs_websocket_subscription_and_live_change(server):
     ws.close()
 
 
+@pytest.mark.parametrize("path", ["/sockjs/websocket", "/sockjs/websocket/"])
+def test_the_raw_websocket_under_the_prefix_is_ddp_as_on_websocket(server, path):
+    # Meteor's server routes its /websocket here: plain DDP text frames, no SockJS framing.
+    janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    client = DDPClient(f"ws://127.0.0.1:{server.port}{path}")
+    _, messages = client.sub("AllBooks")
+    assert messages[-1]["msg"] == "ready"
+    assert client.collections["bookstore.author"] == {
+        str(janet.pk): {"name": "Janet", "email": "janet@evanovich.com"}
+    }
+    book = Book.objects.create(title="Hot Six", author=janet)
+    client.wait_for(lambda c: str(book.pk) in c.collections.get("bookstore.book", {}))
+    result, _ = client.call("test.echo", "hi")
+    assert result["result"] == ["hi"]
+    client.close()
+
+
+def test_the_raw_websocket_under_the_prefix_refuses_plain_http(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/sockjs/websocket")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (400, b"Not a valid websocket request")
+    conn.request("POST", "/sockjs/websocket")
+    response = conn.getresponse()
+    assert (response.status, response.getheader("Allow"), response.read()) == (405, "GET", b"")
+    conn.close()
+
+
 def test_xhr_polling_method_call(server):
     base = "/sockjs/000/pollsess"
     assert post(server.port, f"{base}/xhr") == (200, "o\n")
@@ -146,6 +174,11 @@ def test_xhr_sessions_count_against_max_connections_with_websockets():
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             websocket.create_connection(
                 f"ws://127.0.0.1:{server.port}/sockjs/000/fourth/websocket", timeout=10
+            )
+        assert refused.value.status_code == 503
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://127.0.0.1:{server.port}/sockjs/websocket", timeout=10
             )
         assert refused.value.status_code == 503
         raw.close()

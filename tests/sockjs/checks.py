@@ -14,6 +14,13 @@ def content_type(response):
     return response["content-type"].replace(" ", "")
 
 
+def assert_not_cached(response):
+    """A private answer no cache keeps (iOS 6 caches POST answers)."""
+    assert response["cache-control"] == NO_CACHE
+    assert response["expires"] is None
+    assert response["last-modified"] is None
+
+
 def assert_cors(response, origin=None):
     if origin:
         assert response["access-control-allow-origin"] == origin
@@ -24,8 +31,11 @@ def assert_cors(response, origin=None):
 
 
 def assert_preflight(port, path, methods):
+    """A browser's preflight for ``path``: cacheable for long, allowing ``methods``; a page
+    opened from a file (origin ``null``) is echoed like any other, as sockjs-node does."""
     for origin in ("test", "null"):
-        r = fetch(port, "OPTIONS", path, headers={"Origin": origin})
+        headers = {"Origin": origin, "Access-Control-Request-Method": methods}
+        r = fetch(port, "OPTIONS", path, headers=headers)
         assert r.status == 204
         assert "public" in r["cache-control"]
         assert re.search("max-age=[1-9][0-9]{6}", r["cache-control"])

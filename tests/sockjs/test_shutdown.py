@@ -12,6 +12,9 @@ def test_sigterm_closes_every_session_and_stops():
     try:
         ws = websocket.create_connection(server.ws_url(session_url() + "/websocket"), timeout=10)
         assert ws.recv() == "o"
+        raw = websocket.create_connection(server.ws_url("/echo/websocket"), timeout=10)
+        raw.send("hello")
+        assert raw.recv() == "hello"
         stream = Connection(server.port)
         r = stream.request("POST", session_url() + "/xhr_streaming")
         r.read_frame()
@@ -20,6 +23,8 @@ def test_sigterm_closes_every_session_and_stops():
         returncode = server.stop()
     assert ws.recv() == 'c[1001,"Server shutting down"]'
     assert close_status(ws) == (1000, "Normal closure")
+    # A raw websocket has no SockJS close frame: the socket's close says it.
+    assert close_status(raw) == (1001, "Server shutting down")
     assert r.read_frame() == 'c[1001,"Server shutting down"]\n'
     assert r.read_frame() == ""
     assert returncode == 0

@@ -7,6 +7,7 @@ import pytest
 import websocket
 from websocket import ABNF
 
+from tests.sockjs.checks import close_status
 from tests.sockjs.process import SockJSTestServer
 from tests.sockjs.wire import Connection, fetch, session_url
 
@@ -88,3 +89,24 @@ def test_xhr_session_ids_stay_out_of_the_logs(server):
     assert "Bad request syntax" in output
     assert "/flood/000/~" in output
     assert secret not in output
+
+
+def test_a_raw_websocket_has_no_heartbeats(server):
+    ws = websocket.create_connection(server.ws_url("/echo/websocket"), timeout=10)
+    # Five heartbeat delays: a SockJS-framed websocket would have had four pings by now.
+    ws.settimeout(1)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws.recv_frame()
+    ws.settimeout(10)
+    ws.send("still here")
+    assert ws.recv() == "still here"
+    ws.close()
+
+
+def test_a_raw_websocket_message_over_the_limit_closes_with_1009(server):
+    ws = websocket.create_connection(server.ws_url("/flood/websocket"), timeout=10)
+    ws.send("x" * 1000)
+    assert ws.recv() == "x" * 1000
+    ws.send("x" * 1001)
+    assert close_status(ws)[0] == 1009
+    ws.close()

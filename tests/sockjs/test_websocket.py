@@ -1,7 +1,8 @@
 """The SockJS websocket transport: handshake refusals, framing, closing, reused ids.
 
-After sockjs-protocol's WebsocketHttpErrors and Websocket (RFC 6455; Hixie-76 is not
-served), with sockjs-node 0.3.24's close codes (PROTOCOL.md 10.2).
+After sockjs-protocol's WebsocketHttpErrors, Websocket and WebsocketHybi10 (RFC 6455 and
+its draft version 8, T1; Hixie-76 is not served), with sockjs-node 0.3.24's close codes
+(PROTOCOL.md 10.2).
 """
 
 import base64
@@ -14,8 +15,11 @@ from tests.sockjs.checks import close_status
 from tests.sockjs.wire import Connection, fetch, session_url
 
 
-def connect(server, service="echo", url=None):
-    ws = websocket.create_connection(server.ws_url(url or session_url(service) + "/websocket"))
+def connect(server, service="echo", url=None, version="13"):
+    ws = websocket.create_connection(
+        server.ws_url(url or session_url(service) + "/websocket"),
+        header={"Sec-WebSocket-Version": version},
+    )
     ws.settimeout(10)
     return ws
 
@@ -34,14 +38,31 @@ def test_a_rewritten_connection_header_is_refused(port):
         headers={"Upgrade": "WebSocket", "Connection": "close"},
     )
     assert r.status == 400
+    assert r.body == "Not a valid websocket request"
 
 
-def test_only_rfc_6455(port):
+def test_a_hixie_76_handshake_is_refused(port):
+    # The 2010 draft (Key1, Key2 and a nonce after the headers) is not served: a clear 400,
+    # not a socket left waiting for the nonce.
+    headers = {
+        "Upgrade": "WebSocket",
+        "Connection": "Upgrade",
+        "Origin": f"http://127.0.0.1:{port}",
+        "Sec-WebSocket-Key1": "4 @1  46546xW%0l 1 5",
+        "Sec-WebSocket-Key2": "12998 5 Y3 1  .P00",
+    }
+    r = fetch(port, "GET", session_url() + "/websocket", headers=headers)
+    assert r.status == 400
+    assert r.body == "Not a valid websocket request"
+
+
+@pytest.mark.parametrize("version", ["7", "14", ""])
+def test_only_rfc_6455(port, version):
     headers = {
         "Upgrade": "websocket",
         "Connection": "Upgrade",
         "Sec-WebSocket-Key": "x3JJHMbDL1EzLkh9GBhXDw==",
-        "Sec-WebSocket-Version": "8",
+        "Sec-WebSocket-Version": version,
     }
     r = fetch(port, "GET", "/echo/0/0/websocket", headers=headers)
     assert r.status == 400
@@ -62,8 +83,10 @@ def test_disabled(port):
     assert fetch(port, "POST", "/disabled_websocket_echo/0/0/websocket").status == 405
 
 
+@pytest.mark.parametrize("version", ["8", "13"])
 @pytest.mark.parametrize("connection", ["Upgrade", "keep-alive, Upgrade"])
-def test_handshake(port, connection):
+def test_handshake(port, connection, version):
+    # Version 8 (hybi-08, as early Chrome and Firefox sent it) frames as RFC 6455 does.
     key = "x3JJHMbDL1EzLkh9GBhXDw=="
     with Connection(port) as c:
         r = c.request(
@@ -72,7 +95,8 @@ def test_handshake(port, connection):
             headers={
                 "Upgrade": "websocket",
                 "Connection": connection,
-                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Version": version,
+                "Sec-WebSocket-Origin": "http://asd",
                 "Sec-WebSocket-Key": key,
             },
         )
@@ -82,6 +106,20 @@ def test_handshake(port, connection):
         assert r["connection"].lower() == "upgrade"
         assert r["upgrade"].lower() == "websocket"
         assert r["content-length"] is None
+
+
+def test_version_8_echo_and_close(sockjs_server):
+    ws = connect(sockjs_server, version="8")
+    assert ws.recv() == "o"
+    ws.send("")
+    ws.send('["a"]')
+    assert ws.recv() == 'a["a"]'
+    ws.close()
+    ws = connect(sockjs_server, "close", version="8")
+    assert ws.recv() == "o"
+    assert ws.recv() == 'c[3000,"Go away!"]'
+    assert close_status(ws) == (1000, "Normal closure")
+    ws.close()
 
 
 def test_echo(sockjs_server):

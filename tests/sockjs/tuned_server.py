@@ -2,7 +2,8 @@
 test server cannot have, so that heartbeats and overflows are seen within a test.
 
 * ``/echo``: 0.2 s heartbeats and a 0.3 s pong timeout;
-* ``/flood``: at most 100 messages waiting; a message ``"flood"`` makes it send 100,000.
+* ``/flood``: at most 100 messages waiting, and 1000 bytes a message; a message ``"flood"``
+  makes it send 100,000, any other is echoed.
 """
 
 from ddp.server import eventlet_driver
@@ -20,9 +21,10 @@ from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
 
 class Flood(testserver.Echo):
     def on_message(self, session, text):
-        if text == "flood":
-            for _ in range(100_000):
-                session.send("x" * 1000)
+        if text != "flood":
+            return super().on_message(session, text)
+        for _ in range(100_000):
+            session.send("x" * 1000)
 
 
 websocket.PONG_TIMEOUT = 0.3
@@ -42,7 +44,7 @@ app = testserver.Services(
         SockJSServer(
             Flood(),
             "/flood",
-            SockJSOptions(max_queued_messages=100),
+            SockJSOptions(max_queued_messages=100, max_message_size=1000),
             mark_handled=eventlet_driver.mark_handled,
             spawn=eventlet_driver.spawn,
         ),
