@@ -52,6 +52,10 @@ COUNTERS = {
         "Row changes this server read from the replication slot and announced, as the "
         "database's reader (database capture)."
     ),
+    "ddp_repeated_events_total": (
+        "Change events dropped because they repeated a batch of the replication reader's "
+        "this server had (announced again after a takeover)."
+    ),
 }
 #: Every histogram, with its help text.
 HISTOGRAMS = {

@@ -16,8 +16,10 @@ from collections import defaultdict
 
 from django.db import connections
 
+from ddp import metrics
 from ddp.api import API
 from ddp.bus import signing
+from ddp.bus.announcements import Seen
 from ddp.bus.audience import Audience
 from ddp.bus.producer import LOGOUT_CHANNEL, READER_CHANNEL, channel
 
@@ -35,6 +37,8 @@ class Bus:
         self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
         #: Which of those sessions each event concerns.
         self.audience = Audience()
+        #: The replication reader's announcements this server had (a repeat is dropped).
+        self.seen = Seen()
         self._fences = {}
         self._tokens = defaultdict(set)  # login token hash -> sessions riding on it
         self.registry = registry
@@ -139,12 +143,16 @@ class Bus:
     # Events ---------------------------------------------------------------------
 
     def deliver(self, event):
+        if self.seen.repeated(event.event_id):
+            metrics.inc("ddp_repeated_events_total")
+            return
         shared = {}  # one encoding of each distinct message, for all the sessions
         for session in self.audience.of(event, self._sessions.get(event.collection, {})):
             session.push_change(event, shared)
 
     def resync(self):
         """After the listener was lost: every session re-runs its subscriptions."""
+        self.seen.forget()
         sessions = {s for by_session in self._sessions.values() for s in by_session}
         logger.warning("Listener reconnected: re-running %d sessions", len(sessions))
         for session in sessions:

@@ -177,11 +177,12 @@ def changed(instance, collections, using, deleted=False):
     _announce({instance.pk: None if deleted else instance}, collections, using)
 
 
-def _announce(rows, collections, using):
+def _announce(rows, collections, using, ids=None):
     """Announce the rows ``{pk: instance, or None when deleted}`` of one model, in order.
 
     However many rows: one look at the registry, one matching statement per collection,
-    one statement of NOTIFYs (:meth:`PostgresBackend.send`).
+    one statement of NOTIFYs (:meth:`PostgresBackend.send`). ``ids``: the events' ids
+    (:func:`ddp.bus.announcements.event_ids`), else each a random one.
     """
     names = [collection.get_name() for collection in collections]
     # savepoint=False: inside the writer's transaction this adds no round trip; after an
@@ -203,13 +204,16 @@ def _announce(rows, collections, using):
                 else:
                     doc_id, fields = document(instance, collection)
                     keys, unsure = matches[pk]
-                events.append(payload.Event(name, doc_id, fields, keys, registry_id, unsure))
+                event_id = "" if ids is None else next(ids)
+                events.append(
+                    payload.Event(name, doc_id, fields, keys, registry_id, unsure, event_id)
+                )
         if events:
             _backend.send(using, events)
             _local.notified = True
 
 
-def truncated(model, using="default"):
+def truncated(model, using="default", ids=None):
     """Announce that ``model``'s table was emptied (``TRUNCATE``), which names no row.
 
     Every subscription of its collections is told it cannot trust what it holds (an
@@ -219,11 +223,14 @@ def truncated(model, using="default"):
     names = [collection.get_name() for collection in API.collections_for_model(model)]
     with transaction.atomic(using=using, savepoint=False):
         registry_id, _, live = _backend.registry_state(names, using)
-        events = [
-            payload.Event(name, "", None, frozenset(), registry_id, payload.EVERY)
-            for name in names
-            if name in live
-        ]
+        events = []
+        for name in names:
+            if name in live:
+                event_id = "" if ids is None else next(ids)
+                unsure = payload.EVERY
+                events.append(
+                    payload.Event(name, "", None, frozenset(), registry_id, unsure, event_id)
+                )
         if events:
             _backend.send(using, events)
             _local.notified = True
@@ -259,12 +266,13 @@ def notify_changed(model, pks, using="default"):
         announce_rows(model, pks, using)
 
 
-def announce_rows(model, pks, using="default"):
+def announce_rows(model, pks, using="default", ids=None):
     """Announce the rows ``pks`` of ``model`` as the database holds them now (a key no
-    longer there as deleted): what :func:`notify_changed` and the replication reader do."""
+    longer there as deleted): what :func:`notify_changed` and the replication reader do
+    (``ids``: as :func:`_announce`'s)."""
     collections = API.collections_for_model(model)
     if not collections:
         return
     pks = [model._meta.pk.to_python(pk) for pk in pks]
     found = {obj.pk: obj for obj in model._default_manager.using(using).filter(pk__in=pks)}
-    _announce({pk: found.get(pk) for pk in pks}, collections, using)
+    _announce({pk: found.get(pk) for pk in pks}, collections, using, ids)

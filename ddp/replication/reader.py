@@ -160,9 +160,9 @@ class Reader:
         finished = 0  # the end of the last transaction read whole
         in_transaction = False
         while self._running:
-            if pending:
+            if pending and not in_transaction:
                 timeout = 0  # announce what has arrived as soon as nothing more has
-            elif self._fences:
+            elif self._fences and not in_transaction:
                 timeout = FENCE_WAIT  # the keepalive asked for is on its way
             else:
                 timeout = IDLE_WAIT
@@ -182,9 +182,16 @@ class Reader:
                     pending.extend(_changes(message))
                 if len(pending) < BATCH:
                     continue  # read on while changes keep arriving
-            if pending:
-                # Committed already: a long transaction is announced a batch at a time.
-                self.run_db(announce, pending, self.tables, DEFAULT_DB_ALIAS, frozenset(xids))
+            if pending and (len(pending) >= BATCH or not in_transaction):
+                # Committed already: a long transaction is announced a batch at a time;
+                # any other is announced whole, once its end has arrived (the stream
+                # sends a committed transaction at once, so that is a moment). Cut at a
+                # transaction's end, the batch ends at ``finished``: its events say so,
+                # and a server that had them drops a second announcement.
+                position = None if in_transaction else finished
+                self.run_db(
+                    announce, pending, self.tables, DEFAULT_DB_ALIAS, frozenset(xids), position
+                )
                 metrics.inc("ddp_replication_changes_total", len(pending))
                 pending = []
                 if not in_transaction:

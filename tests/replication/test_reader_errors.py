@@ -9,7 +9,7 @@ import logging
 import threading
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
 
 from ddp.replication.reader import Reader
 from tests.replication.conftest import slot_active, wait_for
@@ -28,7 +28,10 @@ class FlakyDatabase:
         self.calls += 1
         if self.calls == 1:
             raise OperationalError("terminating connection due to administrator command")
-        result = func(*args)
+        try:
+            result = func(*args)
+        finally:
+            connections.close_all()  # this thread's, which the test database must not keep
         self.ran.set()
         return result
 

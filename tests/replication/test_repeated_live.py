@@ -1,0 +1,87 @@
+"""A batch the reader announced but could not confirm is announced again, and a server
+that had it drops the second copy.
+
+The reader runs in this process, on a ``run_db`` that fails right after its first batch
+committed (as when its server dies then): the position is not confirmed, so the reader
+reads the same transaction again and announces it again. The client follows a
+``NO_MERGE`` collection, whose merge box keeps no values and so would pass a second copy
+on as a ``changed``.
+"""
+
+import threading
+import urllib.request
+
+import pytest
+from django.db import OperationalError, connection, connections
+
+from bookstore.models import Author, Book
+from ddp.replication.reader import Reader
+from ddp.testing import WebSocketDDPClient
+from tests.live import ServerProcess
+from tests.replication.conftest import slot_active, wait_for
+from tests.server.test_observability import parse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IDS = "nomerge.book"
+
+
+class DiesAfterItsFirstBatch:
+    """``run_db`` whose first job commits its events, then fails before the reader can
+    confirm them."""
+
+    def __init__(self):
+        self.done = 0
+        self.again = threading.Event()
+
+    def __call__(self, func, *args):
+        try:
+            result = func(*args)
+        finally:
+            connections.close_all()  # this thread's, which the test database must not keep
+        self.done += 1
+        if self.done == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        self.again.set()
+        return result
+
+
+def repeated(server):
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as reply:
+        return parse(reply.read().decode()).get(("ddp_repeated_events_total", ()), 0)
+
+
+def changed_titles(client, book):
+    """The titles of the ``changed`` messages of ``book`` ``client`` got so far."""
+    client._pump(0.1)
+    return [
+        m["fields"]["title"]
+        for m in client.messages
+        if m.get("msg") == "changed" and m.get("id") == str(book.pk)
+    ]
+
+
+def test_a_batch_announced_again_reaches_clients_once(cursor):
+    author = Author.objects.create(name="Lee", email="lee@child.com")
+    book = Book.objects.create(title="dup-1", author=author)
+    # A server that reads nothing itself: this process's reader announces to it.
+    with ServerProcess(ddp={"CAPTURE": "signals"}) as server:
+        client = WebSocketDDPClient(server.ws_url, timeout=30)
+        client.subscribe("BooksNoMerge", "dup")
+        client.assert_added(IDS, str(book.pk), title="dup-1")
+        run_db = DiesAfterItsFirstBatch()
+        reader = Reader(connection.get_connection_params(), run_db)
+        reader.start()
+        try:
+            wait_for(lambda: slot_active(cursor), timeout=30)
+            cursor.execute("UPDATE bookstore_book SET title = 'dup-2' WHERE id = %s", [book.pk])
+            assert run_db.again.wait(60), "the reader never announced the batch again"
+            # A later write, after which a second copy would have arrived.
+            cursor.execute("UPDATE bookstore_book SET title = 'dup-3' WHERE id = %s", [book.pk])
+            wait_for(lambda: "dup-3" in changed_titles(client, book), timeout=30)
+        finally:
+            reader.stop()
+            wait_for(lambda: not slot_active(cursor), timeout=30)
+        assert changed_titles(client, book) == ["dup-2", "dup-3"]
+        assert repeated(server) == 1
+        client.close()
