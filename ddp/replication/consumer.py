@@ -20,6 +20,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.api import API
 from ddp.bus import producer
+from ddp.bus.announcements import event_ids
+from ddp.bus.registry import lock_shared
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,23 @@ def wait_visible(xids, using=DEFAULT_DB_ALIAS):
             time.sleep(VISIBILITY_POLL)
 
 
-def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=()):
+#: Milliseconds the reader waits for a table's lock while it announces a batch. A reader
+#: that holds one table's lock and waits for another's, which a TRUNCATE or a migration
+#: holds while it waits for the first, would hold them up (or deadlock, and PostgreSQL
+#: may end the migration rather than the reader). Well under ``deadlock_timeout`` (1 s),
+#: so the reader gives up first: it reads the batch again from the slot a moment later.
+LOCK_TIMEOUT = 200
+
+
+def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=(), position=None):
     """Announce the documents ``changes`` (in commit order) change, in one transaction.
 
     Each document is announced once however many of the changes touch it, after the
     whole batch: what is read is the state the batch led to, once the transactions
-    ``xids`` that made the changes are visible (:func:`wait_visible`).
+    ``xids`` that made the changes are visible (:func:`wait_visible`). ``position``: the
+    WAL position the batch ends at, when it ends at a transaction's end; its events' ids
+    then say so, for servers to drop a second announcement of it
+    (:mod:`ddp.bus.announcements`).
     """
     wait_visible(xids, using)
     keys = {}  # model -> {pk text: None}, an ordered set
@@ -125,8 +138,14 @@ def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=()):
             for values in (change.old, change.new):
                 if values is not None and values.get(source.column) is not None:
                     wanted[values[source.column]] = None
+    ids = None if position is None else event_ids(position)
     with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
+            # The registry's lock, waited for as every writer waits for it; then any
+            # other lock at most LOCK_TIMEOUT ms (see there).
+            lock_shared(cursor)
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{LOCK_TIMEOUT}ms"])
         for model in dict.fromkeys(truncated):
-            producer.truncated(model, using)
+            producer.truncated(model, using, ids)
         for model, pks in keys.items():
-            producer.announce_rows(model, list(pks), using)
+            producer.announce_rows(model, list(pks), using, ids)
