@@ -49,6 +49,9 @@ def example_db(logical_db, logical_server):
             "ALTER SYSTEM SET synchronous_commit = 'local'",
             "ALTER SYSTEM SET synchronous_standby_names = 'ddp_test_nobody'",
             "SELECT pg_reload_conf()",
+            # Commits wait for a standby once the checkpointer has read the new setting,
+            # which a busy one does late: a CHECKPOINT returns after it has.
+            "CHECKPOINT",
         )
         try:
             yield logical_db
