@@ -223,6 +223,9 @@ class Session:
         #: Set when the login token the connection rides on is revoked: it is closing, and
         #: no request of it runs from then on.
         self.revoked = False
+        #: Set when a publication's initial send stopped half way (the connection was
+        #: ending): the client lacks documents, so its session is not to be resumed.
+        self.interrupted = False
         #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
         self.limits = ConnectionLimits.from_settings(ddp_settings)
 
@@ -360,7 +363,9 @@ class Session:
         state = self.subs[sub.id] = Subscription(sub.name, sub.params)
         try:
             if not self._publish(sub.id, state, publication):
-                return  # the connection is ending: its teardown releases the subscription
+                # The connection is ending: its teardown releases the subscription.
+                self.interrupted = True
+                return
         except Exception as exc:
             if not isinstance(exc, MeteorError):
                 metrics.log_error(self.connection.session_id, publication=sub.name)

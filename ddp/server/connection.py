@@ -271,7 +271,8 @@ class DDPConnection:
         once the request in flight, if any, has ended, or hand it to the holder for its
         client to resume. What the request sends meanwhile goes to the holder's queue."""
         self._ended = self._finished = True
-        if self.holder is not None:
+        if self.holder is not None and not self.overflowed:
+            # A client cut off as a slow consumer lost more than a hold could keep.
             self._held = self.holder.hold(self.session, self._take_unsent())
         self.close()
         if self.inbox is None:

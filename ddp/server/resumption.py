@@ -60,6 +60,8 @@ class Held:
         session.attach(
             self.put, lambda *args: self.end("closed"), self.wake, self.room, self.changed
         )
+        if len(self.queue) > self.max_messages or self.bytes > self.max_bytes:
+            self.end("overflow")
 
     def put(self, text):
         """What the session sends while its client is away."""
@@ -81,9 +83,8 @@ class Held:
         self.holder.ended(self, reason)
 
     def room(self, deadline):
-        """A publication's initial send cannot go on without its client: the session
-        would keep a subscription the client never got whole, so it is not held."""
-        self.end("interrupted")
+        """A publication's initial send cannot go on without its client (the session is
+        then ``interrupted``, and not held)."""
         return False
 
     def wake(self):
@@ -139,6 +140,8 @@ class Holder:
         already. Called once nothing of the old connection runs in the session."""
         if held is None:
             return
+        if held.session.interrupted:
+            held.end("interrupted")
         held.ready = True
         if held.ended:
             _teardown(held.session)

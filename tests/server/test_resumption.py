@@ -1,6 +1,11 @@
 """Session resumption (Meteor 3.4, meteor/meteor#14051) and ``disconnect`` on a live server."""
 
+import http.client
+import json
+import socket
+
 import pytest
+import websocket
 from django.db import connection
 
 from bookstore.models import Author, Book
@@ -129,7 +134,7 @@ def test_a_client_without_receivedcount_gets_a_new_session(server, book):
     old = client.session
     client.drop()
     wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
-    client.ws = __import__("websocket").create_connection(server.ws_url, timeout=10)
+    client.ws = websocket.create_connection(server.ws_url, timeout=10)
     client.send({"msg": "connect", "version": "1", "support": ["1"], "session": old})
     reply = client.recv()
     assert reply["msg"] == "connected" and reply["session"] != old
@@ -178,14 +183,144 @@ def test_a_full_queue_ends_the_hold(book):
         client.leave()
 
 
-def test_on_another_server_a_new_session(server, book):
-    client, _ = subscribed(server)
-    old = client.session
-    client.drop()
-    wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
-    with ServerProcess() as other:
+def test_on_another_server_a_new_session(book):
+    with ServerProcess() as first, ServerProcess() as other:
+        client, _ = subscribed(first)
+        old = client.session
+        client.drop()
+        wait_metric(first, "ddp_held_sessions", lambda n: n == 1)
         assert not client.reconnect(url=other.ws_url)
         assert client.session != old
         client.leave()
-    # The first server still holds the session until its grace period ends.
-    assert held(server) == 1
+        # The first server still holds the session until its grace period ends.
+        assert held(first) == 1
+
+
+# -- over SockJS -----------------------------------------------------------------------
+
+
+def sockjs_frames(text):
+    """The DDP messages of one SockJS frame (none for ``o`` and ``h``)."""
+    if not text.startswith("a"):
+        return []
+    return [json.loads(message) for message in json.loads(text[1:])]
+
+
+def quoted(*messages):
+    return json.dumps([json.dumps(message) for message in messages])
+
+
+class SockJSWebSocket:
+    """A SockJS websocket-transport client that counts what it receives, as Meteor's."""
+
+    def __init__(self, server, session_id, resume=None, received=0):
+        url = f"ws://127.0.0.1:{server.port}/sockjs/000/{session_id}/websocket"
+        self.ws = websocket.create_connection(url, timeout=10)
+        assert self.ws.recv() == "o"
+        self.received = received
+        connect = {"msg": "connect", "version": "1", "support": ["1"]}
+        if resume is not None:
+            connect.update(session=resume, receivedCount=received)
+        self.ws.send(quoted(connect))
+
+    def recv(self):
+        messages = []
+        while not messages:
+            messages = sockjs_frames(self.ws.recv())
+        self.received += sum(m.get("msg") not in ("ping", "pong") for m in messages)
+        return messages
+
+    def until(self, predicate):
+        received = []
+        while not any(predicate(m) for m in received):
+            received += self.recv()
+        return received
+
+
+def test_sockjs_websocket_client_resumes(server, book):
+    first = SockJSWebSocket(server, "sockone")
+    (connected,) = first.recv()
+    session = connected["session"]
+    first.ws.send(quoted({"msg": "sub", "id": "s", "name": "AllBooks", "params": []}))
+    first.until(lambda m: m == {"msg": "ready", "subs": ["s"]})
+    baseline = held(server)
+    queued = metric(server, "ddp_held_messages")
+    first.ws.shutdown()
+    wait_metric(server, "ddp_held_sessions", lambda n: n == baseline + 1)
+    book.title = "Hot Six, by SockJS"
+    book.save()
+    wait_metric(server, "ddp_held_messages", lambda n: n == queued + 1)
+
+    second = SockJSWebSocket(server, "socktwo", resume=session, received=first.received)
+    second.ws.send(quoted({"msg": "sub", "id": "s", "name": "AllBooks", "params": []}))
+    second.ws.send(quoted({"msg": "method", "id": "1", "method": "test.echo", "params": []}))
+    messages = second.until(lambda m: m.get("msg") == "result")
+    # ``updated`` may come in the same SockJS frame as ``result``.
+    assert [m["msg"] for m in messages if m["msg"] != "updated"] == [
+        "connected",
+        "changed",
+        "result",
+    ]
+    assert messages[0] == {"msg": "connected", "session": session}
+    assert messages[1]["fields"] == {"title": "Hot Six, by SockJS"}
+    second.ws.send(quoted({"msg": "disconnect"}))
+    second.ws.close()
+
+
+def xhr(server, session_id, kind, body=b""):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", f"/sockjs/000/{session_id}/{kind}", body=body)
+    response = conn.getresponse()
+    data = response.read().decode()
+    conn.close()
+    return data.strip()
+
+
+def xhr_until(server, session_id, predicate):
+    received = []
+    while not any(predicate(m) for m in received):
+        received += sockjs_frames(xhr(server, session_id, "xhr"))
+    return received
+
+
+def break_off_a_poll(server, session_id):
+    """Start a poll and cut its socket: the client went away while it waited."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    request = f"POST /sockjs/000/{session_id}/xhr HTTP/1.1\r\nHost: x\r\n"
+    sock.sendall(f"{request}Content-Length: 0\r\n\r\n".encode())
+    sock.close()
+
+
+def test_sockjs_xhr_client_resumes(server, book):
+    assert xhr(server, "xhrone", "xhr") == "o"
+    connect = quoted({"msg": "connect", "version": "1", "support": ["1"]})
+    xhr(server, "xhrone", "xhr_send", connect.encode())
+    sub = quoted({"msg": "sub", "id": "s", "name": "AllBooks", "params": []})
+    xhr(server, "xhrone", "xhr_send", sub.encode())
+    messages = xhr_until(server, "xhrone", lambda m: m == {"msg": "ready", "subs": ["s"]})
+    session = messages[0]["session"]
+    received = sum(m["msg"] not in ("ping", "pong") for m in messages)
+    baseline = held(server)
+    queued = metric(server, "ddp_held_messages")
+    break_off_a_poll(server, "xhrone")
+    wait_metric(server, "ddp_held_sessions", lambda n: n == baseline + 1)
+    book.title = "Hot Six, by xhr"
+    book.save()
+    wait_metric(server, "ddp_held_messages", lambda n: n == queued + 1)
+
+    assert xhr(server, "xhrtwo", "xhr") == "o"
+    resume = {"msg": "connect", "version": "1", "support": ["1"]}
+    resume.update(session=session, receivedCount=received)
+    again = {"msg": "sub", "id": "s", "name": "AllBooks", "params": []}
+    call = {"msg": "method", "id": "1", "method": "test.echo", "params": []}
+    xhr(server, "xhrtwo", "xhr_send", quoted(resume, again, call).encode())
+    messages = xhr_until(server, "xhrtwo", lambda m: m.get("msg") == "result")
+    # ``updated`` may come in the same SockJS frame as ``result``.
+    assert [m["msg"] for m in messages if m["msg"] != "updated"] == [
+        "connected",
+        "changed",
+        "result",
+    ]
+    assert messages[0] == {"msg": "connected", "session": session}
+    assert messages[1]["fields"] == {"title": "Hot Six, by xhr"}
+    xhr(server, "xhrtwo", "xhr_send", quoted({"msg": "disconnect"}).encode())
