@@ -129,6 +129,9 @@ class DDPConnection:
         self._finished = False  # the transport is gone
         self._closed = False  # nothing more is written: closed, or the peer went away
         self._torn_down = None  # set when the session is, if finish() waits for a worker
+        self._handed_over = False  # the session went to a new connection of its client
+        if holder is not None:
+            holder.live[self.session.connection.session_id] = self
 
     def open(self):
         if ddp_settings.SEND_SERVER_ID:
@@ -136,6 +139,8 @@ class DDPConnection:
 
     def receive(self, text):
         """One text message from the client."""
+        if self._handed_over:
+            return  # the client is on its new connection, with this session
         self._heard = time.monotonic()
         metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
@@ -143,6 +148,8 @@ class DDPConnection:
 
     def receive_binary(self):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
+        if self._handed_over:
+            return
         self._heard = time.monotonic()
         if self.session.admit():
             self.session.send(Error("Bad request"))
@@ -270,7 +277,10 @@ class DDPConnection:
         """The transport is gone: stop running requests, forget the session silently (S9)
         once the request in flight, if any, has ended, or hand it to the holder for its
         client to resume. What the request sends meanwhile goes to the holder's queue."""
+        if self._handed_over:
+            return
         self._ended = self._finished = True
+        self._forget()
         if self.holder is not None and not self.overflowed:
             # A client cut off as a slow consumer lost more than a hold could keep.
             self._held = self.holder.hold(self.session, self._take_unsent())
@@ -281,6 +291,30 @@ class DDPConnection:
         self.inbox.clear()
         self._torn_down = threading.Event()
         self._torn_down.wait()
+
+    def _forget(self):
+        """Leave the holder's map of live connections."""
+        if self.holder is None:
+            return
+        session_id = self.session.connection.session_id
+        if self.holder.live.get(session_id) is self:
+            del self.holder.live[session_id]
+
+    def hand_over(self):
+        """The client of this connection came back on another before this one was seen
+        to go: give the session up to the holder, as :meth:`finish` would, and close.
+        None, and nothing changes, while a request runs or the client was cut off."""
+        if self.inbox is not None or self._finished or self.overflowed:
+            return None
+        held = self.holder.hold(self.session, self._take_unsent())
+        if held is None:
+            return None
+        self._forget()
+        self._handed_over = self._ended = self._finished = self._closed = True
+        held.ready = True
+        held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
+        self.transport.abort()
+        return held
 
     def _take_unsent(self):
         """The messages queued for the client that no write has begun: the client cannot
@@ -320,7 +354,9 @@ class DDPConnection:
             self.wait_for_room,
             self._change_arrived,
         )
+        self._forget()
         self.session = session
+        self.holder.live[session.connection.session_id] = self
         session.send(Connected(session.connection.session_id))
         for text in held.queue:
             self._enqueue(text)  # counted when the session sent them

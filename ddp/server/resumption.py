@@ -22,6 +22,12 @@ when:
 * the client comes back with another count (it missed a message), or to the same session
   on a new connection that did not agree the same DDP version.
 
+A client often comes back before the server has seen its old connection go: Meteor's client
+retries within milliseconds, and a load balancer cuts both sides at once. A connection that
+is idle (no request of it running) then hands its session over at once, as if its transport
+had gone (:meth:`Holder.take`), and is closed; a busy one keeps it, and the client gets a
+new session.
+
 What held sessions cost is in ``/metrics``: ``ddp_held_sessions``, ``ddp_held_messages``,
 ``ddp_held_bytes``; resumptions and how holds ended are counted.
 
@@ -114,6 +120,9 @@ class Holder:
     def __init__(self, spawn):
         self._spawn = spawn
         self._held = {}
+        #: The connections of this server by the id of their session: where a session
+        #: named by a client that came back before its old connection was seen to go is.
+        self.live = {}
         self._sweeping = False
 
     def __len__(self):
@@ -161,8 +170,12 @@ class Holder:
         it may have it back on a connection that agreed ``version``; else None."""
         held = self._held.get(request.session)
         if held is None:
-            metrics.inc("ddp_resumptions_refused_total")
-            return None
+            connection = self.live.get(request.session)
+            held = None if connection is None else connection.hand_over()
+            if held is None:
+                metrics.inc("ddp_resumptions_refused_total")
+                return None
+            self._held[held.id] = held
         if time.monotonic() >= held.deadline:
             held.end("expired")
         elif held.count != request.received_count:

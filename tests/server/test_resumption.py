@@ -324,3 +324,34 @@ def test_sockjs_xhr_client_resumes(server, book):
     assert messages[0] == {"msg": "connected", "session": session}
     assert messages[1]["fields"] == {"title": "Hot Six, by xhr"}
     xhr(server, "xhrtwo", "xhr_send", quoted({"msg": "disconnect"}).encode())
+
+
+def test_a_client_back_before_its_old_connection_was_seen_to_go_resumes(server, book):
+    # Meteor's client retries within milliseconds, and a load balancer cuts both sides at
+    # once: the old connection may still look open when the client comes back.
+    client, sub_id = subscribed(server)
+    session, stale = client.session, client.ws
+    assert client.reconnect()
+    assert client.session == session
+    # The old connection is closed by the server, and its socket serves nobody.
+    stale.settimeout(10)
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        while True:
+            stale.recv()
+    book.title = "Hot Six, on the new connection"
+    book.save()
+    client.wait_for(
+        lambda c: c.collections["bookstore.book"][str(book.pk)]["title"].endswith("connection")
+    )
+    client.leave()
+
+
+def test_a_busy_connection_keeps_its_session_and_the_client_gets_a_new_one(server, book):
+    client, _ = subscribed(server)
+    session = client.session
+    stale = client.ws
+    call(client, "test.slow", 2)  # its connection is running a method
+    assert not client.reconnect()
+    assert client.session != session
+    client.leave()
+    stale.close()
