@@ -97,7 +97,7 @@ class Held:
         """Work for a worker: a lost listener (every subscription re-runs) or a revoked
         token ends the hold; subscriptions to re-run wait for the client to come back."""
         if any(item is RESYNC or isinstance(item, Revoked) for item in self.session.changes):
-            self.end("resync")
+            self.end("needs its connection")
 
     def changed(self):
         """A bus change for the session: applied at once, as on an idle connection."""
