@@ -222,6 +222,29 @@ def check_registry_lock(app_configs=None, **kwargs):
 
 
 @register("ddp")
+def check_session_resumption(app_configs=None, **kwargs):
+    """``ddp.E014``: ``DDP["DISCONNECT_GRACE_PERIOD"]`` is a number of seconds (0 turns
+    resumption off) and ``DDP["MAX_MESSAGE_QUEUE_LENGTH"]`` a number of messages."""
+    from ddp.conf import ddp_settings
+
+    errors = _seconds(
+        "DISCONNECT_GRACE_PERIOD",
+        True,
+        "Leave it out for Meteor's 15 seconds, or set 0 to turn session resumption off.",
+        "ddp.E014",
+    )
+    value = ddp_settings.MAX_MESSAGE_QUEUE_LENGTH
+    if not (type(value) is int and value >= 0):
+        message = (
+            f'DDP["MAX_MESSAGE_QUEUE_LENGTH"] is {value!r}: it must be a whole number of '
+            "messages, 0 or more."
+        )
+        hint = "Leave it out for Meteor's 100."
+        errors.append(Error(message, hint=hint, id="ddp.E014"))
+    return errors
+
+
+@register("ddp")
 def check_publish_timeout(app_configs=None, **kwargs):
     """``ddp.E011``: ``DDP["PUBLISH_TIMEOUT"]`` is a number of seconds above 0."""
     return _seconds(

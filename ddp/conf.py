@@ -52,6 +52,13 @@ DEFAULTS = {
     # as a slow consumer. One deadline per publish, whatever the client reads meanwhile;
     # one that stops reading altogether goes after HEARTBEAT_TIMEOUT without room.
     "PUBLISH_TIMEOUT": 120.0,
+    # Session resumption (Meteor 3.4): a client that drops without saying "disconnect" may
+    # come back within DISCONNECT_GRACE_PERIOD seconds and get the same session (login,
+    # subscriptions, merge box) with the messages it missed, of which the server keeps at
+    # most MAX_MESSAGE_QUEUE_LENGTH (and OUTBOX_MAX_BYTES): more, or the end of the grace
+    # period, and the session is torn down as on any disconnect. 0 turns resumption off.
+    "DISCONNECT_GRACE_PERIOD": 15.0,
+    "MAX_MESSAGE_QUEUE_LENGTH": 100,
     # Pages (origins, such as "https://app.example.com", or "*") allowed to connect,
     # beside the server's own host and ALLOWED_HOSTS: see ddp/origins.py.
     "ALLOWED_ORIGINS": None,

@@ -48,6 +48,18 @@ COUNTERS = {
         "Subscriptions refused with a 503 nosub: the registry lock stayed held for "
         "DDP['REGISTRY_LOCK_WAIT']."
     ),
+    "ddp_sessions_resumed_total": (
+        "Sessions handed back to a client that came back within the grace period (Meteor"
+        " 3.4's session resumption)."
+    ),
+    "ddp_resumptions_refused_total": (
+        "Clients that asked for their session back and got a new one: unknown here, past"
+        " its grace period, or a count of messages received that did not match."
+    ),
+    "ddp_held_sessions_ended_total": (
+        "Sessions held for resumption that were torn down instead: grace period over, queue"
+        " full, count mismatch, lost listener."
+    ),
     "ddp_replication_changes_total": (
         "Row changes this server read from the replication slot and announced, as the "
         "database's reader (database capture)."

@@ -13,7 +13,10 @@ The transport owns the socket and the green threads; a session only sees text:
   per job, and the session waits for room in the client's buffer between jobs (``room``).
 
 Every message goes out through ``send(text)``, which must queue it in order and never
-block on a slow client.
+block on a slow client. The session counts them, pings and pongs left out (:attr:`sent`):
+a client that comes back after a drop says how many it got, and only when the two agree
+may it have its session back (``resume``, Meteor 3.4's session resumption). Whoever
+carries the session then gives it its new callbacks (:meth:`Session.attach`).
 """
 
 import time
@@ -43,6 +46,7 @@ from ddp.protocol import (
     Ready,
     Removed,
     Result,
+    Resume,
     ServerConnection,
     Sub,
     Unsub,
@@ -71,6 +75,8 @@ ROOM_EVERY = 100
 PAGE_SIZE = 500
 #: The merge-box handle of the logged-in user's own document (a universal publication).
 USERS = ("U", "users")
+#: How the messages a resuming client does not count begin (the encoder puts ``msg`` first).
+UNCOUNTED = ('{"msg":"ping"', '{"msg":"pong"')
 
 
 def run_method(func, this, params):
@@ -186,6 +192,7 @@ class Session:
         room=None,
         changed=None,
         environ=None,
+        resume=None,
     ):
         self.connection = ServerConnection()
         # Per collection, what the box remembers of what it sent (Collection.strategy).
@@ -205,9 +212,29 @@ class Session:
         self.changes = deque()
         #: Subscriptions to re-run, as a writer could not match a change against them.
         self._reruns = set()
-        self._send = send
-        self._close = close
         self._run_db = run_db
+        #: Messages handed to ``send``, pings and pongs left out: what a resuming client
+        #: must say it received.
+        self.sent = 0
+        # ``resume(Resume)`` hands the session a client names back, and says whether it did;
+        # without it, or when it did not, this session's own ``connected`` goes out.
+        self._resume = resume
+        self.attach(send, close, wake, room, changed)
+        #: Set when the login token the connection rides on is revoked: it is closing, and
+        #: no request of it runs from then on.
+        self.revoked = False
+        #: Set when a publication's initial send stopped half way (the connection was
+        #: ending): the client lacks documents, so its session is not to be resumed.
+        self.interrupted = False
+        #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
+        self.limits = ConnectionLimits.from_settings(ddp_settings)
+
+    def attach(self, send, close, wake=None, room=None, changed=None):
+        """Give the session the callbacks of what carries it now: a connection, or the
+        holder that keeps it for a client that may come back (:mod:`ddp.server.resumption`).
+        """
+        self._sink = send
+        self._close = close
         self._wake = wake or (lambda: None)
         # Told of each plain bus change queued; the transport may apply it at once when the
         # session is idle (:meth:`apply_changes`) rather than wake a worker. Else: wake.
@@ -216,11 +243,16 @@ class Session:
         # is full, and says whether the send may go on (see :meth:`_publish`); the
         # transport provides it.
         self._room = room or (lambda deadline: True)
-        #: Set when the login token the connection rides on is revoked: it is closing, and
-        #: no request of it runs from then on.
-        self.revoked = False
-        #: What this client may still ask (DDP["RATE_LIMITS"], ["MESSAGES_PER_SECOND"], ...).
-        self.limits = ConnectionLimits.from_settings(ddp_settings)
+
+    @property
+    def pending(self):
+        """Whether bus changes or re-runs wait for a worker."""
+        return bool(self.changes or self._reruns)
+
+    def _send(self, text):
+        if not text.startswith(UNCOUNTED):
+            self.sent += 1
+        self._sink(text)
 
     def send(self, message):
         self._track(message)
@@ -274,6 +306,9 @@ class Session:
         for item in self.connection.receive(text):
             if item is CLOSE:
                 self._close()
+            elif isinstance(item, Resume):
+                if self._resume is None or not self._resume(item):
+                    self.send(item.connected)
             elif isinstance(item, Method) and not self.limits.queue_method():
                 error = too_many_pending_methods(self.limits.max_pending_methods)
                 self.send(Result(item.id, error=error))
@@ -328,7 +363,9 @@ class Session:
         state = self.subs[sub.id] = Subscription(sub.name, sub.params)
         try:
             if not self._publish(sub.id, state, publication):
-                return  # the connection is ending: its teardown releases the subscription
+                # The connection is ending: its teardown releases the subscription.
+                self.interrupted = True
+                return
         except Exception as exc:
             if not isinstance(exc, MeteorError):
                 metrics.log_error(self.connection.session_id, publication=sub.name)

@@ -211,3 +211,38 @@ def test_publish_timeout_accepts_a_positive_number(value):
 
     with override_settings(DDP={"PUBLISH_TIMEOUT": value}):
         assert check_publish_timeout() == []
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [
+        {"DISCONNECT_GRACE_PERIOD": -1},
+        {"DISCONNECT_GRACE_PERIOD": "15"},
+        {"DISCONNECT_GRACE_PERIOD": None},
+        {"DISCONNECT_GRACE_PERIOD": float("inf")},
+        {"MAX_MESSAGE_QUEUE_LENGTH": -1},
+        {"MAX_MESSAGE_QUEUE_LENGTH": 1.5},
+        {"MAX_MESSAGE_QUEUE_LENGTH": None},
+        {"MAX_MESSAGE_QUEUE_LENGTH": True},
+    ],
+)
+def test_session_resumption_settings_must_be_numbers(ddp):
+    from ddp.checks import check_session_resumption
+
+    with override_settings(DDP=ddp):
+        assert ids(check_session_resumption()) == ["ddp.E014"]
+
+
+@pytest.mark.parametrize(
+    "ddp",
+    [
+        {},
+        {"DISCONNECT_GRACE_PERIOD": 0, "MAX_MESSAGE_QUEUE_LENGTH": 0},
+        {"DISCONNECT_GRACE_PERIOD": 0.5, "MAX_MESSAGE_QUEUE_LENGTH": 1000},
+    ],
+)
+def test_session_resumption_settings_accept_meteors_range(ddp):
+    from ddp.checks import check_session_resumption
+
+    with override_settings(DDP=ddp):
+        assert check_session_resumption() == []

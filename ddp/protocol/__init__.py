@@ -10,6 +10,7 @@ from ddp.protocol.connection import (
     CLOSE,
     SUPPORTED_VERSIONS,
     ConnectionState,
+    Resume,
     ServerConnection,
 )
 from ddp.protocol.ejson import (
@@ -36,6 +37,7 @@ from ddp.protocol.messages import (
     Changed,
     Connect,
     Connected,
+    Disconnect,
     Error,
     Failed,
     Method,
@@ -58,6 +60,7 @@ __all__ = [
     "Connect",
     "Connected",
     "ConnectionState",
+    "Disconnect",
     "EJSONError",
     "Error",
     "Failed",
@@ -77,6 +80,7 @@ __all__ = [
     "Regexp",
     "Removed",
     "Result",
+    "Resume",
     "SERVER_MERGE",
     "SUPPORTED_VERSIONS",
     "ServerConnection",

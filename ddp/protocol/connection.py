@@ -11,7 +11,11 @@ and gets back, in order, everything that frame asks for:
   :class:`Error`) to encode and send as they are;
 * :data:`CLOSE`: close the transport once what precedes it is sent;
 * client requests (:class:`Sub`, :class:`Unsub`, :class:`Method`) already validated,
-  for the session to execute in arrival order.
+  for the session to execute in arrival order;
+* :class:`Resume`: a successful handshake from a client that names its previous session
+  and how many messages it got from it (Meteor 3.4's session resumption). The caller
+  either hands that session back, or sends the :class:`Connected` of this new one, which
+  the ``Resume`` carries.
 
 The connection answers everything the protocol itself defines: the handshake
 (PROTOCOL.md C1-C6), heartbeats (H1, H6) and every malformed input (section 4.2), so
@@ -24,7 +28,9 @@ States::
     AWAITING_CONNECT --connect, no agreement----> CLOSED   (failed, then CLOSE)
 
 Anything but ``connect`` while awaiting it gets ``Must connect first``; a second
-``connect`` gets ``Already connected``; both leave the state alone. In ``CLOSED``
+``connect`` gets ``Already connected``; both leave the state alone. A ``disconnect``
+from a connected client gets no answer: it only makes the session one never to resume
+(:attr:`ServerConnection.resumable`), as the client is leaving on purpose. In ``CLOSED``
 every frame is ignored: a client sends its requests right behind ``connect`` without
 waiting (C7), and they must not run on a failed handshake.
 
@@ -33,6 +39,7 @@ bug here.
 """
 
 import enum
+from dataclasses import dataclass
 
 from ddp.protocol.ejson import EJSONError, from_ejson, loads
 from ddp.protocol.ids import random_id
@@ -74,6 +81,27 @@ class _Close(enum.Enum):
 CLOSE = _Close.CLOSE
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Returned by :meth:`ServerConnection.receive` for a handshake that asks to resume
+    ``session``, whose client got ``received_count`` messages from it (pings and pongs
+    left out). Not a message: the caller hands that session back if it holds it and the
+    counts agree, and otherwise sends ``connected``, this new session's ``connected``."""
+
+    session: str
+    received_count: int
+    connected: Connected
+
+
+def _count(value):
+    """``receivedCount`` as a whole number of messages, or None when it is not one."""
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value >= 0 and value.is_integer():
+        return int(value)  # JSON has one kind of number: 5.0 is what a client meant by 5
+    return None
+
+
 def _js_falsy(value):
     # Meteor rejects a message with ``!msg.msg``: null, false, 0 and "" count as absent.
     if isinstance(value, bool) or value is None:
@@ -93,6 +121,14 @@ class ServerConnection:
         self.state = ConnectionState.AWAITING_CONNECT
         #: The negotiated DDP version, ``None`` until the handshake succeeds.
         self.version = None
+        #: Set by the client's ``disconnect``: it left on purpose.
+        self.disconnected = False
+
+    @property
+    def resumable(self):
+        """Whether a client that loses this connection may resume its session: it
+        connected, and did not say it was leaving."""
+        return self.state is ConnectionState.CONNECTED and not self.disconnected
 
     @property
     def heartbeat_enabled(self):
@@ -149,7 +185,11 @@ class ServerConnection:
             return self._fail(agreed)
         self.version = version
         self.state = ConnectionState.CONNECTED
-        return [Connected(self.session_id)]
+        connected = Connected(self.session_id)
+        previous, count = message.get("session"), _count(message.get("receivedCount"))
+        if isinstance(previous, str) and count is not None:
+            return [Resume(previous, count, connected)]
+        return [connected]
 
     def _fail(self, version):
         self.state = ConnectionState.CLOSED
@@ -170,6 +210,9 @@ class ServerConnection:
             return [Unsub(_string_or_missing(message.get("id", MISSING)))]
         if kind == "method":
             return [_method(message)]
+        if kind == "disconnect":
+            self.disconnected = True
+            return []
         return [_error("Bad request", message)]
 
 

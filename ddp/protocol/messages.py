@@ -59,13 +59,16 @@ def _freeze(message, name):
 class Connect:
     """``connect``: the client proposes ``version``, one of the versions in ``support``.
 
-    ``session`` is the previous session id of a reconnecting client. The server ignores
-    it (C4).
+    ``session`` is the previous session id of a reconnecting client, and
+    ``received_count`` (``receivedCount`` on the wire, Meteor 3.4) how many messages it
+    got from that session, pings and pongs left out: with both, the server may hand the
+    same session back (session resumption, meteor/meteor#14051).
     """
 
     version: str
     support: tuple
     session: str | _Missing = MISSING
+    received_count: int | _Missing = MISSING
 
     def __post_init__(self):
         _freeze(self, "support")
@@ -76,7 +79,18 @@ class Connect:
             wire["session"] = self.session
         wire["version"] = self.version
         wire["support"] = list(self.support)
+        if self.received_count is not MISSING:
+            wire["receivedCount"] = self.received_count
         return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """``disconnect``: the client is leaving on purpose (Meteor 3.4 sends it before it
+    closes), so its session is never resumed."""
+
+    def to_dict(self):
+        return {"msg": "disconnect"}
 
 
 @dataclass(frozen=True, slots=True)

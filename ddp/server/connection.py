@@ -31,6 +31,10 @@ connection at once, even while a write is blocked on it), ``backlog()`` (``(byte
 messages)`` it holds for the client beyond the outbox), and ``ping()`` (send a ping of its
 own, without waiting; False when it sent none) with ``answered()`` (whether the peer
 answered it).
+
+Given a :class:`~ddp.server.resumption.Holder`, a connection whose transport is gone hands
+its session over to it rather than tear it down, so that a client coming back within the
+grace period may resume it on a new connection (:meth:`DDPConnection._resume`).
 """
 
 import collections
@@ -42,7 +46,7 @@ from wsproto.frame_protocol import CloseReason
 
 from ddp import metrics
 from ddp.conf import ddp_settings
-from ddp.protocol import ConnectionState, Error, Ping
+from ddp.protocol import Connected, ConnectionState, Error, Ping
 from ddp.session import WAKE, Session
 
 logger = logging.getLogger("ddp.server")
@@ -93,9 +97,11 @@ _flusher = _Flusher()
 
 
 class DDPConnection:
-    def __init__(self, transport, run_db, bus, spawn, environ=None):
+    def __init__(self, transport, run_db, bus, spawn, environ=None, holder=None):
         self.transport = transport
         self._spawn = spawn
+        self.holder = holder
+        self._held = None  # what the holder keeps of the session once the transport is gone
         # The queues exist while a thread drains them (an empty deque is 760 bytes).
         self.inbox = self.outbox = None
         self.session = Session(
@@ -107,6 +113,7 @@ class DDPConnection:
             room=self.wait_for_room,
             changed=self._change_arrived,
             environ=environ,
+            resume=self._resume,
         )
         #: What the outbox holds now, and its bounds.
         self.queued_bytes = self.queued_messages = 0
@@ -122,6 +129,9 @@ class DDPConnection:
         self._finished = False  # the transport is gone
         self._closed = False  # nothing more is written: closed, or the peer went away
         self._torn_down = None  # set when the session is, if finish() waits for a worker
+        self._handed_over = False  # the session went to a new connection of its client
+        if holder is not None:
+            holder.live[self.session.connection.session_id] = self
 
     def open(self):
         if ddp_settings.SEND_SERVER_ID:
@@ -129,6 +139,8 @@ class DDPConnection:
 
     def receive(self, text):
         """One text message from the client."""
+        if self._handed_over:
+            return  # the client is on its new connection, with this session
         self._heard = time.monotonic()
         metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
@@ -136,6 +148,8 @@ class DDPConnection:
 
     def receive_binary(self):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
+        if self._handed_over:
+            return
         self._heard = time.monotonic()
         if self.session.admit():
             self.session.send(Error("Bad request"))
@@ -261,15 +275,95 @@ class DDPConnection:
 
     def finish(self):
         """The transport is gone: stop running requests, forget the session silently (S9)
-        once the request in flight, if any, has ended."""
+        once the request in flight, if any, has ended, or hand it to the holder for its
+        client to resume. What the request sends meanwhile goes to the holder's queue."""
+        if self._handed_over:
+            return
         self._ended = self._finished = True
+        self._forget()
+        if self.holder is not None and not self.overflowed:
+            # A client cut off as a slow consumer lost more than a hold could keep.
+            self._held = self.holder.hold(self.session, self._take_unsent())
         self.close()
         if self.inbox is None:
-            self.session.teardown()
+            self._release()
             return
         self.inbox.clear()
         self._torn_down = threading.Event()
         self._torn_down.wait()
+
+    def _forget(self):
+        """Leave the holder's map of live connections."""
+        if self.holder is None:
+            return
+        session_id = self.session.connection.session_id
+        if self.holder.live.get(session_id) is self:
+            del self.holder.live[session_id]
+
+    def hand_over(self):
+        """The client of this connection came back on another before this one was seen
+        to go: give the session up to the holder, as :meth:`finish` would, and close.
+        None, and nothing changes, while a request runs or the client was cut off."""
+        if self.inbox is not None or self._finished or self.overflowed:
+            return None
+        held = self.holder.hold(self.session, self._take_unsent())
+        if held is None:
+            return None
+        self._forget()
+        self._handed_over = self._ended = self._finished = self._closed = True
+        held.ready = True
+        held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
+        self.transport.abort()
+        return held
+
+    def _take_unsent(self):
+        """The messages queued for the client that no write has begun: the client cannot
+        have them, so a resumed session sends them again."""
+        outbox = self.outbox
+        if not outbox:
+            return []
+        unsent = [item for item in outbox if type(item) is str]
+        kept = [item for item in outbox if type(item) is not str]
+        outbox.clear()
+        outbox.extend(kept)
+        self.queued_messages -= len(unsent)
+        self.queued_bytes -= sum(map(len, unsent))
+        return unsent
+
+    def _release(self):
+        if self._held is None:
+            self.session.teardown()
+        else:
+            self.holder.release(self._held)
+
+    def _resume(self, request):
+        """A client asks for a session back (``Session.receive`` calls this for its
+        handshake's :class:`~ddp.protocol.Resume`): if the holder has it for this client,
+        it becomes this connection's session, ``connected`` with its id goes out, then
+        what it sent while the client was away. Return whether it did."""
+        if self.holder is None:
+            return False
+        held = self.holder.take(request, self.session.connection.version)
+        if held is None:
+            return False
+        session = held.session
+        session.attach(
+            self._enqueue,
+            self.close,
+            lambda: self._submit(WAKE),
+            self.wait_for_room,
+            self._change_arrived,
+        )
+        self._forget()
+        self.session = session
+        self.holder.live[session.connection.session_id] = self
+        session.send(Connected(session.connection.session_id))
+        for text in held.queue:
+            self._enqueue(text)  # counted when the session sent them
+        if session.pending:
+            self._submit(WAKE)  # subscriptions a writer could not match, to re-run
+        metrics.log_event("resume", session.connection.session_id, queued=len(held.queue))
+        return True
 
     def _work(self):
         inbox = self.inbox
@@ -292,7 +386,7 @@ class DDPConnection:
         self.inbox = None
         if self._finished:
             try:
-                self.session.teardown()
+                self._release()
             finally:
                 self._torn_down.set()
 

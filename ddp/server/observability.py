@@ -147,6 +147,24 @@ class ServerCollector:
         for name, count in sorted(subscriptions_by_publication(live).items()):
             by_publication.add_metric([name], count)
         yield by_publication
+        holder = getattr(self.state, "holder", None)
+        if holder is not None:
+            sessions, messages, size = holder.gauges()
+            yield GaugeMetricFamily(
+                "ddp_held_sessions",
+                "Sessions held for clients that dropped, until they resume or their grace "
+                "period ends (DDP['DISCONNECT_GRACE_PERIOD']).",
+                value=sessions,
+            )
+            yield GaugeMetricFamily(
+                "ddp_held_messages",
+                "Messages queued for the clients of held sessions (at most "
+                "DDP['MAX_MESSAGE_QUEUE_LENGTH'] each).",
+                value=messages,
+            )
+            yield GaugeMetricFamily(
+                "ddp_held_bytes", "Bytes of the messages queued for held sessions.", value=size
+            )
         if self.state.bus is not None:
             listener = self.state.bus.listener
             yield GaugeMetricFamily(

@@ -58,8 +58,9 @@ def _log(event, connection):
 class DDPOverSockJS:
     """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
 
-    def __init__(self, run_db, bus, connections, spawn):
+    def __init__(self, run_db, bus, connections, spawn, holder=None):
         self.run_db = run_db
+        self.holder = holder
         self.spawn = spawn
         self.bus = bus
         self.connections = connections
@@ -68,7 +69,12 @@ class DDPOverSockJS:
     def on_open(self, session):
         transport = SockJSTransport(session, lambda: self.connections.discard(connection))
         connection = DDPConnection(
-            transport, self.run_db, self.bus, self.spawn, environ=session.environ
+            transport,
+            self.run_db,
+            self.bus,
+            self.spawn,
+            environ=session.environ,
+            holder=self.holder,
         )
         self._by_session[session] = connection
         self.connections.add(connection)
@@ -89,10 +95,19 @@ class DDPOverSockJS:
 
 
 def sockjs_server(
-    run_db, bus, connections, mark_handled, max_message_size, settings, spawn, admit=None
+    run_db,
+    bus,
+    connections,
+    mark_handled,
+    max_message_size,
+    settings,
+    spawn,
+    admit=None,
+    holder=None,
 ):
     """The ``/sockjs`` WSGI app ``ddpserver`` mounts, with Meteor's SockJS settings;
-    ``admit()`` says whether a new session may open (the server's connection limit)."""
+    ``admit()`` says whether a new session may open (the server's connection limit),
+    ``holder`` keeps DDP sessions for clients that come back."""
     options = SockJSOptions(
         heartbeat_delay=45.0,
         disconnect_delay=60.0,
@@ -100,7 +115,7 @@ def sockjs_server(
         max_queued_bytes=settings.OUTBOX_MAX_BYTES,
         max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
-    app = DDPOverSockJS(run_db, bus, connections, spawn)
+    app = DDPOverSockJS(run_db, bus, connections, spawn, holder)
     return SockJSServer(
         app,
         prefix="/sockjs",

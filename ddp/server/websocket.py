@@ -56,9 +56,12 @@ class WebSocketTransport:
         return 0, 0
 
 
-def serve(ws, run_db, bus, connections, spawn):
-    """Serve one client until either side closes; ``connections`` tracks live clients."""
-    connection = DDPConnection(WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ)
+def serve(ws, run_db, bus, connections, spawn, holder=None):
+    """Serve one client until either side closes; ``connections`` tracks live clients,
+    ``holder`` keeps sessions for clients that come back (:mod:`ddp.server.resumption`)."""
+    connection = DDPConnection(
+        WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ, holder=holder
+    )
     connections.add(connection)
     connection.open()
     session_id = connection.session.connection.session_id
@@ -76,4 +79,5 @@ def serve(ws, run_db, bus, connections, spawn):
     finally:
         connections.discard(connection)
         connection.finish()
+        session_id = connection.session.connection.session_id  # resumed: not the first
         metrics.log_event("disconnect", session_id, transport="websocket", remote=remote)

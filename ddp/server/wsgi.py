@@ -17,6 +17,7 @@ from django.core.wsgi import get_wsgi_application
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
 from ddp.server import heartbeat, observability, websocket
+from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
 from ddp.websocket import WebSocket, bad_request
 
@@ -38,6 +39,7 @@ class DDPApplication:
     ``connections`` holds every live client, for the heartbeat thread and so that
     shutdown can close them (:meth:`shut_down`); at ``max_connections`` of them (by
     default ``DDP["MAX_CONNECTIONS"]``) a new one is refused (:meth:`admits_another`).
+    ``holder`` keeps the sessions of clients that dropped, for them to resume.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class DDPApplication:
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
+        self.holder = Holder(spawn)
         self.sockjs = sockjs_server(
             run_db,
             bus,
@@ -67,6 +70,7 @@ class DDPApplication:
             ddp_settings,
             spawn,
             self.admits_another,
+            self.holder,
         )
         spawn(functools.partial(heartbeat.keep, self.connections))
 
@@ -93,7 +97,7 @@ class DDPApplication:
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
         try:
-            websocket.serve(ws, self.run_db, self.bus, self.connections, self.spawn)
+            websocket.serve(ws, self.run_db, self.bus, self.connections, self.spawn, self.holder)
         finally:
             self.mark_handled()
         return []

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddp.protocol.connection import CLOSE, SUPPORTED_VERSIONS, ConnectionState, ServerConnection
+from ddp.protocol.connection import (
+    CLOSE,
+    SUPPORTED_VERSIONS,
+    ConnectionState,
+    Resume,
+    ServerConnection,
+)
 from ddp.protocol.ejson import EPOCH, loads
 from ddp.protocol.ids import UNMISTAKABLE_CHARS
 from ddp.protocol.messages import (
@@ -142,12 +148,49 @@ def test_everything_after_a_failed_handshake_is_ignored(text):
     assert connection.state is ConnectionState.CLOSED
 
 
-def test_connect_session_is_ignored():
-    # C4: never resume; always the connection's own new id.
+def test_connect_session_without_count_gets_a_new_session():
+    # A client older than Meteor 3.4 (simpleddp) names its session but no count: it cannot
+    # be checked for what it missed, so it gets the connection's own new id.
     connection = ServerConnection()
     reply = send(connection, {**CONNECT, "session": "4hDmBgTzW6bE3t2kq"})
     assert reply == [Connected(connection.session_id)]
     assert connection.session_id != "4hDmBgTzW6bE3t2kq"
+
+
+@pytest.mark.parametrize("count", [0, 7, 7.0])
+def test_connect_with_session_and_count_asks_to_resume(count):
+    # Meteor 3.4 (meteor/meteor#14051): session and receivedCount on reconnect.
+    connection = awaiting()
+    reply = send(connection, {**CONNECT, "session": "4hDmBgTzW6bE3t2kq", "receivedCount": count})
+    assert reply == [Resume("4hDmBgTzW6bE3t2kq", int(count), Connected("SESSION"))]
+    assert connection.state is ConnectionState.CONNECTED
+    assert connection.resumable
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, "7", None, True, [7]])
+def test_connect_with_a_count_that_is_no_count_gets_a_new_session(count):
+    reply = send(awaiting(), {**CONNECT, "session": "old", "receivedCount": count})
+    assert reply == [Connected("SESSION")]
+
+
+def test_a_failed_handshake_resumes_nothing():
+    message = {"msg": "connect", "version": "2", "support": ["2"], "session": "old"}
+    assert send(awaiting(), {**message, "receivedCount": 3}) == [Failed("1"), CLOSE]
+
+
+def test_disconnect_is_not_answered_and_makes_the_session_unresumable():
+    # Meteor 3.4 clients send it before closing; it used to get "Bad request".
+    connection = connected()
+    assert connection.resumable
+    assert send(connection, {"msg": "disconnect"}) == []
+    assert not connection.resumable
+    assert connection.state is ConnectionState.CONNECTED
+
+
+def test_disconnect_before_connect_must_connect_first():
+    message = {"msg": "disconnect"}
+    assert send(awaiting(), message) == [Error("Must connect first", message)]
+    assert not awaiting().resumable
 
 
 def test_requests_right_behind_connect_are_served():
@@ -531,6 +574,12 @@ _CLIENT_REQUESTS = (Sub, Unsub, Method)
 _SERVER_REPLIES = (Connected, Failed, Pong, Error)
 
 
+def _resume(reply, connection):
+    assert isinstance(reply.session, str)
+    assert type(reply.received_count) is int and reply.received_count >= 0
+    assert reply.connected == Connected(connection.session_id)
+
+
 def _check(replies, connection):
     for position, reply in enumerate(replies):
         if reply is CLOSE:
@@ -538,6 +587,8 @@ def _check(replies, connection):
             assert connection.state is ConnectionState.CLOSED
         elif isinstance(reply, _SERVER_REPLIES):
             assert loads(encode(reply))["msg"] in {"connected", "failed", "pong", "error"}
+        elif isinstance(reply, Resume):
+            _resume(reply, connection)
         elif isinstance(reply, Sub):
             assert isinstance(reply.id, str)
             assert isinstance(reply.name, str)
@@ -579,7 +630,18 @@ _MESSAGES = st.fixed_dictionaries(
     {},
     optional={
         "msg": st.sampled_from(
-            ["connect", "ping", "pong", "sub", "unsub", "method", "connected", "", "x"]
+            [
+                "connect",
+                "ping",
+                "pong",
+                "sub",
+                "unsub",
+                "method",
+                "connected",
+                "disconnect",
+                "",
+                "x",
+            ]
         )
         | _JSON,
         "id": st.text(max_size=4) | _JSON,
@@ -590,6 +652,7 @@ _MESSAGES = st.fixed_dictionaries(
         "version": st.sampled_from(SUPPORTED_VERSIONS) | _JSON,
         "support": st.lists(st.sampled_from(["1", "pre1", "pre2", "2"]), max_size=3) | _JSON,
         "session": _JSON,
+        "receivedCount": st.integers(min_value=-1, max_value=3) | _JSON,
     },
 )
 

@@ -14,6 +14,7 @@ from ddp.protocol.messages import (
     Changed,
     Connect,
     Connected,
+    Disconnect,
     Error,
     Failed,
     Method,
@@ -50,6 +51,12 @@ NOT_FOUND_404 = (
             '{"msg":"connect","session":"4hDmBgTzW6bE3t2kq","version":"1",'
             '"support":["1","pre2","pre1"]}',
         ),
+        (
+            Connect("1", ("1",), session="4hDmBgTzW6bE3t2kq", received_count=12),
+            '{"msg":"connect","session":"4hDmBgTzW6bE3t2kq","version":"1",'
+            '"support":["1"],"receivedCount":12}',
+        ),
+        (Disconnect(), '{"msg":"disconnect"}'),
         (Connected("Jjwjg6gouWLXhMGKW"), '{"msg":"connected","session":"Jjwjg6gouWLXhMGKW"}'),
         (Failed("1"), '{"msg":"failed","version":"1"}'),
         (Ping(), '{"msg":"ping"}'),

@@ -1,0 +1,90 @@
+"""A raw-websocket DDP client that resumes its session as Meteor 3.4's does, for the tests.
+
+It counts what it receives from its session, pings and pongs left out (``receivedCount``),
+and after :meth:`ResumingClient.drop` reconnects naming the session and that count.
+"""
+
+import time
+import urllib.request
+
+import websocket
+
+from tests.ddpclient import DDPClient
+
+CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
+
+
+class ResumingClient(DDPClient):
+    def __init__(self, url, **options):
+        self.url = url
+        self.received = 0
+        super().__init__(url, connect=False, **options)
+        self.send(CONNECT)
+        self._connected(self.recv())
+
+    def recv(self, timeout=None):
+        message = super().recv(timeout)
+        if message.get("msg") not in ("ping", "pong"):
+            self.received += 1
+        return message
+
+    def _connected(self, reply):
+        assert reply["msg"] == "connected", reply
+        resumed = reply["session"] == self.session
+        if not resumed:
+            # A new session: its count starts with this ``connected``, and what the old
+            # one sent is gone with it (Meteor's client resets its store).
+            self.received = 1
+            self.collections = {}
+        self.session = reply["session"]
+        return resumed
+
+    def leave(self):
+        """Leave as Meteor 3.4's client does: ``disconnect``, then close."""
+        self.send({"msg": "disconnect"})
+        self.close()
+
+    def drop(self):
+        """Cut the TCP connection, with no WebSocket close and no ``disconnect``."""
+        self.ws.shutdown()
+
+    def reconnect(self, url=None, received=None):
+        """Connect again, asking for the session back; return whether it was."""
+        self.ws = websocket.create_connection(url or self.url, timeout=self.timeout)
+        count = self.received if received is None else received
+        self.send({**CONNECT, "session": self.session, "receivedCount": count})
+        return self._connected(self.recv())
+
+
+def metric(server, name, labels=""):
+    """The value of one sample of ``server``'s ``/metrics``, 0 when absent."""
+    with urllib.request.urlopen(server.url + "metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{name}{labels} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_metric(server, name, predicate, timeout=20):
+    """Poll ``/metrics`` until ``predicate(value)``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = metric(server, name)
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} stayed at {value}\n{server.output()[-3000:]}")
+        time.sleep(0.02)
+
+
+def messages_until_result(client, method_id):
+    """Every message up to the ``result`` of ``method_id``."""
+    return client.recv_until(lambda m: m.get("msg") == "result" and m["id"] == method_id)
+
+
+def call(client, method, *params):
+    """Send a method call with a fresh id; return the id."""
+    method_id = f"m{next(client.ids)}"
+    client.send({"msg": "method", "id": method_id, "method": method, "params": list(params)})
+    return method_id
