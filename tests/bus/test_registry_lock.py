@@ -34,6 +34,7 @@ SIGNALS = {"CAPTURE": "signals"}
 def signals(settings):
     settings.DDP = SIGNALS
 
+
 JANET = "janet@evanovich.com"
 #: The bound the issue sets on a writer's save while a subscription waits for the lock.
 SAVE_WITHIN = 0.1
