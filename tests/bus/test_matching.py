@@ -5,7 +5,7 @@ per collection, rebuilt from templates and the values the registry stores. Why e
 
 * the property test: a wrong template or stored value would silently send a change to the
   wrong subscriptions; its oracle is each full queryset's primary keys, not ddp's own
-  ``contains()``;
+  ``contained()``;
 * ``compile_subscription``: which querysets get a template, which fall back and why, and
   which subscriptions share one (sharing is what keeps a writer's cost flat);
 * failures: matching must never fail the writer, and what it cannot decide is re-run;
