@@ -5,11 +5,11 @@ and after :meth:`ResumingClient.drop` reconnects naming the session and that cou
 """
 
 import time
-import urllib.request
 
 import websocket
 
 from tests.ddpclient import DDPClient
+from tests.live import metric
 
 CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
@@ -54,16 +54,6 @@ class ResumingClient(DDPClient):
         count = self.received if received is None else received
         self.send({**CONNECT, "session": self.session, "receivedCount": count})
         return self._connected(self.recv())
-
-
-def metric(server, name, labels=""):
-    """The value of one sample of ``server``'s ``/metrics``, 0 when absent."""
-    with urllib.request.urlopen(server.url + "metrics", timeout=10) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith(f"{name}{labels} "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def wait_metric(server, name, predicate, timeout=20):

@@ -11,7 +11,6 @@ never by what a million rows would: each decoded row change is a dict of its col
 """
 
 import time
-import urllib.request
 
 import pytest
 from django.db import connection, transaction
@@ -19,9 +18,8 @@ from django.test import override_settings
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, metric
 from tests.replication.conftest import slot_active, titles, wait_for, wait_until_reading
-from tests.server.test_observability import parse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,6 +30,7 @@ MAX_GROWTH_MB = 150
 #: Seconds the transaction may take to go through capture (about 60 on a 2-CPU machine).
 TIMEOUT = 900
 DATABASE = {"CAPTURE": "database"}
+ANNOUNCED = "ddp_replication_changes_total"
 
 
 def peak_mb(pid):
@@ -41,12 +40,6 @@ def peak_mb(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for process {pid}")
-
-
-def changes_announced(server):
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as reply:
-        values = parse(reply.read().decode())
-    return values.get(("ddp_replication_changes_total", ()), 0)
 
 
 def wait_for_title(client, title):
@@ -71,7 +64,7 @@ def test_a_million_row_transaction_is_streamed_in_bounded_memory(cursor):
         wait_until_reading(cursor, server)
         client = WebSocketDDPClient(server.ws_url, timeout=60)
         client.subscribe("BooksByAuthorEmail", marker.email)
-        before = changes_announced(server), peak_mb(server.process.pid)
+        before = metric(server, ANNOUNCED), peak_mb(server.process.pid)
         with override_settings(DDP=DATABASE), transaction.atomic():
             with connection.cursor() as writer:
                 writer.execute(
@@ -81,7 +74,7 @@ def test_a_million_row_transaction_is_streamed_in_bounded_memory(cursor):
                 )
             Book.objects.create(title="the last row", author=marker)
         wait_for_title(client, "the last row")
-        announced, peak = changes_announced(server), peak_mb(server.process.pid)
+        announced, peak = metric(server, ANNOUNCED), peak_mb(server.process.pid)
         # Every row went through the reader; none of the bulk author's reached the client.
         assert announced - before[0] >= ROWS + 1
         assert list(titles(client).values()) == ["the last row"]

@@ -9,7 +9,6 @@ on as a ``changed``.
 """
 
 import threading
-import urllib.request
 
 import pytest
 from django.db import OperationalError, connection, connections
@@ -17,9 +16,8 @@ from django.db import OperationalError, connection, connections
 from bookstore.models import Author, Book
 from ddp.replication.reader import Reader
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, metric
 from tests.replication.conftest import slot_active, wait_for
-from tests.server.test_observability import parse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,11 +42,6 @@ class DiesAfterItsFirstBatch:
             raise OperationalError("server closed the connection unexpectedly")
         self.again.set()
         return result
-
-
-def repeated(server):
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as reply:
-        return parse(reply.read().decode()).get(("ddp_repeated_events_total", ()), 0)
 
 
 def changed_titles(client, book):
@@ -83,5 +76,5 @@ def test_a_batch_announced_again_reaches_clients_once(cursor):
             reader.stop()
             wait_for(lambda: not slot_active(cursor), timeout=30)
         assert changed_titles(client, book) == ["dup-2", "dup-3"]
-        assert repeated(server) == 1
+        assert metric(server, "ddp_repeated_events_total") == 1
         client.close()

@@ -10,7 +10,8 @@ from django.db import connection
 
 from bookstore.models import Author, Book
 from ddp.testing.live import ServerProcess
-from tests.resuming import ResumingClient, call, messages_until_result, metric, wait_metric
+from tests.live import metric
+from tests.resuming import ResumingClient, call, messages_until_result, wait_metric
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
