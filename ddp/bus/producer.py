@@ -20,6 +20,7 @@ the replication reader does this work for every write, with :func:`announce_rows
 """
 
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -182,8 +183,10 @@ def _announce(rows, collections, using, ids=None):
 
     However many rows: one look at the registry, one matching statement per collection,
     one statement of NOTIFYs (:meth:`PostgresBackend.send`). ``ids``: the events' ids
-    (:func:`ddp.bus.announcements.event_ids`), else each a random one.
+    (:func:`ddp.bus.announcements.event_ids`); else empty, and :func:`payload.to_text`
+    draws a random one for each.
     """
+    ids = itertools.repeat("") if ids is None else ids
     names = [collection.get_name() for collection in collections]
     # savepoint=False: inside the writer's transaction this adds no round trip; after an
     # autocommit write it is a transaction of its own, holding the lock until NOTIFY.
@@ -204,9 +207,8 @@ def _announce(rows, collections, using, ids=None):
                 else:
                     doc_id, fields = document(instance, collection)
                     keys, unsure = matches[pk]
-                event_id = "" if ids is None else next(ids)
                 events.append(
-                    payload.Event(name, doc_id, fields, keys, registry_id, unsure, event_id)
+                    payload.Event(name, doc_id, fields, keys, registry_id, unsure, next(ids))
                 )
         if events:
             _backend.send(using, events)
@@ -218,19 +220,18 @@ def truncated(model, using="default", ids=None):
 
     Every subscription of its collections is told it cannot trust what it holds (an
     event every subscription is unsure of): each re-runs, and its clients get the
-    differences.
+    differences. ``ids``: as :func:`_announce`'s.
     """
+    ids = itertools.repeat("") if ids is None else ids
     names = [collection.get_name() for collection in API.collections_for_model(model)]
     with transaction.atomic(using=using, savepoint=False):
         registry_id, _, live = _backend.registry_state(names, using)
-        events = []
-        for name in names:
-            if name in live:
-                event_id = "" if ids is None else next(ids)
-                unsure = payload.EVERY
-                events.append(
-                    payload.Event(name, "", None, frozenset(), registry_id, unsure, event_id)
-                )
+        unsure = payload.EVERY
+        events = [
+            payload.Event(name, "", None, frozenset(), registry_id, unsure, next(ids))
+            for name in names
+            if name in live
+        ]
         if events:
             _backend.send(using, events)
             _local.notified = True
