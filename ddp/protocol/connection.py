@@ -85,11 +85,13 @@ CLOSE = _Close.CLOSE
 class Resume:
     """Returned by :meth:`ServerConnection.receive` for a handshake that asks to resume
     ``session``, whose client got ``received_count`` messages from it (pings and pongs
-    left out). Not a message: the caller hands that session back if it holds it and the
-    counts agree, and otherwise sends ``connected``, this new session's ``connected``."""
+    left out; None when the client gave no count, as clients older than Meteor 3.4 do).
+    Not a message: the caller hands that session back if it holds it and the counts
+    agree, and otherwise sends ``connected``, this new session's ``connected``. A session
+    named and not handed back is ended, as Meteor's server does: its client has left it."""
 
     session: str
-    received_count: int
+    received_count: int | None
     connected: Connected
 
 
@@ -187,7 +189,7 @@ class ServerConnection:
         self.state = ConnectionState.CONNECTED
         connected = Connected(self.session_id)
         previous, count = message.get("session"), _count(message.get("receivedCount"))
-        if isinstance(previous, str) and count is not None:
+        if isinstance(previous, str):
             return [Resume(previous, count, connected)]
         return [connected]
 

@@ -47,7 +47,7 @@ from wsproto.frame_protocol import CloseReason
 from ddp import metrics
 from ddp.conf import ddp_settings
 from ddp.protocol import Connected, ConnectionState, Error, Ping
-from ddp.session import WAKE, Session
+from ddp.session import UNCOUNTED, WAKE, Session
 
 logger = logging.getLogger("ddp.server")
 
@@ -300,11 +300,15 @@ class DDPConnection:
         if self.holder.live.get(session_id) is self:
             del self.holder.live[session_id]
 
-    def hand_over(self):
+    def hand_over(self, received_count, version):
         """The client of this connection came back on another before this one was seen
         to go: give the session up to the holder, as :meth:`finish` would, and close.
-        None, and nothing changes, while a request runs or the client was cut off."""
+        None, and nothing changes, while a request runs, the client was cut off, or the
+        new connection's ``received_count`` or ``version`` is not this one's: whoever
+        named the session then is not its client, or lost messages on the way."""
         if self.inbox is not None or self._finished or self.overflowed:
+            return None
+        if version != self.session.connection.version or received_count != self._written():
             return None
         held = self.holder.hold(self.session, self._take_unsent())
         if held is None:
@@ -315,6 +319,14 @@ class DDPConnection:
         held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
         self.transport.abort()
         return held
+
+    def _written(self):
+        """How many counted messages (pings and pongs left out) may have reached the
+        client: those sent less those still waiting, unwritten, in the outbox."""
+        unsent = sum(
+            1 for item in self.outbox or () if type(item) is str and not item.startswith(UNCOUNTED)
+        )
+        return self.session.sent - unsent
 
     def _take_unsent(self):
         """The messages queued for the client that no write has begun: the client cannot

@@ -23,10 +23,11 @@ when:
   on a new connection that did not agree the same DDP version.
 
 A client often comes back before the server has seen its old connection go: Meteor's client
-retries within milliseconds, and a load balancer cuts both sides at once. A connection that
-is idle (no request of it running) then hands its session over at once, as if its transport
-had gone (:meth:`Holder.take`), and is closed; a busy one keeps it, and the client gets a
-new session.
+retries within milliseconds, and a load balancer cuts both sides at once. Meteor's server
+then starts a new session; this one goes further. A connection that is idle (no request of
+it running) and sent exactly what the client says it received hands its session over at
+once, as if its transport had gone (:meth:`Holder.take`), and is closed; a busy one, or one
+named with another count, keeps it and goes on, and the client gets a new session.
 
 What held sessions cost is in ``/metrics``: ``ddp_held_sessions``, ``ddp_held_messages``,
 ``ddp_held_bytes``; resumptions and how holds ended are counted.
@@ -171,7 +172,11 @@ class Holder:
         held = self._held.get(request.session)
         if held is None:
             connection = self.live.get(request.session)
-            held = None if connection is None else connection.hand_over()
+            held = (
+                None
+                if connection is None
+                else connection.hand_over(request.received_count, version)
+            )
             if held is None:
                 metrics.inc("ddp_resumptions_refused_total")
                 return None

@@ -148,12 +148,13 @@ def test_everything_after_a_failed_handshake_is_ignored(text):
     assert connection.state is ConnectionState.CLOSED
 
 
-def test_connect_session_without_count_gets_a_new_session():
+def test_connect_session_without_count_asks_to_resume_with_no_count():
     # A client older than Meteor 3.4 (simpleddp) names its session but no count: it cannot
-    # be checked for what it missed, so it gets the connection's own new id.
+    # be checked for what it missed, so it will get the connection's own new id, and the
+    # session it named is ended (as Meteor's server does).
     connection = ServerConnection()
     reply = send(connection, {**CONNECT, "session": "4hDmBgTzW6bE3t2kq"})
-    assert reply == [Connected(connection.session_id)]
+    assert reply == [Resume("4hDmBgTzW6bE3t2kq", None, Connected(connection.session_id))]
     assert connection.session_id != "4hDmBgTzW6bE3t2kq"
 
 
@@ -168,8 +169,14 @@ def test_connect_with_session_and_count_asks_to_resume(count):
 
 
 @pytest.mark.parametrize("count", [-1, 1.5, "7", None, True, [7]])
-def test_connect_with_a_count_that_is_no_count_gets_a_new_session(count):
+def test_connect_with_a_count_that_is_no_count_resumes_nothing(count):
     reply = send(awaiting(), {**CONNECT, "session": "old", "receivedCount": count})
+    assert reply == [Resume("old", None, Connected("SESSION"))]
+
+
+@pytest.mark.parametrize("session", [None, 7, ["old"]])
+def test_connect_with_a_session_that_is_no_id_gets_a_new_session(session):
+    reply = send(awaiting(), {**CONNECT, "session": session, "receivedCount": 3})
     assert reply == [Connected("SESSION")]
 
 
@@ -542,7 +549,7 @@ def test_method_without_seed_has_missing_seed():
         ('{"support": ["1"], "version": "1", "msg": "connect"}', Connected("SESSION")),
         (
             '{"version":"1","support":["1"],"msg":"connect","session":"old","x":{}}',
-            Connected("SESSION"),
+            Resume("old", None, Connected("SESSION")),
         ),
     ],
 )

@@ -139,6 +139,8 @@ def test_a_client_without_receivedcount_gets_a_new_session(server, book):
     client.send({"msg": "connect", "version": "1", "support": ["1"], "session": old})
     reply = client.recv()
     assert reply["msg"] == "connected" and reply["session"] != old
+    # As Meteor does with a session it does not hand back: torn down now, not in 15 s.
+    wait_metric(server, "ddp_held_sessions", lambda n: n == 0, timeout=5)
     client.leave()
 
 
@@ -356,3 +358,26 @@ def test_a_busy_connection_keeps_its_session_and_the_client_gets_a_new_one(serve
     assert client.session != session
     client.leave()
     stale.close()
+
+
+@pytest.mark.parametrize("received", [-1, None])
+def test_naming_a_live_session_with_another_count_leaves_its_connection_alone(
+    server, book, received
+):
+    # Only a client that got exactly what was sent may take a live connection's session:
+    # anyone else naming it gets a new session, and the connection goes on.
+    client, _ = subscribed(server)
+    other = websocket.create_connection(server.ws_url, timeout=10)
+    connect = {"msg": "connect", "version": "1", "support": ["1"], "session": client.session}
+    if received is not None:
+        connect["receivedCount"] = client.received + received
+    other.send(json.dumps(connect))
+    reply = json.loads(other.recv())
+    assert reply["msg"] == "connected" and reply["session"] != client.session
+    other.close()
+    book.title = "Hot Six, still live"
+    book.save()
+    client.wait_for(
+        lambda c: c.collections["bookstore.book"][str(book.pk)]["title"].endswith("live")
+    )
+    client.leave()
