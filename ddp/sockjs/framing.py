@@ -10,6 +10,7 @@ browsers' transports mangle U+2028 and its neighbours unless they arrive escaped
 
 import functools
 import json
+import re
 
 OPEN = "o"
 HEARTBEAT = "h"
@@ -17,6 +18,15 @@ HEARTBEAT = "h"
 #: The reasons sockjs-node gives for a payload it cannot read (``src/trans-xhr.coffee``).
 BROKEN_JSON = "Broken JSON encoding."
 PAYLOAD_EXPECTED = "Payload expected."
+
+
+#: Deeper nesting than this is refused before parsing. A frame is an array of strings
+#: (depth 1); json's own limit is Python's recursion limit, less the stack its caller has
+#: used, so without this the answer to the same payload would depend on who asked.
+MAX_NESTING = 64
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 class FramingError(ValueError):
@@ -45,6 +55,8 @@ def client_messages(payload, single_allowed=False):
     An empty array is a valid frame with no message (clients send it as a heartbeat).
     Anything but strings inside the array is refused too: the app is promised text.
     """
+    if _too_deep(payload):
+        raise FramingError(BROKEN_JSON)
     try:
         value = json.loads(payload)
     except (ValueError, RecursionError):
@@ -56,3 +68,18 @@ def client_messages(payload, single_allowed=False):
     if not all(isinstance(message, str) for message in value):
         raise FramingError(BROKEN_JSON)
     return value
+
+
+def _too_deep(payload):
+    """Whether ``payload`` nests arrays and objects deeper than :data:`MAX_NESTING`, brackets
+    inside strings aside. Two regular expressions for any frame; the loop runs only for a
+    payload with that many brackets, which no client's frame has."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", payload))
+    if len(brackets) <= MAX_NESTING:
+        return False
+    depth = 0
+    for bracket in brackets:
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_NESTING:
+            return True
+    return False
