@@ -21,13 +21,24 @@ any installed app::
 classes and functions only; per-connection state lives in :mod:`ddp.session`.
 """
 
+from __future__ import annotations
+
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 from django.utils.module_loading import autodiscover_modules
 
 from ddp.protocol import PUBLICATION_STRATEGIES, SERVER_MERGE, MeteorError
+
+#: What a publication's queries hold: a queryset, published to its model's collection, or a
+#: ``(queryset, collection name)`` pair.
+QueryEntry: TypeAlias = "QuerySet | tuple[QuerySet, str]"
+#: What :meth:`Registry.register` takes.
+Registrable: TypeAlias = "type[Collection] | type[Publication]"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Collection:
@@ -53,14 +64,14 @@ class Collection:
       subscription at a time publishes (two would each send, and remove, the document).
     """
 
-    model: type[Model] = None
-    name: str = None
-    fields: tuple = None
-    exclude: tuple = ()
-    user_rel: str | list = None
-    strategy: str = SERVER_MERGE
+    model: ClassVar[type[Model] | None] = None
+    name: ClassVar[str | None] = None
+    fields: ClassVar[Sequence[str] | None] = None
+    exclude: ClassVar[Sequence[str]] = ()
+    user_rel: ClassVar[str | Sequence[str] | None] = None
+    strategy: ClassVar[str] = SERVER_MERGE
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.strategy in PUBLICATION_STRATEGIES:
             return
@@ -75,7 +86,7 @@ class Collection:
         raise ValueError(f"{cls.__qualname__}.strategy is {cls.strategy!r}, not one of {choices}")
 
     @classmethod
-    def restrict(cls, queryset, user):
+    def restrict(cls, queryset: QuerySet, user: Any) -> QuerySet:
         """``queryset`` limited to what ``user`` may see through ``user_rel``."""
         if cls.user_rel is None:
             return queryset
@@ -88,9 +99,11 @@ class Collection:
         return queryset.filter(condition).distinct()
 
     @classmethod
-    def get_name(cls):
+    def get_name(cls) -> str:
+        """The collection's DDP name: ``name``, else ``"<app_label>.<model_name>"``."""
         if cls.name:
             return cls.name
+        assert cls.model is not None, f"{cls.__name__} has no model"
         meta = cls.model._meta
         return f"{meta.app_label}.{meta.model_name}"
 
@@ -106,29 +119,29 @@ class Context:
     #: The connection's session id (``connected.session``).
     connection_id: str
     #: The connection's Django user: ``AnonymousUser`` until accounts log one in.
-    user: object = None
+    user: Any = None
     #: ``randomSeed`` of the method call being run, if the client sent one.
-    random_seed: str = None
+    random_seed: str | None = None
     #: The client's address (Meteor's ``clientAddress``; see ``DDP["TRUSTED_PROXIES"]``).
-    client_address: str = None
+    client_address: str | None = None
     #: Some headers of the client's handshake, by lowercase name (Meteor's ``httpHeaders``).
-    http_headers: dict = field(default_factory=dict)
+    http_headers: dict[str, str] = field(default_factory=dict)
     #: Free-form per-connection data a project may keep across calls.
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     #: The hash of the login token the connection rides on (``ddp.accounts``), or None.
-    login_token: str = None
+    login_token: str | None = None
     #: Set by :meth:`set_user` during a method: ``(user, login token hash)``.
-    new_login: tuple = None
+    new_login: tuple[Any, str | None] | None = None
 
     @property
-    def user_id(self):
+    def user_id(self) -> str | None:
         """The user's id as a string, or ``None`` for an anonymous connection."""
         if self.user is None or not getattr(self.user, "is_authenticated", False):
             return None
         return str(self.user.pk)
 
-    def set_user(self, user, token_hash=None):
+    def set_user(self, user: Any, token_hash: str | None = None) -> None:
         """Log the connection in as ``user`` (``None``: out), as Meteor's ``setUserId``.
 
         Takes effect when the method returns and before its ``result`` goes out: every
@@ -149,64 +162,68 @@ class Publication:
     defaults to the class name. ``self.this`` is the connection's :class:`Context`.
     """
 
-    name: str = None
-    queries: list = None
+    name: ClassVar[str | None] = None
+    queries: ClassVar[list[QueryEntry] | None] = None
     #: Anonymous connections get no documents, and ``ready``: once they log in, the
     #: subscription is re-run and fills (a ``nosub`` would have lost it for good, S12).
-    login_required = False
+    login_required: ClassVar[bool] = False
 
-    def __init__(self, this):
+    def __init__(self, this: Context) -> None:
         self.this = this
 
     @property
-    def user(self):
+    def user(self) -> Any:
+        """The connection's user (``self.this.user``)."""
         return self.this.user
 
     @classmethod
-    def get_name(cls):
+    def get_name(cls) -> str:
+        """The publication's DDP name: ``name``, else the class name."""
         return cls.name or cls.__name__
 
-    def get_queries(self, *params):
+    def get_queries(self, *params: Any) -> list[QueryEntry]:
+        """The querysets to publish for a subscription with these parameters."""
         return list(self.queries or [])
 
 
 class NoDocuments(Publication):
     """Answers ``ready`` with no documents: for subscriptions every Meteor app opens."""
 
-    queries = []
+    queries: ClassVar[list[QueryEntry] | None] = []
 
 
 class Registry:
     """Collections, publications and methods by name: one instance, :data:`API`."""
 
-    def __init__(self):
-        self.collections = {}
-        self.publications = {}
-        self.methods = {}
+    def __init__(self) -> None:
+        self.collections: dict[str, type[Collection]] = {}
+        self.publications: dict[str, type[Publication]] = {}
+        self.methods: dict[str, Callable[..., Any]] = {}
         #: Collection name -> publication strategy, for every collection that does not
         #: use the default (``SERVER_MERGE``); each session's merge box reads it.
-        self.strategies = {}
+        self.strategies: dict[str, str] = {}
         #: ``user -> (collection, id, fields)``: the logged-in user's own document, which
         #: ``ddp.accounts`` publishes to the ``users`` collection (None: no such document).
-        self.user_document = None
+        self.user_document: Callable[[Any], tuple[str, str, dict[str, Any]] | None] | None = None
         #: ``hashes -> the valid ones``, and ``() -> None`` deleting expired tokens: how
         #: ``ddp.accounts`` lets a server re-check and sweep login tokens (None: no accounts).
-        self.valid_tokens = self.sweep_tokens = None
+        self.valid_tokens: Callable[..., Any] | None = None
+        self.sweep_tokens: Callable[[], Any] | None = None
         #: Publication names registered more than once: name -> every class registered under
         #: it, in order. The last one is served, as before; ``ddp_publications --check``
         #: reports the others, which would otherwise vanish without a word.
-        self.duplicates = {}
+        self.duplicates: dict[str, list[type[Publication]]] = {}
         self._discovered = False
         # A Meteor front end opens these by itself; a nosub would make it retry or wait
         # forever, and a document would make autoupdate reload the page.
         for builtin in ("meteor_autoupdate_clientVersions", "meteor.loginServiceConfiguration"):
             self.publications[builtin] = type(builtin, (NoDocuments,), {"name": builtin})
 
-    def register(self, items):
-        """Register Collection and Publication subclasses (one or a list)."""
-        if not isinstance(items, (list, tuple)):
-            items = [items]
-        for item in items:
+    def register(self, items: Registrable | Sequence[Registrable]) -> Sequence[Registrable]:
+        """Register Collection and Publication subclasses (one or a list); return them as a
+        list."""
+        entries: Sequence[Any] = items if isinstance(items, (list, tuple)) else [items]
+        for item in entries:
             if isinstance(item, type) and issubclass(item, Collection):
                 if item.model is None:
                     raise TypeError(f"{item.__name__} has no model")
@@ -224,29 +241,29 @@ class Registry:
                 self.publications[name] = item
             else:
                 raise TypeError(f"Cannot register {item!r}: not a Collection or Publication")
-        return items
+        return entries
 
-    def method(self, name):
+    def method(self, name: str) -> Callable[[F], F]:
         """Decorator registering ``func(this, *params)`` as the DDP method ``name``."""
 
-        def decorator(func):
+        def decorator(func: F) -> F:
             self.methods[name] = func
             return func
 
         return decorator
 
-    def autodiscover(self):
+    def autodiscover(self) -> None:
         """Import every installed app's ``ddp.py`` (once)."""
         if not self._discovered:
             autodiscover_modules("ddp")
             self._discovered = True
 
-    def collections_for_model(self, model):
+    def collections_for_model(self, model: type[Model]) -> list[type[Collection]]:
         """Every collection that publishes ``model`` (or its concrete parent)."""
         concrete = model._meta.concrete_model
         return [c for c in self.collections.values() if c.model is model or c.model is concrete]
 
-    def collection_for_model(self, model):
+    def collection_for_model(self, model: type[Model]) -> type[Collection] | None:
         """The collection a plain queryset of ``model`` goes to: the one named
         ``<app_label>.<model_name>`` if registered, else the first registered."""
         collections = self.collections_for_model(model)
@@ -257,7 +274,9 @@ class Registry:
                 return collection
         return collections[0] if collections else None
 
-    def resolve_queries(self, publication, params):
+    def resolve_queries(
+        self, publication: Publication, params: Sequence[Any]
+    ) -> list[tuple[QuerySet, type[Collection]]]:
         """Pair each query of a publication instance with its Collection class, each
         queryset restricted to what the connection's user may see."""
         bind_params(type(publication).get_queries, params)
@@ -290,7 +309,7 @@ class CommittedError(MeteorError):
     """
 
 
-def bind_params(func, params, skip=1):
+def bind_params(func: Callable[..., Any], params: Sequence[Any], skip: int = 1) -> None:
     """Check ``params`` against ``func``'s signature as Meteor's ``check()`` would.
 
     Raises ``MeteorError(400, "Match failed")`` for a wrong number of parameters, so a
@@ -305,4 +324,4 @@ def bind_params(func, params, skip=1):
 
 
 #: The project's registry.
-API = Registry()
+API: Registry = Registry()

@@ -32,7 +32,7 @@ DEFAULTS = {
     "REGISTRY_LOCK_WAIT": 5.0,
     # Where changes come from: "signals" (Django's model signals in the writing process),
     # "database" (PostgreSQL's logical replication stream, every write whatever made it;
-    # being built, see README), or "auto": "database" where the database allows it, else
+    # see docs/capture.rst), or "auto": "database" where the database allows it, else
     # "signals" with a system check warning saying what to change (ddp/replication/setup.py).
     "CAPTURE": "auto",
     # Seconds after which a half-received chunked change is dropped.

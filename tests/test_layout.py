@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ddp"
+import ddp
+
+# The package imported, not the folder beside tests/: CI's wheel run has no ddp/ there.
+PACKAGE = Path(ddp.__file__).resolve().parent
 
 pytestmark = pytest.mark.quick
 

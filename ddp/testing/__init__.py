@@ -5,6 +5,13 @@ a settings module that imports :mod:`ddp.testing.database` must not pull in
 ``django.test`` before Django is set up.
 """
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
+    from ddp.testing.cases import DDPLiveServerTestCase, DDPTestCase
+    from ddp.testing.client import DDPClient, SubscriptionError, WebSocketDDPClient
+    from ddp.testing.live import ServerProcess
+
 _NAMES = {
     "DDPClient": "ddp.testing.client",
     "WebSocketDDPClient": "ddp.testing.client",
@@ -14,10 +21,18 @@ _NAMES = {
     "ServerProcess": "ddp.testing.live",
 }
 
-__all__ = sorted(_NAMES)
+# Written out, not sorted(_NAMES): type checkers and linters read it as a literal.
+__all__ = [
+    "DDPClient",
+    "DDPLiveServerTestCase",
+    "DDPTestCase",
+    "ServerProcess",
+    "SubscriptionError",
+    "WebSocketDDPClient",
+]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name not in _NAMES:
         raise AttributeError(f"module 'ddp.testing' has no attribute {name!r}")
     import importlib

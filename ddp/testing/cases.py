@@ -1,8 +1,14 @@
 """Django test cases for publications and methods."""
 
+from typing import TYPE_CHECKING, ClassVar
+
 from django.test import TestCase, TransactionTestCase
 
 from ddp.testing.client import DDPClient, WebSocketDDPClient
+
+if TYPE_CHECKING:
+    from ddp.bus.memory import InMemoryBus
+    from ddp.testing.live import ServerProcess
 
 
 class DDPTestCase(TestCase):
@@ -14,12 +20,12 @@ class DDPTestCase(TestCase):
     from a savepoint that rolls back.
     """
 
-    def ddp_client(self, connect=True, client_address=None):
+    def ddp_client(self, connect: bool = True, client_address: str | None = None) -> DDPClient:
         """A connected in-process client (``connect=False``: not yet connected), which the
         server sees coming from ``client_address``."""
         return DDPClient(bus=self.ddp_bus(), connect=connect, client_address=client_address)
 
-    def ddp_bus(self):
+    def ddp_bus(self) -> "InMemoryBus":
         """This test's in-memory bus, installed on first use and removed after the test."""
         bus = getattr(self, "_ddp_bus", None)
         if bus is None:
@@ -42,10 +48,13 @@ class DDPLiveServerTestCase(TransactionTestCase):
     command-line options; a server that fails to start fails the class with its output.
     """
 
-    ddpserver_args = ()
+    #: More ``ddpserver`` command-line options.
+    ddpserver_args: ClassVar[tuple[str, ...]] = ()
+    #: The running server, for the whole class.
+    ddp_server: ClassVar["ServerProcess"]
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         super().setUpClass()
         from ddp.testing.live import ServerProcess, drop_capture
 
@@ -54,7 +63,8 @@ class DDPLiveServerTestCase(TransactionTestCase):
         cls.ddp_server = ServerProcess(*cls.ddpserver_args).start()
         cls.addClassCleanup(cls.ddp_server.stop)
 
-    def ddp_client(self, connect=True):
+    def ddp_client(self, connect: bool = True) -> WebSocketDDPClient:
+        """A websocket client of the class's server, closed after the test."""
         client = WebSocketDDPClient(self.ddp_server.ws_url, connect=connect)
         self.addCleanup(client.close)
         return client

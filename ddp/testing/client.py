@@ -19,8 +19,19 @@ import itertools
 import json
 import pprint
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ddp.protocol import MeteorError, dumps, from_ejson, loads, to_ejson
+
+if TYPE_CHECKING:
+    from ddp.api import Registry
+    from ddp.bus.memory import InMemoryBus
+
+#: A DDP message as the clients send and keep it: a dict, EJSON values decoded.
+Message = dict[str, Any]
+#: A collection as a client holds it: ``{document id: fields}``.
+Documents = dict[str, dict[str, Any]]
 
 #: Message keys compared by :meth:`BaseClient.assert_messages`.
 _WIRE_FIELDS = ("fields", "result", "params")
@@ -29,7 +40,7 @@ _WIRE_FIELDS = ("fields", "result", "params")
 class SubscriptionError(AssertionError):
     """A subscription the test expected to be ready ended with ``nosub``."""
 
-    def __init__(self, name, error):
+    def __init__(self, name: str, error: Any) -> None:
         super().__init__(f"Subscription {name!r} failed: {error}")
         self.error = error
 
@@ -37,30 +48,33 @@ class SubscriptionError(AssertionError):
 class BaseClient:
     """The API and the assertions; subclasses move the messages."""
 
-    timeout = 10.0
+    #: Seconds an assertion waits for its message.
+    timeout: float = 10.0
     #: Whether messages may still arrive after a pump that brought none.
-    waits = True
+    waits: bool = True
 
-    def __init__(self):
-        self.messages = []
-        self._unread = []
-        self._collections = {}
+    def __init__(self) -> None:
+        #: Every message received, in order.
+        self.messages: list[Message] = []
+        self._unread: list[Message] = []
+        self._collections: dict[str, Documents] = {}
         self._ids = itertools.count(1)
-        self.session_id = None
+        #: The session id ``connected`` gave, once connected.
+        self.session_id: str | None = None
 
     # What subclasses provide ---------------------------------------------------------
 
-    def send(self, message):
+    def send(self, message: Message) -> None:
         """Send one DDP message (a dict; ``params`` is EJSON-encoded here)."""
         raise NotImplementedError
 
-    def _pump(self, timeout):
+    def _pump(self, timeout: float) -> bool:
         """Receive what has arrived (waiting up to ``timeout`` s); False if nothing did."""
         raise NotImplementedError
 
     # Receiving -----------------------------------------------------------------------
 
-    def _received(self, text):
+    def _received(self, text: str) -> None:
         message = loads(text)
         for key in _WIRE_FIELDS:
             if key in message:
@@ -69,7 +83,7 @@ class BaseClient:
         self._unread.append(message)
         self._apply(message)
 
-    def _apply(self, message):
+    def _apply(self, message: Message) -> None:
         kind = message.get("msg")
         if kind == "added":
             self._collections.setdefault(message["collection"], {})[message["id"]] = dict(
@@ -85,12 +99,12 @@ class BaseClient:
         elif kind == "removed":
             self._collections.get(message["collection"], {}).pop(message["id"], None)
 
-    def collection(self, name):
+    def collection(self, name: str) -> Documents:
         """The client's copy of collection ``name``: ``{id: fields}``."""
         self._pump(0)
         return self._collections.get(name, {})
 
-    def _wait(self, predicate, what):
+    def _wait(self, predicate: Callable[[Message], bool], what: str) -> Message:
         """Consume and return the first unread message matching ``predicate``.
 
         An in-process client fails as soon as nothing more can arrive; a socket client
@@ -108,14 +122,15 @@ class BaseClient:
             if not self._pump(min(remaining, 0.25)) and not self.waits:
                 raise AssertionError(f"Expected {what}; {self._arrived()}")
 
-    def _arrived(self):
+    def _arrived(self) -> str:
         if not self._unread:
             return "no unread message arrived"
         return "unread messages:\n" + pprint.pformat(self._unread, width=100)
 
     # Requests ------------------------------------------------------------------------
 
-    def connect(self, version="1", support=("1", "pre2", "pre1")):
+    def connect(self, version: str = "1", support: Iterable[str] = ("1", "pre2", "pre1")) -> str:
+        """Send ``connect``; return the session id of ``connected`` (``failed`` raises)."""
         self.send({"msg": "connect", "version": version, "support": list(support)})
         reply = self._wait(lambda m: m.get("msg") in ("connected", "failed"), "connected")
         if reply["msg"] == "failed":
@@ -123,7 +138,7 @@ class BaseClient:
         self.session_id = reply["session"]
         return self.session_id
 
-    def subscribe(self, name, *params):
+    def subscribe(self, name: str, *params: Any) -> str:
         """Subscribe; return the sub id once ``ready`` (consumed; the initial documents
         stay unread for assertions). Raises :class:`SubscriptionError` on ``nosub``."""
         sub_id = str(next(self._ids))
@@ -139,14 +154,14 @@ class BaseClient:
             raise SubscriptionError(name, reply.get("error"))
         return sub_id
 
-    def unsubscribe(self, sub_id):
+    def unsubscribe(self, sub_id: str) -> None:
         """Unsubscribe and wait for the ``nosub``; the ``removed`` before it stay unread."""
         self.send({"msg": "unsub", "id": sub_id})
         self._wait(
             lambda m: m.get("msg") == "nosub" and m.get("id") == sub_id, f"nosub for {sub_id}"
         )
 
-    def call(self, method, *params):
+    def call(self, method: str, *params: Any) -> Any:
         """Call a method; return its result, or raise the :class:`MeteorError` it sent."""
         call_id = str(next(self._ids))
         self.send({"msg": "method", "id": call_id, "method": method, "params": list(params)})
@@ -164,7 +179,7 @@ class BaseClient:
 
     # Assertions ----------------------------------------------------------------------
 
-    def assert_added(self, collection, id, **fields):
+    def assert_added(self, collection: str, id: str, **fields: Any) -> Message:
         """An ``added`` for ``id`` arrived, with at least these field values."""
         return self._wait(
             lambda m: (
@@ -176,7 +191,14 @@ class BaseClient:
             f"added {collection} {id} {fields or ''}",
         )
 
-    def assert_changed(self, collection, id, fields=None, cleared=None, **values):
+    def assert_changed(
+        self,
+        collection: str,
+        id: str,
+        fields: dict[str, Any] | None = None,
+        cleared: Iterable[str] | None = None,
+        **values: Any,
+    ) -> Message:
         """A ``changed`` for ``id`` arrived, with exactly these ``fields`` and ``cleared``;
         or, given as keywords like :meth:`assert_added`'s, with at least these field
         values (a field named ``fields`` or ``cleared`` goes in the dict)."""
@@ -194,7 +216,8 @@ class BaseClient:
             f"changed {collection} {id} fields={fields or values} cleared={cleared}",
         )
 
-    def assert_removed(self, collection, id):
+    def assert_removed(self, collection: str, id: str) -> Message:
+        """A ``removed`` for ``id`` arrived."""
         return self._wait(
             lambda m: (
                 m.get("msg") == "removed"
@@ -204,12 +227,13 @@ class BaseClient:
             f"removed {collection} {id}",
         )
 
-    def assert_ready(self, sub_id):
+    def assert_ready(self, sub_id: str) -> Message:
+        """A ``ready`` naming ``sub_id`` arrived."""
         return self._wait(
             lambda m: m.get("msg") == "ready" and sub_id in m.get("subs", ()), f"ready {sub_id}"
         )
 
-    def assert_nosub(self, sub_id, error=None):
+    def assert_nosub(self, sub_id: str, error: Any = None) -> Message:
         """A ``nosub`` for ``sub_id`` arrived; with ``error``, its Meteor error code."""
         return self._wait(
             lambda m: (
@@ -220,13 +244,13 @@ class BaseClient:
             f"nosub {sub_id}" + (f" with error {error}" if error is not None else ""),
         )
 
-    def assert_no_messages(self):
+    def assert_no_messages(self) -> None:
         """Nothing arrived that no assertion consumed."""
         self._pump(0)
         if self._unread:
             raise AssertionError(f"Expected no message; {self._arrived()}")
 
-    def assert_messages(self, expected, ordered=True):
+    def assert_messages(self, expected: Sequence[Message], ordered: bool = True) -> None:
         """The unread messages are exactly ``expected`` (dicts), in order unless not
         ``ordered``; they are consumed."""
         self._pump(0)
@@ -245,11 +269,11 @@ class BaseClient:
         self._unread.clear()
 
 
-def _canonical(message):
+def _canonical(message: Message) -> str:
     return json.dumps(to_ejson(message), sort_keys=True)
 
 
-def encode_request(message):
+def encode_request(message: Message) -> str:
     """Client messages carry EJSON ``params``; everything else is plain JSON."""
     if "params" in message:
         message = {**message, "params": to_ejson(message["params"])}
@@ -267,7 +291,13 @@ class DDPClient(BaseClient):
 
     waits = False
 
-    def __init__(self, bus=None, registry=None, connect=True, client_address=None):
+    def __init__(
+        self,
+        bus: "InMemoryBus | None" = None,
+        registry: "Registry | None" = None,
+        connect: bool = True,
+        client_address: str | None = None,
+    ) -> None:
         from ddp.api import API
         from ddp.session import Session
 
@@ -285,16 +315,16 @@ class DDPClient(BaseClient):
         if connect:
             self.connect()
 
-    def _close(self, code=None, reason=None):
+    def _close(self, code: int | None = None, reason: str | None = None) -> None:
         self.closed = True
 
-    def send(self, message):
+    def send(self, message: Message) -> None:
         if self.closed:
             raise AssertionError("The server closed this connection")
         for request in self.session.receive(encode_request(message)):
             self.session.handle(request)
 
-    def _pump(self, timeout):
+    def _pump(self, timeout: float) -> bool:
         before = len(self.messages)
         if self.bus is not None:
             self.bus.flush()
@@ -305,7 +335,8 @@ class DDPClient(BaseClient):
         self.session.handle(WAKE)
         return len(self.messages) > before
 
-    def close(self):
+    def close(self) -> None:
+        """End the session as a client that disconnects."""
         self.session.teardown()
         self.closed = True
 
@@ -318,7 +349,9 @@ class WebSocketDDPClient(BaseClient):
     Meteor's browser client sends them.
     """
 
-    def __init__(self, url, connect=True, timeout=10.0, sockjs=False):
+    def __init__(
+        self, url: str, connect: bool = True, timeout: float = 10.0, sockjs: bool = False
+    ) -> None:
         import websocket
 
         super().__init__()
@@ -330,11 +363,11 @@ class WebSocketDDPClient(BaseClient):
         if connect:
             self.connect()
 
-    def send(self, message):
+    def send(self, message: Message) -> None:
         text = encode_request(message)
         self.ws.send(dumps([text]) if self.sockjs else text)
 
-    def _pump(self, timeout):
+    def _pump(self, timeout: float) -> bool:
         self.ws.settimeout(max(timeout, 0.001))
         try:
             text = self.ws.recv()
@@ -351,5 +384,6 @@ class WebSocketDDPClient(BaseClient):
                 self._received(message)
         return True
 
-    def close(self):
+    def close(self) -> None:
+        """Close the websocket."""
         self.ws.close()

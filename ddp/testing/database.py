@@ -23,6 +23,7 @@ otherwise says, in one warning line, what to run.
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg2
@@ -40,7 +41,7 @@ SERVER_SETTINGS = {"wal_level": "logical", "max_slot_wal_keep_size": "1GB"}
 SETTINGS_MARKER = '# django-ddp-server: logical replication for DDP["CAPTURE"]'
 
 
-def database_settings(data_dir):
+def database_settings(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Return a ``DATABASES["default"]`` dict: ``DATABASE_URL``'s server, else an embedded one.
 
     ``data_dir`` is the embedded server's data folder (created on first use; its parent must
@@ -52,7 +53,7 @@ def database_settings(data_dir):
     return _settings_from_url(url)
 
 
-def database_url(settings_dict):
+def database_url(settings_dict: dict[str, Any]) -> str:
     """Return a libpq URI that connects where the Django settings dict ``settings_dict`` does.
 
     Tests pass it as ``DATABASE_URL`` to subprocesses (``ddpserver``) so that they use the
@@ -83,7 +84,7 @@ def database_url(settings_dict):
     return f"{url}?{urlencode(query, quote_via=quote)}" if query else url
 
 
-def _embedded_server_url(data_dir):
+def _embedded_server_url(data_dir: str | os.PathLike[str]) -> str:
     """Start, or attach to, the embedded PostgreSQL in ``data_dir`` and return its URI."""
     try:
         with warnings.catch_warnings():
@@ -109,7 +110,7 @@ def _embedded_server_url(data_dir):
     return server.get_uri()
 
 
-def write_server_settings(pgdata):
+def write_server_settings(pgdata: str | os.PathLike[str]) -> None:
     """Append :data:`SERVER_SETTINGS` to ``pgdata``'s postgresql.conf unless already there.
 
     Appended, so that they win over initdb's lines; ``ALTER SYSTEM`` still wins over them.
@@ -126,7 +127,7 @@ def write_server_settings(pgdata):
         file.write("\n" + "\n".join(lines) + "\n")
 
 
-def _stop_if_settings_pending(server):
+def _stop_if_settings_pending(server: Any) -> None:
     """Stop ``server``'s running postmaster if its configuration files now ask for another
     ``wal_level`` and no other process uses it; warn in one line if some other one does.
 
@@ -185,7 +186,7 @@ def _stop_if_settings_pending(server):
     )
 
 
-def _settings_from_url(url):
+def _settings_from_url(url: str) -> dict[str, Any]:
     """Translate a libpq URI (or key=value string) into Django's settings dict."""
     try:
         params = parse_dsn(url)

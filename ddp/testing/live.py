@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import IO, Any, ClassVar
 
 import psycopg2
 from django.db import connection
@@ -40,20 +41,33 @@ class ServerProcess:
     """
 
     #: The servers started in this process since :func:`drop_capture` last ran.
-    started = []
+    started: ClassVar[list["ServerProcess"]] = []
 
-    def __init__(self, *args, ddp=None, command=None, settings=None, env=None, cwd=None):
+    process: "subprocess.Popen[str]"
+    stderr: IO[bytes]
+
+    def __init__(
+        self,
+        *args: str,
+        ddp: dict[str, Any] | None = None,
+        command: list[str] | None = None,
+        settings: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.args = list(args)
         self.ddp = ddp or {}
         self.command = command
         self.settings = settings
         self.extra_env = env or {}
         self.cwd = cwd or os.getcwd()
-        self.port = None
-        self.lines = []
+        #: The port the server listens on, once started.
+        self.port: int | None = None
+        self.lines: list[str] = []
         self._started = threading.Event()
 
-    def environ(self):
+    def environ(self) -> dict[str, str]:
+        """The server's environment: this process's, pointed at the test database."""
         env = dict(os.environ)
         # The server imports what this process imports: same settings, same sys.path.
         env.update(
@@ -66,7 +80,8 @@ class ServerProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout=60):
+    def start(self, timeout: float = 60) -> "ServerProcess":
+        """Start the server and wait until it listens; raise with its output if it does not."""
         command = self.command or [sys.executable, "-m", "django", "ddpserver"]
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
@@ -88,7 +103,8 @@ class ServerProcess:
         forget_slots()  # it may have made the slot: this process's writers go quiet now
         return self
 
-    def _read_stdout(self):
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
             match = LISTENING.search(line)
@@ -98,24 +114,28 @@ class ServerProcess:
         self._started.set()
 
     @property
-    def url(self):
+    def url(self) -> str:
+        """The server's HTTP root, ``http://127.0.0.1:<port>/``."""
         return f"http://127.0.0.1:{self.port}/"
 
     @property
-    def ws_url(self):
+    def ws_url(self) -> str:
+        """The server's raw DDP websocket, ``ws://127.0.0.1:<port>/websocket``."""
         return f"ws://127.0.0.1:{self.port}/websocket"
 
-    def output(self):
+    def output(self) -> str:
+        """Everything the server printed so far, stdout then stderr."""
         self.stderr.seek(0)
         return "".join(self.lines) + self.stderr.read().decode(errors="replace")
 
-    def send_signal(self, signum):
+    def send_signal(self, signum: int) -> None:
         """Send ``signum`` now (to test a shutdown); :meth:`stop` then only waits: a second
         SIGTERM or SIGINT would make the server stop at once instead of gracefully."""
         self._signalled = True
         self.process.send_signal(signum)
 
-    def stop(self, signum=signal.SIGTERM, timeout=20):
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        """Stop the server (``signum``, then a kill after ``timeout`` s); its exit status."""
         if self.process.poll() is None:
             if not getattr(self, "_signalled", False):
                 self.process.send_signal(signum)
@@ -126,14 +146,14 @@ class ServerProcess:
                 self.process.wait()
         return self.process.returncode
 
-    def __enter__(self):
+    def __enter__(self) -> "ServerProcess":
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def drop_capture(timeout=30):
+def drop_capture(timeout: float = 30) -> bool:
     """Drop the test database's replication slot and publication once every server this
     process started has exited; True if it did (False while one runs, or none ran since).
 

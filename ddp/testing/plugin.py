@@ -13,11 +13,18 @@ Fixtures, all named ``ddp_*``; they need pytest-django and import Django only wh
     A websocket client connected to ``ddp_live_server``.
 """
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from ddp.testing.client import DDPClient, WebSocketDDPClient
+    from ddp.testing.live import ServerProcess
 
 
 @pytest.fixture
-def ddp_client_factory(db):
+def ddp_client_factory(db: None) -> Iterator[Callable[..., "DDPClient"]]:
     """Make in-process DDP clients sharing this test's in-memory bus."""
     from ddp.bus.memory import InMemoryBus
     from ddp.bus.producer import use_backend
@@ -27,7 +34,7 @@ def ddp_client_factory(db):
     previous = use_backend(bus)
     clients = []
 
-    def make(connect=True):
+    def make(connect: bool = True) -> "DDPClient":
         client = DDPClient(bus=bus, connect=connect)
         clients.append(client)
         return client
@@ -39,13 +46,13 @@ def ddp_client_factory(db):
 
 
 @pytest.fixture
-def ddp_client(ddp_client_factory):
+def ddp_client(ddp_client_factory: Callable[..., "DDPClient"]) -> "DDPClient":
     """A connected in-process DDP client."""
     return ddp_client_factory()
 
 
 @pytest.fixture(scope="module")
-def ddp_live_server(django_db_setup, django_db_blocker):
+def ddp_live_server(django_db_setup: None, django_db_blocker: Any) -> Iterator["ServerProcess"]:
     """A ``ddpserver`` process for this module, serving the test database."""
     from ddp.testing.live import ServerProcess, drop_capture
 
@@ -57,7 +64,7 @@ def ddp_live_server(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def ddp_live_client(ddp_live_server):
+def ddp_live_client(ddp_live_server: "ServerProcess") -> Iterator["WebSocketDDPClient"]:
     """A connected websocket DDP client of ``ddp_live_server``."""
     from ddp.testing.client import WebSocketDDPClient
 

@@ -15,7 +15,7 @@ NOTIFY, each event in a transaction of its own (a chunked one as its original ch
 running ddpservers hand them to their clients as they did the originals. The whole file is
 checked before the first event is sent: a bad line stops the replay, naming its line,
 unless --skip-bad. A replayed event reaches only the subscriptions it was sent for: see
-"Recording and replaying the change stream" in the README.
+docs/recording.rst.
 """
 
 #: Seconds between two redraws of the progress bar on a terminal.
