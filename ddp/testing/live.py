@@ -32,18 +32,24 @@ LISTENING = re.compile(r"listening on http://(?P<host>[^/]+):(?P<port>\d+)/")
 
 
 class ServerProcess:
-    """Start ``python -m django ddpserver`` and learn its port from what it prints.
+    """Start ``python -m django ddpserver --noreload`` and learn its port from what it prints.
 
     ``args`` are more ``ddpserver`` options; ``command`` replaces ``python -m django
-    ddpserver``; ``env`` adds environment variables; ``ddp`` is passed JSON-encoded in
-    ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this project's does).
+    ddpserver --noreload`` (without ``--noreload`` a ``ddpserver`` is two processes, a
+    reloader and the server); ``env`` adds environment variables; ``ddp`` is passed
+    JSON-encoded in ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this
+    project's does). ``addrport`` is where it listens: a free port by default, but a
+    server that restarts must find its port again.
     """
 
     #: The servers started in this process since :func:`drop_capture` last ran.
     started = []
 
-    def __init__(self, *args, ddp=None, command=None, settings=None, env=None, cwd=None):
+    def __init__(
+        self, *args, ddp=None, command=None, settings=None, env=None, cwd=None, addrport=None
+    ):
         self.args = list(args)
+        self.addrport = addrport or "127.0.0.1:0"
         self.ddp = ddp or {}
         self.command = command
         self.settings = settings
@@ -67,10 +73,10 @@ class ServerProcess:
         return env
 
     def start(self, timeout=60):
-        command = self.command or [sys.executable, "-m", "django", "ddpserver"]
+        command = self.command or [sys.executable, "-m", "django", "ddpserver", "--noreload"]
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [*command, "127.0.0.1:0", *self.args],
+            [*command, self.addrport, *self.args],
             cwd=self.cwd,
             env=self.environ(),
             stdout=subprocess.PIPE,
