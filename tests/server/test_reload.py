@@ -210,3 +210,15 @@ def test_sigterm_to_the_reloader_stops_its_server_gracefully(tmp_path):
     host, port = addrport.split(":")
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, int(port)), timeout=5).close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reloader_refuses_port_0(tmp_path):
+    """Each restart would listen elsewhere, and no client could reconnect."""
+    env = write_settings(tmp_path, SUITE_DATABASE)
+    server = ServerProcess(command=DDPSERVER, env=env)
+    try:
+        with pytest.raises(RuntimeError, match="Port 0 with the reloader would change"):
+            server.start()
+    finally:
+        server.stop()

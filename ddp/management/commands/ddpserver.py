@@ -111,6 +111,10 @@ class Command(BaseCommand):
         max_message_size = options["max_message_size"] or ddp_settings.MAX_MESSAGE_SIZE
         if pool_size < 1 or max_connections < 1 or max_message_size < 1:
             raise CommandError("--db-pool, --max-connections and --max-message-size must be >= 1")
+        # Only in a server the reloader started: one asked to serve without it never watches.
+        reloading = options["use_reloader"] and reloader.in_child()
+        if reloading and port == 0:
+            raise CommandError("Port 0 with the reloader would change at each restart: give one")
 
         API.autodiscover()
         if not options["skip_checks"]:
@@ -143,8 +147,6 @@ class Command(BaseCommand):
             bus,
             max_connections=max_connections,
         )
-        # Only in a server the reloader started: one asked to serve without it never watches.
-        reloading = options["use_reloader"] and reloader.in_child()
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
 
