@@ -331,7 +331,7 @@ def start_server(mode):
     from ddp.testing import ServerProcess
 
     server = ServerProcess(
-        command=[sys.executable, str(MANAGE), "ddpserver"],
+        command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"],
         settings="capture_settings",
         env={"DDP_BENCH_CAPTURE": mode},
         cwd=ROOT,

@@ -299,7 +299,9 @@ def main():
     from ddp.testing import ServerProcess
 
     clients = ClientProcess(hard, args.transport)
-    server = ServerProcess(command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT).start()
+    server = ServerProcess(
+        command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"], cwd=ROOT
+    ).start()
     pid = server.process.pid
     try:
         warm, _, warm_failed = clients.ask("open", server.port, WARMUP, WARMUP)

@@ -351,7 +351,9 @@ def run(clients, setup, count, fixtures, args):
     """One setup with ``count`` clients on a server of its own; returns its figures."""
     from ddp.testing import ServerProcess
 
-    server = ServerProcess(command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT).start()
+    server = ServerProcess(
+        command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"], cwd=ROOT
+    ).start()
     try:
         subscribe(clients, server.port, setup.plans(count, fixtures))
         subscriptions = distinct_subscriptions(setup.publication)

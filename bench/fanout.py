@@ -358,7 +358,9 @@ def run_ddp(clients, servers, count, rows, author, rate, paced_rows):
     started = []
     try:
         for _ in range(servers):
-            server = ServerProcess(command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT)
+            server = ServerProcess(
+                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"], cwd=ROOT
+            )
             started.append(server.start())
         ready = clients.ask("open", [s.port for s in started], count, True)
         if ready < count:

@@ -182,7 +182,14 @@ def measure(strategy):
     """Start a server with ``strategy``, subscribe, stop it: the figures of one row."""
     from ddp.testing import ServerProcess
 
-    command = [sys.executable, os.path.abspath(__file__), "--serve", strategy, "ddpserver"]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--serve",
+        strategy,
+        "ddpserver",
+        "--noreload",
+    ]
     server = ServerProcess(command=command, cwd=ROOT)
     server.start()
     try:

@@ -69,7 +69,9 @@ def main():
     total = args.servers * args.clients
     try:
         for _ in range(args.servers):
-            server = ServerProcess(command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT)
+            server = ServerProcess(
+                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"], cwd=ROOT
+            )
             started.append(server.start())
         pids = [server.process.pid for server in started]
         ready = clients.ask("open", [server.port for server in started], total, True)

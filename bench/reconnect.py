@@ -202,7 +202,7 @@ def main():
     try:
         for name, grace in modes.items():
             servers[name] = ServerProcess(
-                command=[sys.executable, str(MANAGE), "ddpserver"],
+                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"],
                 cwd=ROOT,
                 settings="reconnect_settings",
                 env={"DDP_BENCH_GRACE": grace},

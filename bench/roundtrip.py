@@ -453,7 +453,7 @@ def main():
         # environment) lift both for this server only.
         servers.append(
             ServerProcess(
-                command=[sys.executable, str(MANAGE), "ddpserver"],
+                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"],
                 cwd=ROOT,
                 settings="tests.settings",
                 ddp={"RATE_LIMITS": [], "MESSAGES_PER_SECOND": None},

@@ -99,7 +99,10 @@ def main():
     stalled = []
     try:
         server = ServerProcess(
-            "--db-pool", "1", command=[sys.executable, str(MANAGE), "ddpserver"], cwd=ROOT
+            "--db-pool",
+            "1",
+            command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"],
+            cwd=ROOT,
         ).start()
         caller = DDP(WebSocket(server.ws_url))
         print(f"{args.books:,} books; {args.calls} calls per row...", flush=True)

@@ -17,6 +17,7 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
+import eventlet.event  # noqa: E402
 import eventlet.hubs  # noqa: E402
 import eventlet.tpool  # noqa: E402
 import eventlet.wsgi  # noqa: E402
@@ -54,12 +55,12 @@ def exec_patched():
     <the same program and arguments>`` patches first, whichever way ``ddpserver`` was
     started. It keeps the process id, the environment and the arguments.
     """
-    main = sys.modules["__main__"]
-    spec = getattr(main, "__spec__", None)
-    program = ["-m", spec.name] if spec is not None else [os.path.abspath(sys.argv[0])]
+    from ddp.server.reloader import patched_argv
+
+    argv = patched_argv()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "ddp.server", *program, *sys.argv[1:]])
+    os.execv(argv[0], argv)
 
 
 def is_patched():
@@ -163,17 +164,28 @@ def _stop_at_once_on(second_signal):
     os._exit(128 + signum)
 
 
-def serve(sock, app, max_connections, on_started=None, window=0.0):
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, then close clients and return.
+def serve(sock, app, max_connections, on_started=None, window=0.0, until=None):
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, then close clients and return
+    the signal's number.
 
     On the signal the server stops accepting, then ``app.shut_down(code, reason, pause)``
     closes the clients one by one over ``window`` seconds ("going away", after any method
     in flight has answered), as Meteor's graceful shutdown does, so that they reconnect
     to other servers gradually rather than all at once. A second signal, from then until
     the process ends, ends it at once.
+
+    ``until``, when given, runs in a green thread and stops the server when it returns, as
+    a signal would but closing every client at once, since the server it stops for is
+    the next one on this port (a reload); ``serve`` then returns None.
     """
     next_signal = signals()
     signal_received = next_signal()
+    stop = eventlet.event.Event()
+    signal_received.link(lambda thread: stop.ready() or stop.send(thread.wait()))
+    watcher = None
+    if until is not None:
+        watcher = eventlet.spawn(until)
+        watcher.link(lambda thread: stop.ready() or stop.send(None))
     server = eventlet.spawn(
         eventlet.wsgi.server,
         sock,
@@ -185,8 +197,16 @@ def serve(sock, app, max_connections, on_started=None, window=0.0):
     )
     if on_started is not None:
         on_started()
-    signum = signal_received.wait()
-    logger.info("Received signal %d, closing clients", signum)
+    signum = stop.wait()
+    if signum is None:
+        logger.info("Reloading, closing clients")
+        window = 0.0
+    else:
+        logger.info("Received signal %d, closing clients", signum)
+    # Whichever came first, the other stops waiting: one reader at a time on the signal pipe.
+    signal_received.kill()
+    if watcher is not None:
+        watcher.kill()
     eventlet.spawn(_stop_at_once_on, next_signal())
     server.kill()
     sock.close()
@@ -195,3 +215,4 @@ def serve(sock, app, max_connections, on_started=None, window=0.0):
     with eventlet.Timeout(window + 10, False):
         while app.connections:
             eventlet.sleep(0.05)
+    return signum

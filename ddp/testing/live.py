@@ -33,11 +33,14 @@ LISTENING = re.compile(r"listening on http://(?P<host>[^/]+):(?P<port>\d+)/")
 
 
 class ServerProcess:
-    """Start ``python -m django ddpserver`` and learn its port from what it prints.
+    """Start ``python -m django ddpserver --noreload`` and learn its port from what it prints.
 
     ``args`` are more ``ddpserver`` options; ``command`` replaces ``python -m django
-    ddpserver``; ``env`` adds environment variables; ``ddp`` is passed JSON-encoded in
-    ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this project's does).
+    ddpserver --noreload`` (without ``--noreload`` a ``ddpserver`` is two processes, a
+    reloader and the server); ``env`` adds environment variables; ``ddp`` is passed
+    JSON-encoded in ``DDP_TEST_SETTINGS`` for a test settings module that reads it (this
+    project's does). ``addrport`` is where it listens: a free port by default, but a
+    server that restarts must find its port again.
     """
 
     #: The servers started in this process since :func:`drop_capture` last ran.
@@ -54,8 +57,10 @@ class ServerProcess:
         settings: str | None = None,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
+        addrport: str | None = None,
     ) -> None:
         self.args = list(args)
+        self.addrport = addrport or "127.0.0.1:0"
         self.ddp = ddp or {}
         self.command = command
         self.settings = settings
@@ -82,10 +87,10 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> "ServerProcess":
         """Start the server and wait until it listens; raise with its output if it does not."""
-        command = self.command or [sys.executable, "-m", "django", "ddpserver"]
+        command = self.command or [sys.executable, "-m", "django", "ddpserver", "--noreload"]
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [*command, "127.0.0.1:0", *self.args],
+            [*command, self.addrport, *self.args],
             cwd=self.cwd,
             env=self.environ(),
             stdout=subprocess.PIPE,

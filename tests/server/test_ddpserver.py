@@ -41,8 +41,8 @@ def handshake_headers(port, extra=""):
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "django", "ddpserver"],
-        [sys.executable, str(ROOT / "testproject" / "manage.py"), "ddpserver"],
+        [sys.executable, "-m", "django", "ddpserver", "--noreload"],
+        [sys.executable, str(ROOT / "testproject" / "manage.py"), "ddpserver", "--noreload"],
     ],
     ids=["django-admin", "manage.py"],
 )

@@ -2,6 +2,7 @@
 
 import gc
 import re
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -62,8 +63,21 @@ class Command(BaseCommand):
             help="Largest client message in bytes; larger ones close with 1009 (default 1 MiB).",
         )
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        parser.add_argument(
+            "--noreload",
+            action="store_false",
+            dest="use_reloader",
+            help="Do not restart the server when a Python file changes (use it in production).",
+        )
 
     def run_from_argv(self, argv):
+        from ddp.server import reloader
+
+        self._called_from_command_line = True  # a bad option prints the usage, as Django's do
+        options = self.create_parser(argv[0], argv[1]).parse_args(argv[2:])
+        if options.use_reloader and not reloader.in_child():
+            # This process only starts the servers: no eventlet, no database, no socket.
+            sys.exit(reloader.run_parent())
         # manage.py and django-admin: start again with eventlet patching first of all.
         from ddp.server import eventlet_driver
 
@@ -87,7 +101,7 @@ class Command(BaseCommand):
         from ddp.bus.listener import Listener
         from ddp.bus.registry import ServerRegistration
         from ddp.replication.reader import Reader
-        from ddp.server import eventlet_driver
+        from ddp.server import eventlet_driver, reloader
         from ddp.server.pool import DatabasePool
         from ddp.server.wsgi import DDPApplication
 
@@ -97,6 +111,10 @@ class Command(BaseCommand):
         max_message_size = options["max_message_size"] or ddp_settings.MAX_MESSAGE_SIZE
         if pool_size < 1 or max_connections < 1 or max_message_size < 1:
             raise CommandError("--db-pool, --max-connections and --max-message-size must be >= 1")
+        # Only in a server the reloader started: one asked to serve without it never watches.
+        reloading = options["use_reloader"] and reloader.in_child()
+        if reloading and port == 0:
+            raise CommandError("Port 0 with the reloader would change at each restart: give one")
 
         API.autodiscover()
         if not options["skip_checks"]:
@@ -137,6 +155,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  Meteor: DDP.connect('http://{host}:{bound_port}/')")
             self.stdout.write(f"  raw DDP: ws://{host}:{bound_port}/websocket")
             self.stdout.write(f"  changes: {capture}")
+            if reloading:
+                self.stdout.write("  restarts when a Python file changes (--noreload: never)")
             if options["verbosity"] >= 2:
                 for name in sorted(API.publications):
                     self.stdout.write(f"  publication {name}")
@@ -145,14 +165,21 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         settle_memory(ddp_settings.GC_THRESHOLD)
-        eventlet_driver.serve(
-            sock, app, max_connections, on_started=started, window=ddp_settings.SHUTDOWN_WINDOW
+        signum = eventlet_driver.serve(
+            sock,
+            app,
+            max_connections,
+            on_started=started,
+            window=ddp_settings.SHUTDOWN_WINDOW,
+            until=reloader.watch_files if reloading else None,
         )
         if reader is not None:
             reader.stop()
         bus.stop()
         pool.close()
         self.stdout.write("DDP server stopped.")
+        if signum is None:
+            sys.exit(reloader.RESTART)
 
 
 def start_capture(connection):
