@@ -1,19 +1,21 @@
 """How fast ORM saves reach DDP subscribers, against the raw transport, in one run.
 
-``python bench/fanout.py [--clients 100,1000] [--servers 1,3] [--rows 200] [--rate 20]
-[--paced-rows 100]``, from anywhere.
+``python bench/fanout.py [--clients 100,1000] [--servers 1,3] [--workers 1,2] [--rows 200]
+[--rate 20] [--paced-rows 100]``, from anywhere.
 
 For every number of servers S and clients N, S ``ddpserver`` processes of the example
 project (``testproject/``, its embedded PostgreSQL) serve N WebSocket clients, spread round
-robin and all subscribed to ``AllBooks``. This process then saves ``--rows`` books with
-``Book.objects.create()``, each in its own autocommit transaction, as fast as it can, and
-the clients note when each ``added`` of ``bookstore.book`` arrives. Reported: changes
-delivered per second (messages received / (last receipt - first commit)), latency from the
-moment ``create()`` returned (after the row's COMMIT and its NOTIFY) to receipt, and the
-writer's time per save. A burst's latency is mostly the queue it builds (200 saves to 1,000
-clients are 200,000 messages); so the same servers and clients then get ``--paced-rows``
-more saves at ``--rate`` per second, and their latency is reported apart: what a client
-waits for a change when the servers keep up.
+robin and all subscribed to ``AllBooks``; with ``--workers 1,2`` each run is done with each
+``ddpserver --workers W`` (its clients spread over the W workers by whichever accepts), and
+the report gives each W's changes/s and p99 as a ratio of W = 1's, from the same run. This
+process then saves ``--rows`` books with ``Book.objects.create()``, each in its own
+autocommit transaction, as fast as it can, and the clients note when each ``added`` of
+``bookstore.book`` arrives. Reported: changes delivered per second (messages received /
+(last receipt - first commit)), latency from the moment ``create()`` returned (after the
+row's COMMIT and its NOTIFY) to receipt, and the writer's time per save. A burst's latency
+is mostly the queue it builds (200 saves to 1,000 clients are 200,000 messages); so the
+same servers and clients then get ``--paced-rows`` more saves at ``--rate`` per second, and
+their latency is reported apart: what a client waits for a change when the servers keep up.
 
 The baseline, measured in the same run with the same clients: ``bench/raw_push.py`` pushes
 one pre-built ``added`` frame the same number of times (rows x N) with ``sendall``, the
@@ -350,8 +352,9 @@ def latencies(receipts):
     return percentile(values, 50), percentile(values, 99)
 
 
-def run_ddp(clients, servers, count, rows, author, rate, paced_rows):
-    """One S x N run: a burst of saves, then saves at a sustained rate; returns figures."""
+def run_ddp(clients, servers, count, rows, author, rate, paced_rows, workers=1):
+    """One S x N run (``workers`` per server): a burst of saves, then saves at a sustained
+    rate; returns figures."""
     from bookstore.models import Book
     from ddp.testing import ServerProcess
 
@@ -359,7 +362,10 @@ def run_ddp(clients, servers, count, rows, author, rate, paced_rows):
     try:
         for _ in range(servers):
             server = ServerProcess(
-                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"], cwd=ROOT
+                "--workers",
+                str(workers),
+                command=[sys.executable, str(MANAGE), "ddpserver", "--noreload"],
+                cwd=ROOT,
             )
             started.append(server.start())
         ready = clients.ask("open", [s.port for s in started], count, True)
@@ -471,19 +477,20 @@ def earlier_reference(count):
 
 
 def table(results, prefix, columns):
-    """One row per (servers, clients): the delivered count (``prefix`` picks the burst's
-    or the sustained phase's), then ``columns`` of (title, width, format, value(r, clients))."""
-    header = f"{'servers':>7} {'clients':>7} {'delivered':>17} " + " ".join(
+    """One row per (servers, workers, clients): the delivered count (``prefix`` picks the
+    burst's or the sustained phase's), then ``columns`` of (title, width, format,
+    value(r, clients))."""
+    header = f"{'servers':>7} {'workers':>7} {'clients':>7} {'delivered':>17} " + " ".join(
         f"{title:>{width}}" for title, width, _, _ in columns
     )
     print(header)
     print("-" * len(header))
-    for (servers, count), r in results.items():
+    for (servers, workers, count), r in results.items():
         delivered = f"{r[prefix + 'delivered']:,}/{r[prefix + 'expected']:,}"
         values = " ".join(
             format(value(r, count), f">{width}{spec}") for _, width, spec, value in columns
         )
-        print(f"{servers:>7} {count:>7} {delivered:>17} {values}")
+        print(f"{servers:>7} {workers:>7} {count:>7} {delivered:>17} {values}")
 
 
 def report(args, results, raw, others, load):
@@ -526,12 +533,31 @@ def report(args, results, raw, others, load):
     print()
     print("Writer's time per save against the earlier implementation, which re-ran every")
     print("subscription per save: 140 ms with 100 subscribers, 480 ms with 400.")
-    for (servers, count), r in results.items():
+    for (servers, workers, count), r in results.items():
         subscribers, earlier = earlier_reference(count)
         print(
-            f"  {servers} server(s), {count:>5} clients: {r['save_mean']:6.1f} ms"
+            f"  {servers} server(s) x {workers} worker(s), {count:>5} clients:"
+            f" {r['save_mean']:6.1f} ms"
             f" = {r['save_mean'] / earlier:.3f} x {earlier:.0f} ms ({subscribers} subscribers)"
         )
+
+
+def worker_ratios(results):
+    """Each ``--workers W`` run against W = 1 with the same servers and clients."""
+    lines = []
+    for (servers, workers, count), r in results.items():
+        base = results.get((servers, 1, count))
+        if workers == 1 or base is None:
+            continue
+        lines.append(
+            f"  {servers} server(s), {count:>5} clients, {workers} workers / 1:"
+            f" changes/s {r['rate'] / base['rate']:.2f}x, burst p99 {r['p99'] / base['p99']:.2f}x,"
+            f" sustained p99 {r['paced_p99'] / base['paced_p99']:.2f}x"
+        )
+    if lines:
+        print()
+        print("ddpserver --workers W against --workers 1, same run (p99 below 1 is better):")
+        print("\n".join(lines))
 
 
 def numbers(text):
@@ -545,6 +571,12 @@ def main():
     )
     parser.add_argument(
         "--servers", type=numbers, default=[1, 3], help="ddpserver counts (default 1,3)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=numbers,
+        default=[1],
+        help="ddpserver --workers counts, each run with each (default 1)",
     )
     parser.add_argument(
         "--rows", type=int, default=200, help="books saved at once per run (default 200)"
@@ -568,11 +600,19 @@ def main():
     results, raw = {}, {}
     try:
         for servers in args.servers:
-            for count in args.clients:
-                print(f"{servers} server(s), {count} clients...", flush=True)
-                results[servers, count] = run_ddp(
-                    clients, servers, count, args.rows, author, args.rate, args.paced_rows
-                )
+            for workers in args.workers:
+                for count in args.clients:
+                    print(f"{servers} server(s) x {workers} worker(s), {count} clients...")
+                    results[servers, workers, count] = run_ddp(
+                        clients,
+                        servers,
+                        count,
+                        args.rows,
+                        author,
+                        args.rate,
+                        args.paced_rows,
+                        workers,
+                    )
         # An unsaved book shaped like the runs' last one: its frame has their size.
         text = added_text(Book(pk=10**6, title=f"{PREFIX}{args.rows - 1:06d}", author=author))
         for count in args.clients:
@@ -582,6 +622,7 @@ def main():
         clients.stop()
         author.delete()  # and, by cascade, any book of the bench still there
     report(args, results, raw, others, load)
+    worker_ratios(results)
 
 
 if __name__ == "__main__":

@@ -6,23 +6,42 @@ an asyncio driver a small change later; so the notice is filtered here, where it
 imported, rather than shown to every user of ``ddpserver``.
 """
 
+import errno
 import logging
 import os
 import resource
 import signal
 import socket
 import sys
+import time
 import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 import eventlet.event  # noqa: E402
+import eventlet.greenio  # noqa: E402
 import eventlet.hubs  # noqa: E402
+import eventlet.queue  # noqa: E402
+import eventlet.semaphore  # noqa: E402
 import eventlet.tpool  # noqa: E402
 import eventlet.wsgi  # noqa: E402
 
+from ddp.server import affinity  # noqa: E402
+
 logger = logging.getLogger("ddp.server")
+
+#: The standard library's socket module, whatever eventlet has patched: the descriptor
+#: passing between workers uses its ``send_fds`` and ``recv_fds`` on non-blocking sockets.
+_socket = eventlet.patcher.original("socket")
+
+#: Seconds a worker waits for the request line of a connection it accepted before it
+#: serves the connection itself: a client that connects and says nothing waits in its own
+#: green thread, and holds up nobody.
+PEEK_TIMEOUT = 5.0
+#: Seconds a worker tries to hand a connection to its owner (whose queue is full, or who
+#: is being restarted) before it closes it: the client retries.
+HAND_OVER_TIMEOUT = 5.0
 
 
 def monkey_patch():
@@ -83,6 +102,35 @@ def listen(addr, port):
     # Linux hands TCP_NODELAY on to every accepted socket: no 40 ms Nagle stall.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def channels(count):
+    """``count`` pairs of descriptors ``(receiving end, sending end)``, one per worker of
+    ``ddpserver --workers``, made before the workers are forked so that every worker
+    holds every sending end, and a worker restarted in another's place its receiving end.
+
+    Unix datagram sockets: each message is one whole connection's descriptor
+    (``SCM_RIGHTS``), however many workers send on the same end at once.
+    """
+    pairs = []
+    for _ in range(count):
+        receiving, sending = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        pairs.append((receiving.detach(), sending.detach()))
+    return pairs
+
+
+def after_fork():
+    """In a freshly forked worker: a hub of its own.
+
+    The parent's epoll instance survives ``fork()`` shared by both processes, so what one
+    registers the other would be woken for. The old hub is dropped unused (it has nothing
+    to resume: the parent forks between its waits).
+    """
+    old = eventlet.hubs.get_hub()
+    eventlet.hubs.use_hub()
+    poll = getattr(old, "poll", None)
+    if poll is not None and hasattr(poll, "close"):
+        poll.close()
 
 
 def spawn(function):
@@ -164,7 +212,7 @@ def _stop_at_once_on(second_signal):
     os._exit(128 + signum)
 
 
-def serve(sock, app, max_connections, on_started=None, window=0.0, until=None):
+def serve(sock, app, max_connections, on_started=None, window=0.0, until=None, worker=None):
     """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, then close clients and return
     the signal's number.
 
@@ -177,6 +225,14 @@ def serve(sock, app, max_connections, on_started=None, window=0.0, until=None):
     ``until``, when given, runs in a green thread and stops the server when it returns, as
     a signal would but closing every client at once, since the server it stops for is
     the next one on this port (a reload); ``serve`` then returns None.
+
+    ``worker`` (a :class:`ddp.server.workers.Worker`) makes this process one of
+    ``ddpserver --workers``: connections are routed to the worker that owns them
+    (:class:`Routed`), and every HTTP response closes its connection (no keep-alive), so
+    that each request is routed by its own first line: a connection kept alive after a
+    Django page could otherwise carry a SockJS session's request to the wrong worker.
+    WebSockets are not concerned, and a proxy in front (nginx speaks HTTP/1.0 to its
+    upstreams by default) opens a connection per request anyway.
     """
     next_signal = signals()
     signal_received = next_signal()
@@ -186,15 +242,19 @@ def serve(sock, app, max_connections, on_started=None, window=0.0, until=None):
     if until is not None:
         watcher = eventlet.spawn(until)
         watcher.link(lambda thread: stop.ready() or stop.send(None))
+    listening = sock if worker is None else Routed(sock, worker)
     server = eventlet.spawn(
         eventlet.wsgi.server,
-        sock,
+        listening,
         app,
         max_size=max_connections,
         protocol=HttpProtocol,
         log_output=False,
         debug=False,
+        keepalive=worker is None,
     )
+    if worker is not None:
+        eventlet.spawn_n(_stop_when_orphaned, worker.master)
     if on_started is not None:
         on_started()
     signum = stop.wait()
@@ -209,10 +269,143 @@ def serve(sock, app, max_connections, on_started=None, window=0.0, until=None):
         watcher.kill()
     eventlet.spawn(_stop_at_once_on, next_signal())
     server.kill()
-    sock.close()
+    listening.close()
     count = len(app.connections)
     app.shut_down(1001, "Server shutting down", window / count if count > 1 else 0)
     with eventlet.Timeout(window + 10, False):
         while app.connections:
             eventlet.sleep(0.05)
     return signum
+
+
+def _stop_when_orphaned(master):
+    """A worker whose master died (``kill -9``) shuts down gracefully as on SIGTERM,
+    rather than serve on unsupervised with nobody to stop it."""
+    while os.getppid() == master:
+        eventlet.sleep(1.0)
+    logger.warning("The master process %d is gone: stopping", master)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Routed:
+    """The listening socket as ``eventlet.wsgi.server`` sees it in a worker of
+    ``ddpserver --workers``: :meth:`accept` returns the connections this worker owns.
+
+    Every worker accepts on the shared socket. A green thread per accepted connection
+    peeks (``MSG_PEEK``: the bytes stay for the HTTP parser) at its request line;
+    :func:`ddp.server.affinity.owner` names the worker that must serve it, and if that is
+    another, the descriptor goes to it over its channel and this worker closes its copy
+    (closes, never shuts down: the connection is the owner's now). A second green thread
+    adopts the connections the other workers send here. No proxy process, and a
+    connection costs one peek more than with one worker.
+    """
+
+    def __init__(self, sock, worker):
+        self.sock = sock
+        self.worker = worker
+        self.accepted = eventlet.queue.LightQueue()
+        self.inbox = _socket.socket(fileno=worker.inbox)
+        self.inbox.setblocking(False)
+        self.outboxes = []
+        for fd in worker.outboxes:
+            outbox = _socket.socket(fileno=fd)
+            outbox.setblocking(False)
+            # eventlet allows one green thread at a time to wait for a descriptor.
+            self.outboxes.append((outbox, eventlet.semaphore.Semaphore()))
+        self.threads = [eventlet.spawn(self._accept), eventlet.spawn(self._adopt_handed)]
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+    def accept(self):
+        return self.accepted.get()
+
+    def close(self):
+        for thread in self.threads:
+            thread.kill()
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, address = self.sock.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.EINVAL):
+                    return  # closed: shutting down
+                # Out of descriptors, or a connection reset before it was taken.
+                logger.warning("accept failed: %s", exc)
+                eventlet.sleep(0.1)
+                continue
+            eventlet.spawn_n(self._route, conn, address)
+
+    def _route(self, conn, address):
+        target = affinity.owner(_peek(conn), self.worker.count)
+        if target is None or target == self.worker.index:
+            self.accepted.put((conn, address))
+            return
+        outbox, lock = self.outboxes[target]
+        try:
+            with lock:
+                _hand_over(conn, outbox)
+        except OSError as exc:
+            logger.warning("Could not hand a connection to worker %d: %s", target, exc)
+        finally:
+            conn.close()
+
+    def _adopt_handed(self):
+        while True:
+            eventlet.hubs.trampoline(self.inbox.fileno(), read=True)
+            while True:
+                try:
+                    _, fds, flags, _ = _socket.recv_fds(self.inbox, 16, 16)
+                except BlockingIOError:
+                    break
+                if flags & _socket.MSG_CTRUNC:
+                    logger.warning("Connections handed to this worker were lost (MSG_CTRUNC)")
+                for fd in fds:
+                    self._adopt(fd)
+
+    def _adopt(self, fd):
+        eventlet.hubs.notify_opened(fd)
+        conn = eventlet.greenio.GreenSocket(_socket.socket(fileno=fd))
+        try:
+            address = conn.getpeername()
+        except OSError:
+            conn.close()  # its client left while it travelled
+            return
+        self.accepted.put((conn, address))
+
+
+def _peek(conn):
+    """The start of ``conn``'s request, left unread: its first line, or what came of it
+    within :data:`PEEK_TIMEOUT` seconds."""
+    deadline = time.monotonic() + PEEK_TIMEOUT
+    head = b""
+    while not affinity.complete(head):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        conn.settimeout(remaining)
+        try:
+            more = conn.recv(affinity.HEAD_LIMIT, socket.MSG_PEEK)
+        except OSError:  # the timeout, or a reset
+            break
+        if not more:
+            break  # closed by the client
+        if len(more) == len(head):
+            # Readable already: only a pause tells more from the same bytes again.
+            eventlet.sleep(0.01)
+        head = more
+    return head
+
+
+def _hand_over(conn, outbox):
+    """Send ``conn``'s descriptor on ``outbox``; OSError (TimeoutError) when it stays full."""
+    while True:
+        try:
+            _socket.send_fds(outbox, [b"c"], [conn.fileno()])
+            return
+        except BlockingIOError:
+            eventlet.hubs.trampoline(
+                outbox.fileno(), write=True, timeout=HAND_OVER_TIMEOUT, timeout_exc=TimeoutError
+            )

@@ -55,16 +55,22 @@ LISTENER_COUNTERS = {
 }
 
 
-def endpoint(path):
+def endpoint(path, worker=None):
     """The handler for ``path`` if it is one of these two, else None (Django's path).
 
     ``DDP["METRICS"] = False`` gives ``/metrics`` back to Django, for a project that
     does not want its publications and load visible on its public port;
     ``DDP["METRICS_ALLOWED"]`` keeps it but answers only the addresses listed.
+
+    Worker ``k`` of ``ddpserver --workers`` also answers ``/metrics/k``, to which every
+    worker routes (:mod:`ddp.server.affinity`): one scrape per worker through the one
+    port, where ``/metrics`` gets whichever worker accepted the connection.
     """
     if path == "/healthz":
         return healthz
-    if path == "/metrics" and ddp_settings.METRICS:
+    if ddp_settings.METRICS and (
+        path == "/metrics" or (worker is not None and path == f"/metrics/{worker}")
+    ):
         return metrics_view
     return None
 
@@ -113,12 +119,31 @@ def metrics_view(state, environ, start_response):
     # A registry per scrape, bound to this server's state: nothing global to register
     # once, or to clash with when a process holds several applications (tests do).
     registry = prometheus_client.CollectorRegistry()
-    registry.register(ServerCollector(state))
     # Memory and open files, which grow with the number of clients.
-    prometheus_client.ProcessCollector(registry=registry)
+    collectors = [ServerCollector(state), prometheus_client.ProcessCollector(registry=None)]
+    worker = getattr(state, "worker", None)
+    for collector in collectors:
+        registry.register(collector if worker is None else Labelled(collector, str(worker)))
     body = prometheus_client.generate_latest(registry)
     start_response("200 OK", headers(prometheus_client.CONTENT_TYPE_LATEST, body))
     return [body]
+
+
+class Labelled:
+    """A collector whose every sample gets a ``worker`` label: each worker of
+    ``ddpserver --workers`` counts for itself, and Prometheus sums them (or not)."""
+
+    def __init__(self, collector, worker):
+        self.collector = collector
+        self.worker = worker
+
+    def collect(self):
+        for family in self.collector.collect():
+            family.samples = [
+                sample._replace(labels={**sample.labels, "worker": self.worker})
+                for sample in family.samples
+            ]
+            yield family
 
 
 class ServerCollector:

@@ -40,6 +40,8 @@ class DDPApplication:
     shutdown can close them (:meth:`shut_down`); at ``max_connections`` of them (by
     default ``DDP["MAX_CONNECTIONS"]``) a new one is refused (:meth:`admits_another`).
     ``holder`` keeps the sessions of clients that dropped, for them to resume.
+    ``worker`` is this process's index among ``ddpserver --workers``' (None for a single
+    server): ``/metrics`` labels its series with it.
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class DDPApplication:
         bus=None,
         django_app=None,
         max_connections=None,
+        worker=None,
     ):
         self.run_db = run_db
+        self.worker = worker
         self.max_connections = max_connections or ddp_settings.MAX_CONNECTIONS
         self.spawn = spawn
         self.bus = bus
@@ -76,7 +80,7 @@ class DDPApplication:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        endpoint = observability.endpoint(path)
+        endpoint = observability.endpoint(path, self.worker)
         if endpoint is not None:
             return endpoint(self, environ, start_response)
         if path not in WEBSOCKET_PATHS and (path == "/sockjs" or path.startswith("/sockjs/")):

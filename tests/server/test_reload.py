@@ -222,3 +222,15 @@ def test_the_reloader_refuses_port_0(tmp_path):
             server.start()
     finally:
         server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reloader_refuses_more_than_one_worker(tmp_path):
+    """It restarts one process; a master of workers is production's (with --noreload)."""
+    env = write_settings(tmp_path, SUITE_DATABASE)
+    server = ServerProcess("--workers", "2", command=DDPSERVER, env=env, addrport=free_addrport())
+    try:
+        with pytest.raises(RuntimeError, match="--workers runs without the reloader"):
+            server.start()
+    finally:
+        server.stop()

@@ -1,6 +1,7 @@
 """``manage.py ddpserver [addrport]``: serve DDP at ``/websocket`` and Django on one port."""
 
 import gc
+import os
 import re
 import sys
 
@@ -62,6 +63,12 @@ class Command(BaseCommand):
             default=None,
             help="Largest client message in bytes; larger ones close with 1009 (default 1 MiB).",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="Server processes sharing the port (default 1; 0: one per CPU).",
+        )
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
         parser.add_argument(
             "--noreload",
@@ -103,6 +110,7 @@ class Command(BaseCommand):
         from ddp.replication.reader import Reader
         from ddp.server import eventlet_driver, reloader
         from ddp.server.pool import DatabasePool
+        from ddp.server.workers import Master
         from ddp.server.wsgi import DDPApplication
 
         addr, port = parse_addrport(options["addrport"])
@@ -111,47 +119,38 @@ class Command(BaseCommand):
         max_message_size = options["max_message_size"] or ddp_settings.MAX_MESSAGE_SIZE
         if pool_size < 1 or max_connections < 1 or max_message_size < 1:
             raise CommandError("--db-pool, --max-connections and --max-message-size must be >= 1")
+        if options["workers"] < 0:
+            raise CommandError("--workers must be >= 0 (0: one per CPU)")
+        workers = options["workers"] or os.cpu_count() or 1
         # Only in a server the reloader started: one asked to serve without it never watches.
         reloading = options["use_reloader"] and reloader.in_child()
         if reloading and port == 0:
             raise CommandError("Port 0 with the reloader would change at each restart: give one")
+        if reloading and workers != 1:
+            raise CommandError(
+                "--workers runs without the reloader, which restarts one process: add --noreload"
+            )
 
         API.autodiscover()
         if not options["skip_checks"]:
             self.check(databases=[DEFAULT_DB_ALIAS])
         reading, capture = start_capture(connections[DEFAULT_DB_ALIAS])
-        # This green thread keeps no connection of its own while it serves.
+        # This green thread keeps no connection of its own while it serves, and workers
+        # (--workers) are forked with none open: each opens its own.
         connections[DEFAULT_DB_ALIAS].close()
         eventlet_driver.raise_file_limit()
         try:
             sock = eventlet_driver.listen(addr, port)
         except OSError as exc:
             raise CommandError(f"Cannot listen on {addr}:{port}: {exc.strerror}") from None
-        pool = DatabasePool(pool_size)
-        hashing.install(eventlet_driver.in_os_thread, ddp_settings.PASSWORD_HASHING_THREADS)
-        bus = Bus(
-            ServerRegistration(),
-            Listener(connections["default"].get_connection_params(), None, None),
-            pool.run,
-        )
-        bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
-        reader = None
-        if reading:
-            reader = Reader(connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run)
-            reader.start()
-        app = DDPApplication(
-            pool.run,
-            eventlet_driver.mark_handled,
-            eventlet_driver.spawn,
-            max_message_size,
-            bus,
-            max_connections=max_connections,
-        )
         bound_port = sock.getsockname()[1]
         host = f"[{addr}]" if ":" in addr else addr
 
-        def started():
-            self.stdout.write(f"DDP server listening on http://{host}:{bound_port}/")
+        def started(pids=None):
+            line = f"DDP server listening on http://{host}:{bound_port}/"
+            if pids is not None:
+                line += f" with {len(pids)} workers (pids {', '.join(map(str, pids))})"
+            self.stdout.write(line)
             self.stdout.write(f"  Meteor: DDP.connect('http://{host}:{bound_port}/')")
             self.stdout.write(f"  raw DDP: ws://{host}:{bound_port}/websocket")
             self.stdout.write(f"  changes: {capture}")
@@ -164,19 +163,54 @@ class Command(BaseCommand):
                     self.stdout.write(f"  method {name}")
             self.stdout.flush()
 
-        settle_memory(ddp_settings.GC_THRESHOLD)
-        signum = eventlet_driver.serve(
-            sock,
-            app,
-            max_connections,
-            on_started=started,
-            window=ddp_settings.SHUTDOWN_WINDOW,
-            until=reloader.watch_files if reloading else None,
-        )
-        if reader is not None:
-            reader.stop()
-        bus.stop()
-        pool.close()
+        def serve(worker=None):
+            """One whole server; with ``worker``, one of the master's (``--workers``)."""
+            pool = DatabasePool(pool_size)
+            hashing.install(eventlet_driver.in_os_thread, ddp_settings.PASSWORD_HASHING_THREADS)
+            bus = Bus(
+                ServerRegistration(),
+                Listener(connections["default"].get_connection_params(), None, None),
+                pool.run,
+            )
+            bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
+            reader = None
+            if reading:
+                reader = Reader(connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run)
+                reader.start()
+            app = DDPApplication(
+                pool.run,
+                eventlet_driver.mark_handled,
+                eventlet_driver.spawn,
+                max_message_size,
+                bus,
+                max_connections=max_connections,
+                worker=None if worker is None else worker.index,
+            )
+            settle_memory(ddp_settings.GC_THRESHOLD)
+            signum = eventlet_driver.serve(
+                sock,
+                app,
+                max_connections,
+                on_started=started if worker is None else worker.ready,
+                window=ddp_settings.SHUTDOWN_WINDOW,
+                until=reloader.watch_files if reloading else None,
+                worker=worker,
+            )
+            if reader is not None:
+                reader.stop()
+            bus.stop()
+            pool.close()
+            return signum
+
+        signum = 0
+        if workers == 1:
+            signum = serve()
+        else:
+            channels = eventlet_driver.channels(workers)
+            master = Master(workers, serve, sock, channels, eventlet_driver.after_fork, started)
+            status = master.run()
+            if status:
+                sys.exit(status)
         self.stdout.write("DDP server stopped.")
         if signum is None:
             sys.exit(reloader.RESTART)
