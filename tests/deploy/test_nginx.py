@@ -11,7 +11,8 @@ here. Through nginx's port:
   (SIGTERM), they reconnect through nginx to the other, log in again, re-subscribe and hold
   what the database holds, a change written after the stop included;
 * a Django view answers, served by gunicorn (its access log has the request);
-* ``X-Forwarded-For`` reaches ddpserver, whose ``TRUSTED_PROXIES`` names the real client.
+* nginx's ``X-Forwarded-For`` lets ddpserver, which trusts it (``TRUSTED_PROXIES``), see
+  the address its client connected from.
 
 Needs ``nginx`` (``apt-get install nginx``; ``python runtests.py`` as root installs it) and
 ``tests/node/node_modules``: without them the tests fail and say so.
@@ -398,13 +399,17 @@ def test_django_views_go_to_gunicorn_and_ddp_sees_the_real_client(site):
     # /metrics tells who subscribes to what: nginx keeps it off the public port.
     assert site.get("/metrics")[0] == 403
 
-    # nginx appends its client's address to X-Forwarded-For; ddpserver trusts nginx
-    # (TRUSTED_PROXIES) and so takes the address before it as the client's.
+    # nginx appends the address its client connected from to X-Forwarded-For; ddpserver
+    # trusts nginx (TRUSTED_PROXIES), so it takes that address, not a spoofed one before it.
+    # The client connects from another loopback address than nginx's own.
+    sock = socket.create_connection(("127.0.0.1", site.port), source_address=("127.0.0.2", 0))
     client = DDPClient(
-        f"ws://127.0.0.1:{site.port}/websocket", header=["X-Forwarded-For: 203.0.113.7"]
+        f"ws://127.0.0.1:{site.port}/websocket",
+        socket=sock,
+        header=["X-Forwarded-For: 203.0.113.7"],
     )
     try:
-        line = f"ddp.connect id={client.session} transport=websocket remote=203.0.113.7"
+        line = f"ddp.connect id={client.session} transport=websocket remote=127.0.0.2\n"
         deadline = time.monotonic() + TIMEOUT
         while not any(line in server.output() for server in site.servers):
             assert time.monotonic() < deadline, [s.output() for s in site.servers]
