@@ -73,7 +73,8 @@ http {{
 
 
 def executable(name, hint):
-    path = shutil.which(name)
+    # Debian puts nginx in /usr/sbin, which a user's PATH may leave out.
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
     if path is None:
         pytest.fail(f"{name} not found: {hint}")
     return path
