@@ -5,8 +5,8 @@ Installs the Node client used by the interoperability tests on first run (``npm 
 ``tests/node``, from its lock file), then runs pytest. ``--quick`` runs only the tests marked
 ``quick``, the subset CI also runs on the oldest and newest Python and Django. For the
 browser test, a full run installs Debian's Chromium and ChromeDriver when they are missing
-and it runs as root. A run that collects no test fails: a typo in a path or marker must
-not pass as green.
+and it runs as root, and for the test of deploy/ Debian's nginx. A run that collects no
+test fails: a typo in a path or marker must not pass as green.
 """
 
 import os
@@ -41,22 +41,27 @@ def install_node_client():
         sys.exit(f"runtests.py: npm ci failed in {NODE_DIR} (exit code {result.returncode})")
 
 
-def install_browser():
-    """Install Debian's Chromium and its ChromeDriver for the browser test, when missing.
+def install_debian_packages():
+    """Install what the browser test and the test of deploy/ run, from Debian's packages,
+    when missing: Chromium and its ChromeDriver, and nginx.
 
-    The README's test command must work on a fresh machine; the browser is the one thing
-    pip and npm cannot bring, so it comes from Debian's packages (as root, as .ci/run does).
-    Elsewhere the browser test fails and says what to install.
+    The README's test command must work on a fresh machine; these are the things pip and
+    npm cannot bring, so they come from Debian (as root, as .ci/run does). Elsewhere those
+    tests fail and say what to install.
     """
-    if shutil.which("chromium") and shutil.which("chromedriver"):
+    wanted = {"chromium": "chromium", "chromedriver": "chromium-driver", "nginx": "nginx"}
+    # Debian puts nginx in /usr/sbin, which a user's PATH may leave out.
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    packages = sorted(
+        {package for name, package in wanted.items() if not shutil.which(name, path=path)}
+    )
+    if not packages or not shutil.which("apt-get") or os.geteuid() != 0:
         return
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        return
-    print("runtests.py: apt-get install chromium chromium-driver", flush=True)
+    print(f"runtests.py: apt-get install {' '.join(packages)}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+        ["apt-get", "install", "-y", "-qq", *packages],
     ):
         if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode:
             sys.exit(f"runtests.py: {' '.join(command)} failed")
@@ -69,7 +74,7 @@ def main(argv):
         args = ["-m", "quick", *args]
     install_node_client()
     if "--quick" not in argv:
-        install_browser()
+        install_debian_packages()
     code = pytest.main(args)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("runtests.py: no tests ran", file=sys.stderr)

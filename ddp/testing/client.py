@@ -370,11 +370,13 @@ class WebSocketDDPClient(BaseClient):
     def _pump(self, timeout: float) -> bool:
         self.ws.settimeout(max(timeout, 0.001))
         try:
-            text = self.ws.recv()
+            frame = self.ws.recv()
         except self._timeout_error:
             return False
         except self._closed_error:
             raise AssertionError(f"The server closed the connection; {self._arrived()}") from None
+        # DDP is text; a binary frame, which no server here sends, is read as UTF-8.
+        text = frame.decode() if isinstance(frame, bytes) else frame
         if not text or (self.sockjs and text.startswith("c")):
             raise AssertionError(f"The server closed the connection; {self._arrived()}")
         if not self.sockjs:

