@@ -5,7 +5,10 @@ starts the server again and again: it opens no database connection, makes no rep
 slot and listens on nothing. Each child (:func:`in_child`) is a whole ``ddpserver``,
 eventlet-patched first (``python -m ddp.server``, see :func:`patched_argv`), which also
 watches the files with Django's own reloader (:func:`watch_files`), closes its clients when
-one changes and exits with status 3, Django's "start me again".
+one changes and exits with status 3, Django's "start me again". A child that cannot start
+(an error in the project, a failed system check) says why and waits for the next change
+(:func:`run_child`, :func:`wait_for_change`), as ``runserver`` does, rather than end the
+reloader.
 
 The parent, having loaded the settings, holds its own handle on an embedded PostgreSQL
 (``ddp.testing.database``): a child that exits never leaves it the last user, so the
@@ -21,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 
 from django.utils import autoreload
 
@@ -101,3 +105,24 @@ def watch_files():
     except SystemExit as exit:
         if exit.code != RESTART:
             raise
+
+
+def run_child(main):
+    """Run ``main()``, the program, in a server the reloader started. If the project fails
+    to load (a syntax error, say), show why and :func:`wait_for_change`, as ``runserver``
+    does. A wrong command line still ends it: only another command fixes that.
+    """
+    try:
+        autoreload.check_errors(main)()  # notes the file that failed to load, to watch it
+    except Exception:
+        traceback.print_exc()
+        wait_for_change()
+
+
+def wait_for_change():
+    """The server cannot start until the project is fixed: wait for a file to change, every
+    module loaded and any that failed to load, then exit with :data:`RESTART`, so that the
+    save that fixes it starts the server again."""
+    sys.stderr.write("ddpserver cannot serve: waiting for a file to change to start again\n")
+    sys.stderr.flush()
+    autoreload.get_reloader().run_loop()  # ends with sys.exit(RESTART) at the change

@@ -124,6 +124,19 @@ def connect(url, timeout=60):
             time.sleep(0.2)
 
 
+def fixed_until_served(module, url, timeout=60):
+    """Save the fixed ``module`` again each second until a server answers at ``url`` (the
+    reloader's first look at the files may come after the first save); its client."""
+    deadline = time.monotonic() + timeout
+    while True:
+        change(module)
+        try:
+            return connect(url, timeout=1.5)
+        except (OSError, websocket.WebSocketException):
+            if time.monotonic() > deadline:
+                raise
+
+
 def titles(client):
     return sorted(book["title"] for book in client.collections.get("bookstore.book", {}).values())
 
@@ -234,3 +247,40 @@ def test_the_reloader_refuses_more_than_one_worker(tmp_path):
             server.start()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("broken", "shown"),
+    [
+        ("from tests.settings import *  # noqa: F403\ndef (:\n", "SyntaxError"),
+        (
+            'from tests.settings import *  # noqa: F403\nDDP = {"DISCONNECT_GRACE_PERIOD": "x"}\n',
+            "ddp.E014",
+        ),
+    ],
+    ids=["syntax-error", "system-check-error"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_project_waits_for_its_fix_and_serves_again(tmp_path, broken, shown):
+    """As runserver: a server that cannot start shows why, and the next save restarts it."""
+    env = write_settings(tmp_path, SUITE_DATABASE)
+    module = tmp_path / "reload_settings.py"
+    reloader = ServerProcess(command=DDPSERVER, env=env, addrport=free_addrport()).start()
+    try:
+        first = the_server(reloader)
+        client = DDPClient(reloader.ws_url)
+        stamp = module.stat().st_mtime
+        module.write_text(broken)
+        os.utime(module, (stamp + 2, stamp + 2))
+        assert client.close_code(timeout=30) == 1001
+        client.close()
+        wait_for(lambda: "waiting for a file to change" in reloader.output(), what="a wait")
+        assert shown in reloader.output()
+        assert reloader.process.poll() is None
+        assert not first.is_running()
+        module.write_text(SUITE_DATABASE)
+        client = fixed_until_served(module, reloader.ws_url)
+        client.sub("AllBooks")
+        client.close()
+    finally:
+        reloader.stop()

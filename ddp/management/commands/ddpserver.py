@@ -5,7 +5,7 @@ import os
 import re
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 
 from ddp.conf import ddp_settings
 
@@ -94,10 +94,17 @@ class Command(BaseCommand):
 
     def execute(self, *args, **options):
         # call_command() in a running process: patch now, before the server opens anything.
-        from ddp.server import eventlet_driver
+        from ddp.server import eventlet_driver, reloader
 
         eventlet_driver.monkey_patch()
-        return super().execute(*args, **options)
+        if not (options.get("use_reloader") and reloader.in_child()):
+            return super().execute(*args, **options)
+        try:
+            return super().execute(*args, **options)
+        except SystemCheckError as exc:
+            # As runserver: the project's fix, not a new command, makes it serve.
+            self.stderr.write(f"{exc.__class__.__name__}: {exc}")
+            reloader.wait_for_change()
 
     def handle(self, *args, **options):
         from django.db import DEFAULT_DB_ALIAS, connections
