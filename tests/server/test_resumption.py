@@ -41,6 +41,13 @@ def subscribed(server):
     return client, sub_id
 
 
+def retitled_live(client, book, title):
+    """Save ``book`` under ``title`` and wait until ``client`` has the change live."""
+    book.title = title
+    book.save()
+    client.wait_for(lambda c: c.collections["bookstore.book"][str(book.pk)]["title"] == title)
+
+
 def registry_rows():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ddp_subscription")
@@ -79,9 +86,7 @@ def test_a_dropped_client_resumes_and_gets_the_change_it_missed_and_nothing_agai
     assert metric(server, "ddp_sessions_resumed_total") == before + 1
 
     # Live changes go on reaching the resumed session.
-    book.title = "Hot Six"
-    book.save()
-    client.wait_for(lambda c: c.collections["bookstore.book"][str(book.pk)]["title"] == "Hot Six")
+    retitled_live(client, book, "Hot Six")
     client.leave()
 
 
@@ -341,11 +346,7 @@ def test_a_client_back_before_its_old_connection_was_seen_to_go_resumes(server, 
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
         while True:
             stale.recv()
-    book.title = "Hot Six, on the new connection"
-    book.save()
-    client.wait_for(
-        lambda c: c.collections["bookstore.book"][str(book.pk)]["title"].endswith("connection")
-    )
+    retitled_live(client, book, "Hot Six, on the new connection")
     client.leave()
 
 
@@ -375,9 +376,5 @@ def test_naming_a_live_session_with_another_count_leaves_its_connection_alone(
     reply = json.loads(other.recv())
     assert reply["msg"] == "connected" and reply["session"] != client.session
     other.close()
-    book.title = "Hot Six, still live"
-    book.save()
-    client.wait_for(
-        lambda c: c.collections["bookstore.book"][str(book.pk)]["title"].endswith("live")
-    )
+    retitled_live(client, book, "Hot Six, still live")
     client.leave()
