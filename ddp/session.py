@@ -38,6 +38,7 @@ from ddp.peer import http_headers
 from ddp.protocol import (
     CLOSE,
     MISSING,
+    USERS,
     Added,
     MergeBox,
     MeteorError,
@@ -49,6 +50,7 @@ from ddp.protocol import (
     Resume,
     ServerConnection,
     Sub,
+    SubscriptionOwner,
     Unsub,
     Updated,
     dumps,
@@ -73,8 +75,6 @@ RESYNC = object()
 ROOM_EVERY = 100
 #: Documents of an initial send read by one database job: what memory holds of it at once.
 PAGE_SIZE = 500
-#: The merge-box handle of the logged-in user's own document (a universal publication).
-USERS = ("U", "users")
 #: How the messages a resuming client does not count begin (the encoder puts ``msg`` first).
 UNCOUNTED = ('{"msg":"ping"', '{"msg":"pong"')
 
@@ -171,6 +171,8 @@ class Subscription:
 
     name: str
     params: tuple
+    #: What it publishes in the merge box.
+    owner: SubscriptionOwner
     key: str = ""
     #: Names of the collections its queries publish to.
     collections: frozenset = frozenset()
@@ -360,9 +362,9 @@ class Session:
         if error is not None:
             self.send(NoSub(sub.id, error))
             return
-        state = self.subs[sub.id] = Subscription(sub.name, sub.params)
+        state = self.subs[sub.id] = Subscription(sub.name, sub.params, SubscriptionOwner(sub.id))
         try:
-            if not self._publish(sub.id, state, publication):
+            if not self._publish(state, publication):
                 # The connection is ending: its teardown releases the subscription.
                 self.interrupted = True
                 return
@@ -395,7 +397,7 @@ class Session:
             )
         return pairs
 
-    def _publish(self, sub_id, state, publication):
+    def _publish(self, state, publication):
         """Send the initial documents through the merge box; False if the connection is
         ending (cut off as a slow consumer, gone, or shutting down) before all went out.
 
@@ -406,14 +408,13 @@ class Session:
         client needs. The whole send has one deadline (``DDP["PUBLISH_TIMEOUT"]``).
         """
         deadline = time.monotonic() + ddp_settings.PUBLISH_TIMEOUT
-        handle = ("N", sub_id)
         for queryset, collection in self._run_db(self._start, state, publication):
             name = collection.get_name()
             pages = Pages(queryset, collection, PAGE_SIZE)
             while page := self._run_db(pages.next):
                 for start in range(0, len(page), ROOM_EVERY):
                     for doc_id, fields in page[start : start + ROOM_EVERY]:
-                        self.send_all(self.box.added(handle, name, doc_id, fields))
+                        self.send_all(self.box.added(state.owner, name, doc_id, fields))
                     if not self._room(deadline):
                         return False
         return True
@@ -424,7 +425,7 @@ class Session:
     def _drop(self, sub_id):
         """Withdraw a subscription's documents and its interest in the bus."""
         state = self.subs.pop(sub_id)
-        self.send_all(self.box.remove_subscription(("N", sub_id)))
+        self.send_all(self.box.remove_subscription(state.owner))
         self._unsubscribe(state)
 
     def _unsubscribe(self, state, on="unsub"):
@@ -447,8 +448,8 @@ class Session:
         """The connection is gone: forget everything silently (S9), tell the bus."""
         if self.bus is not None:
             self._drop_changes()
-            handles = [USERS, *(("N", sub_id) for sub_id in self.subs)]
-            documents = {doc for handle in handles for doc in self.box.documents_of(handle)}
+            owners = [USERS, *(state.owner for state in self.subs.values())]
+            documents = {doc for owner in owners for doc in self.box.documents_of(owner)}
             self.bus.audience.forget(self, documents)
             for state in self.subs.values():
                 self._querying(state, frozenset())
@@ -491,7 +492,7 @@ class Session:
                 self._drop(sub_id)
                 self.send(NoSub(sub_id, sanitize(exc)))
                 continue
-            self.send_all(self.box.replace(("N", sub_id), docs))
+            self.send_all(self.box.replace(state.owner, docs))
             self._querying(state, frozenset())
         users = {}
         if user is not None and self.registry.user_document is not None:
@@ -567,11 +568,11 @@ class Session:
                 self._reruns.add(sub_id)
                 self._wake()
                 continue
-            handle = ("N", sub_id)
+            owner = state.owner
             if event.fields is not None and state.key in event.subs:
-                messages = self.box.put(handle, event.collection, event.id, event.fields)
-            elif self.box.holds(handle, event.collection, event.id):
-                messages = self.box.removed(handle, event.collection, event.id)
+                messages = self.box.put(owner, event.collection, event.id, event.fields)
+            elif self.box.holds(owner, event.collection, event.id):
+                messages = self.box.removed(owner, event.collection, event.id)
             else:
                 continue
             for message in messages:
@@ -601,9 +602,9 @@ class Session:
             if state is None:
                 continue
             metrics.inc("ddp_match_reruns_total")
-            self._rerun_one(sub_id, state, "rerun")
+            self._rerun_one(state, "rerun")
 
-    def _rerun_one(self, sub_id, state, on):
+    def _rerun_one(self, state, on):
         """Query ``state`` again and send the differences; on failure, log and go on."""
         self._querying(state, state.collections)
         try:
@@ -612,13 +613,13 @@ class Session:
             metrics.log_error(self.connection.session_id, publication=state.name, on=on)
             return
         else:
-            self.send_all(self.box.replace(("N", sub_id), docs))
+            self.send_all(self.box.replace(state.owner, docs))
         finally:
             self._querying(state, frozenset())
 
     def _resync(self):
-        for sub_id, state in list(self.subs.items()):
-            self._rerun_one(sub_id, state, "resync")
+        for state in list(self.subs.values()):
+            self._rerun_one(state, "resync")
 
     def _current_documents(self, state):
         return collect(self._queries(state, self.registry.publications[state.name]))
