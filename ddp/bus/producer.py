@@ -191,15 +191,15 @@ def _announce(rows, collections, using, ids=None):
     # savepoint=False: inside the writer's transaction this adds no round trip; after an
     # autocommit write it is a transaction of its own, holding the lock until NOTIFY.
     with transaction.atomic(using=using, savepoint=False):
-        registry_id, version, live = _backend.registry_state(names, using)
-        if not live:
+        state = _backend.registry_state(names, using)
+        if not state.live:
             return
         present = [pk for pk, instance in rows.items() if instance is not None]
         events = []
         for collection, name in zip(collections, names, strict=True):
-            if name not in live:
+            if name not in state.live:
                 continue
-            matches = dict(zip(present, _match(name, present, using, version), strict=True))
+            matches = dict(zip(present, _match(name, present, using, state.version), strict=True))
             for pk, instance in rows.items():
                 if instance is None:
                     doc_id, fields = document_id(pk), None
@@ -208,7 +208,7 @@ def _announce(rows, collections, using, ids=None):
                     doc_id, fields = document(instance, collection)
                     keys, unsure = matches[pk]
                 events.append(
-                    payload.Event(name, doc_id, fields, keys, registry_id, unsure, next(ids))
+                    payload.Event(name, doc_id, fields, keys, state.registry, unsure, next(ids))
                 )
         if events:
             _backend.send(using, events)
@@ -225,12 +225,12 @@ def truncated(model, using="default", ids=None):
     ids = itertools.repeat("") if ids is None else ids
     names = [collection.get_name() for collection in API.collections_for_model(model)]
     with transaction.atomic(using=using, savepoint=False):
-        registry_id, _, live = _backend.registry_state(names, using)
+        state = _backend.registry_state(names, using)
         unsure = payload.EVERY
         events = [
-            payload.Event(name, "", None, frozenset(), registry_id, unsure, next(ids))
+            payload.Event(name, "", None, frozenset(), state.registry, unsure, next(ids))
             for name in names
-            if name in live
+            if name in state.live
         ]
         if events:
             _backend.send(using, events)
