@@ -30,7 +30,7 @@ from ddp import metrics
 from ddp.addresses import client_address
 from ddp.api import API, CommittedError, Context, bind_params
 from ddp.bus.matching import compile_subscription
-from ddp.bus.producer import commit_position, reading_database, take_notified
+from ddp.bus.producer import commit_position, reading_database, recording
 from ddp.bus.producer import wrote as producer_wrote
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
@@ -88,10 +88,9 @@ def run_method(func, this, params):
     send nothing), and the reader must have announced up to there; ``False``: nothing.
     """
     bind_params(func, params)
-    take_notified()
     committed_error = None
     # The client stub's ids (a MeteorIdField) are drawn from the call's randomSeed (R8).
-    with transaction.atomic(), method_random(this.random_seed):
+    with transaction.atomic(), method_random(this.random_seed), recording() as writes:
         try:
             result = func(this, *params)
         except CommittedError as exc:
@@ -99,7 +98,7 @@ def run_method(func, this, params):
         wrote = reading_database() and producer_wrote()
     if committed_error is not None:
         raise committed_error
-    return result, commit_position() if wrote else take_notified()
+    return result, commit_position() if wrote else writes.sent
 
 
 def collect(pairs):

@@ -22,8 +22,9 @@ the replication reader does this work for every write, with :func:`announce_rows
 import hashlib
 import itertools
 import logging
-import threading
 import time
+import weakref
+from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -36,10 +37,6 @@ from ddp.serialize import document, document_id
 
 logger = logging.getLogger("ddp.bus")
 
-# Whether this thread NOTIFYed since it last asked: a method's caller must then wait for
-# its own changes to come back through the listener before ``updated`` (PROTOCOL.md R4).
-_local = threading.local()
-
 
 def channel(collection_name):
     """The NOTIFY channel of a collection (PostgreSQL names are at most 63 bytes)."""
@@ -47,13 +44,6 @@ def channel(collection_name):
     if len(name.encode()) <= 63:
         return name
     return "ddp_" + hashlib.sha1(collection_name.encode()).hexdigest()
-
-
-def take_notified():
-    """Whether this thread sent a change since the last call."""
-    notified = getattr(_local, "notified", False)
-    _local.notified = False
-    return notified
 
 
 #: The channel that carries revoked login tokens (their hashes) to every server.
@@ -96,6 +86,53 @@ class PostgresBackend:
 
 
 _backend = PostgresBackend()
+
+
+class Writes:
+    """Whether a block of work sent changes: a method's caller must then wait for them to
+    come back through the listener before ``updated`` (PROTOCOL.md R4).
+
+    Opened with :func:`recording` around the work. Model signals hand the producer
+    nothing but the database alias, so a :class:`Writes` is bound to the connection the
+    work runs on (its transaction's), for the block's duration: a write on another
+    connection (another thread's, or green thread's) does not mark it.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self):
+        #: Changes went out on the connection (or will, at its COMMIT).
+        self.sent = False
+
+
+# DatabaseWrapper -> the Writes recording what is sent on it. Django gives every thread its
+# own wrapper, and a wrapper outlives the database connections it opens and closes.
+_recording = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def recording(using=DEFAULT_DB_ALIAS):
+    """Yield a :class:`Writes` that records whether the block sends changes on ``using``,
+    as this thread's connection to it. What a block nested in it sends, it sends too."""
+    connection = connections[using]
+    writes = Writes()
+    outer = _recording.get(connection)
+    _recording[connection] = writes
+    try:
+        yield writes
+    finally:
+        if outer is None:
+            del _recording[connection]
+        else:
+            _recording[connection] = outer
+            outer.sent = outer.sent or writes.sent
+
+
+def _sent(using):
+    """Mark the :class:`Writes` open on ``using``'s connection, if any: it sent changes."""
+    writes = _recording.get(connections[using])
+    if writes is not None:
+        writes.sent = True
 
 
 def use_backend(backend):
@@ -212,7 +249,7 @@ def _announce(rows, collections, using, ids=None):
                 )
         if events:
             _backend.send(using, events)
-            _local.notified = True
+            _sent(using)
 
 
 def truncated(model, using="default", ids=None):
@@ -234,7 +271,7 @@ def truncated(model, using="default", ids=None):
         ]
         if events:
             _backend.send(using, events)
-            _local.notified = True
+            _sent(using)
 
 
 def _match(name, pks, using, version):
