@@ -29,6 +29,7 @@ from django.db import transaction
 from ddp import metrics
 from ddp.addresses import client_address
 from ddp.api import API, CommittedError, Context, bind_params
+from ddp.bus.audience import Change
 from ddp.bus.matching import compile_subscription
 from ddp.bus.producer import commit_position, reading_database, recording
 from ddp.bus.producer import wrote as producer_wrote
@@ -67,10 +68,29 @@ from ddp.ratelimit import (
 )
 from ddp.serialize import Pages, documents
 
-#: Put in the inbox to make the worker apply bus changes while no request comes.
-WAKE = object()
-#: Queued instead of changes after the listener was lost: re-run every subscription.
-RESYNC = object()
+
+class Wake:
+    """Put in the inbox to make the worker apply bus changes while no request comes; its
+    one instance is :data:`WAKE`."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "WAKE"
+
+
+class Resync:
+    """Queued instead of changes after the listener was lost: re-run every subscription;
+    its one instance is :data:`RESYNC`."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "RESYNC"
+
+
+WAKE = Wake()
+RESYNC = Resync()
 #: Documents of an initial send between two waits for room in the client's buffer.
 ROOM_EVERY = 100
 #: Documents of an initial send read by one database job: what memory holds of it at once.
@@ -209,7 +229,8 @@ class Session:
         self.subs = {}
         self.registry = registry
         self.bus = bus
-        #: Bus events (and RESYNC markers) waiting for the worker, in arrival order.
+        #: What the bus handed over for the worker, in arrival order: a ``Change``, a
+        #: ``Revoked`` token, or ``RESYNC``.
         self.changes = deque()
         #: Subscriptions to re-run, as a writer could not match a change against them.
         self._reruns = set()
@@ -512,13 +533,10 @@ class Session:
 
     # Live changes ----------------------------------------------------------------
 
-    def push_change(self, event, shared):
-        """Called by the bus, on the listener's thread: queue and wake the worker.
-
-        ``shared`` is one dict per event for all its sessions: the text of each message
-        the event makes is encoded once and reused by every client that gets the same.
-        """
-        self.changes.append((event, shared))
+    def push_change(self, change):
+        """Called by the bus, on the listener's thread: queue a
+        :class:`~ddp.bus.audience.Change` and wake the worker."""
+        self.changes.append(change)
         self._changed()
 
     def push_resync(self):
@@ -529,7 +547,7 @@ class Session:
 
     def _drop_changes(self):
         """Forget the queued changes unapplied, and tell the bus so."""
-        collections = {item[0].collection for item in self.changes if isinstance(item, tuple)}
+        collections = {item.event.collection for item in self.changes if isinstance(item, Change)}
         self.changes.clear()
         if self.bus is not None:
             self.bus.audience.settled(self, collections)
@@ -549,12 +567,13 @@ class Session:
                     self.revoked = True
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
-                applied.add(item[0].collection)
-                self._apply(*item)
+                applied.add(item.event.collection)
+                self._apply(item)
         if applied and self.bus is not None:
             self.bus.audience.settled(self, applied)
 
-    def _apply(self, event, shared):
+    def _apply(self, change):
+        event = change.event
         # Without a merge (NO_MERGE_MULTI) each subscription holding the document makes
         # the same ``changed`` of the whole row: the client needs it once. Skipping a
         # message equal to the one just sent is safe under any strategy.
@@ -578,18 +597,19 @@ class Session:
                 self._track(message)
                 key = shared_key(message, event)
                 if key is None or key != last:
-                    self._send_shared(message, key, shared)
+                    self._send_shared(message, key, change.texts)
                 last = key
 
-    def _send_shared(self, message, key, shared):
+    def _send_shared(self, message, key, texts):
         """Send ``message``, encoding it once for every client that gets the same text
-        (``key``, from :func:`shared_key`; None: this client's own)."""
+        (``key``, from :func:`shared_key`; None: this client's own; ``texts``: the
+        change's encodings)."""
         if key is None:
             self._send(encode_counted(message))
             return
-        text = shared.get(key)
+        text = texts.get(key)
         if text is None:
-            text = shared[key] = encode_counted(message)
+            text = texts[key] = encode_counted(message)
         self._send(text)
 
     def _rerun_unsure(self):

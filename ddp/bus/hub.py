@@ -20,7 +20,7 @@ from ddp import metrics
 from ddp.api import API
 from ddp.bus import signing
 from ddp.bus.announcements import Seen
-from ddp.bus.audience import Audience
+from ddp.bus.audience import Audience, Change
 from ddp.bus.producer import LOGOUT_CHANNEL, READER_CHANNEL, channel
 
 logger = logging.getLogger("ddp.bus")
@@ -146,9 +146,9 @@ class Bus:
         if self.seen.repeated(event.event_id):
             metrics.inc("ddp_repeated_events_total")
             return
-        shared = {}  # one encoding of each distinct message, for all the sessions
+        change = Change(event)
         for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(event, shared)
+            session.push_change(change)
 
     def resync(self):
         """After the listener was lost: every session re-runs its subscriptions."""

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.bus import payload
-from ddp.bus.audience import Audience
+from ddp.bus.audience import Audience, Change
 from ddp.bus.matching import Matcher, Spec
 from ddp.bus.registry import MatchRow, RegistryState, SubscriptionRow
 from ddp.protocol import dumps, to_ejson
@@ -126,9 +126,9 @@ class InMemoryBus:
             session.push_revoked(token_hash)
 
     def deliver(self, event):
-        shared = {}  # one encoding of each distinct message, for all the sessions
+        change = Change(event)
         for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(event, shared)
+            session.push_change(change)
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
 
