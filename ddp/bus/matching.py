@@ -52,8 +52,18 @@ from ddp.protocol import dumps, from_ejson, loads
 
 logger = logging.getLogger("ddp.bus")
 
-#: The value of the placeholder that stands for the saved row's primary key.
-ROW = object()
+
+class RowPlaceholder:
+    """The value of the SQL parameter that stands for the saved row's primary key, until a
+    writer fills it in; its one instance is :data:`ROW`, named in what quotes the SQL."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "ROW"
+
+
+ROW = RowPlaceholder()
 
 #: Placeholders and escaped percent signs in the SQL Django compiles for psycopg2.
 _PLACEHOLDER = re.compile(r"%[s%]")
