@@ -69,28 +69,20 @@ from ddp.ratelimit import (
 from ddp.serialize import Pages, documents
 
 
-class Wake:
-    """Put in the inbox to make the worker apply bus changes while no request comes; its
-    one instance is :data:`WAKE`."""
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Marker:
+    """A queue item that carries nothing: told apart by identity, named in its repr."""
 
-    __slots__ = ()
-
-    def __repr__(self):
-        return "WAKE"
-
-
-class Resync:
-    """Queued instead of changes after the listener was lost: re-run every subscription;
-    its one instance is :data:`RESYNC`."""
-
-    __slots__ = ()
+    name: str
 
     def __repr__(self):
-        return "RESYNC"
+        return self.name
 
 
-WAKE = Wake()
-RESYNC = Resync()
+#: Put in the inbox to make the worker apply bus changes while no request comes.
+WAKE = Marker("WAKE")
+#: Queued instead of changes after the listener was lost: re-run every subscription.
+RESYNC = Marker("RESYNC")
 #: Documents of an initial send between two waits for room in the client's buffer.
 ROOM_EVERY = 100
 #: Documents of an initial send read by one database job: what memory holds of it at once.
