@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 
 from django.db import connections
 
@@ -33,7 +34,7 @@ class Bus:
         self.run_db = run_db
         self._refcounts = defaultdict(int)  # distinct subscription key -> local subscriptions
         self._registry_ids = {}
-        self._registered = {}  # key -> the arguments of its registry row
+        self._registered = {}  # key -> the call that inserts its registry row (again)
         self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
         #: Which of those sessions each event concerns.
         self.audience = Audience()
@@ -93,9 +94,9 @@ class Bus:
         goes on with the rest, and only once none is left may sessions re-run their
         subscriptions, or a change written in between could be missed."""
         for key in sorted(pending):
-            row = self._registered.get(key)
-            if row is not None:
-                self._registry_ids[key] = self.run_db(self.registration.add, key, *row)
+            register = self._registered.get(key)
+            if register is not None:
+                self._registry_ids[key] = self.run_db(register)
             pending.discard(key)
 
     # Subscriptions --------------------------------------------------------------
@@ -115,9 +116,11 @@ class Bus:
             sessions[session] += 1
         self.audience.subscribed(session, key)
         if key not in self._registry_ids:
-            row = (publication, params, user_id, collections, matches())
-            self._registry_ids[key] = self.registration.add(key, *row)
-            self._registered[key] = row
+            register = partial(
+                self.registration.add, key, publication, params, user_id, collections, matches()
+            )
+            self._registry_ids[key] = register()
+            self._registered[key] = register
         self._refcounts[key] += 1
         return self._registry_ids[key]
 
