@@ -29,8 +29,9 @@ from django.db import transaction
 from ddp import metrics
 from ddp.addresses import client_address
 from ddp.api import API, CommittedError, Context, bind_params
+from ddp.bus.audience import Change
 from ddp.bus.matching import compile_subscription
-from ddp.bus.producer import commit_position, reading_database, take_notified
+from ddp.bus.producer import commit_position, reading_database, recording
 from ddp.bus.producer import wrote as producer_wrote
 from ddp.bus.registry import subscription_key
 from ddp.conf import ddp_settings
@@ -38,6 +39,7 @@ from ddp.peer import http_headers
 from ddp.protocol import (
     CLOSE,
     MISSING,
+    USERS,
     Added,
     MergeBox,
     MeteorError,
@@ -49,6 +51,7 @@ from ddp.protocol import (
     Resume,
     ServerConnection,
     Sub,
+    SubscriptionOwner,
     Unsub,
     Updated,
     dumps,
@@ -65,16 +68,25 @@ from ddp.ratelimit import (
 )
 from ddp.serialize import Pages, documents
 
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Marker:
+    """A queue item that carries nothing: told apart by identity, named in its repr."""
+
+    name: str
+
+    def __repr__(self):
+        return self.name
+
+
 #: Put in the inbox to make the worker apply bus changes while no request comes.
-WAKE = object()
+WAKE = Marker("WAKE")
 #: Queued instead of changes after the listener was lost: re-run every subscription.
-RESYNC = object()
+RESYNC = Marker("RESYNC")
 #: Documents of an initial send between two waits for room in the client's buffer.
 ROOM_EVERY = 100
 #: Documents of an initial send read by one database job: what memory holds of it at once.
 PAGE_SIZE = 500
-#: The merge-box handle of the logged-in user's own document (a universal publication).
-USERS = ("U", "users")
 #: How the messages a resuming client does not count begin (the encoder puts ``msg`` first).
 UNCOUNTED = ('{"msg":"ping"', '{"msg":"pong"')
 
@@ -88,10 +100,9 @@ def run_method(func, this, params):
     send nothing), and the reader must have announced up to there; ``False``: nothing.
     """
     bind_params(func, params)
-    take_notified()
     committed_error = None
     # The client stub's ids (a MeteorIdField) are drawn from the call's randomSeed (R8).
-    with transaction.atomic(), method_random(this.random_seed):
+    with transaction.atomic(), method_random(this.random_seed), recording() as writes:
         try:
             result = func(this, *params)
         except CommittedError as exc:
@@ -99,7 +110,7 @@ def run_method(func, this, params):
         wrote = reading_database() and producer_wrote()
     if committed_error is not None:
         raise committed_error
-    return result, commit_position() if wrote else take_notified()
+    return result, commit_position() if wrote else writes.sent
 
 
 def collect(pairs):
@@ -171,6 +182,8 @@ class Subscription:
 
     name: str
     params: tuple
+    #: What it publishes in the merge box.
+    owner: SubscriptionOwner
     key: str = ""
     #: Names of the collections its queries publish to.
     collections: frozenset = frozenset()
@@ -208,7 +221,8 @@ class Session:
         self.subs = {}
         self.registry = registry
         self.bus = bus
-        #: Bus events (and RESYNC markers) waiting for the worker, in arrival order.
+        #: What the bus handed over for the worker, in arrival order: a ``Change``, a
+        #: ``Revoked`` token, or ``RESYNC``.
         self.changes = deque()
         #: Subscriptions to re-run, as a writer could not match a change against them.
         self._reruns = set()
@@ -360,9 +374,9 @@ class Session:
         if error is not None:
             self.send(NoSub(sub.id, error))
             return
-        state = self.subs[sub.id] = Subscription(sub.name, sub.params)
+        state = self.subs[sub.id] = Subscription(sub.name, sub.params, SubscriptionOwner(sub.id))
         try:
-            if not self._publish(sub.id, state, publication):
+            if not self._publish(state, publication):
                 # The connection is ending: its teardown releases the subscription.
                 self.interrupted = True
                 return
@@ -395,7 +409,7 @@ class Session:
             )
         return pairs
 
-    def _publish(self, sub_id, state, publication):
+    def _publish(self, state, publication):
         """Send the initial documents through the merge box; False if the connection is
         ending (cut off as a slow consumer, gone, or shutting down) before all went out.
 
@@ -406,14 +420,13 @@ class Session:
         client needs. The whole send has one deadline (``DDP["PUBLISH_TIMEOUT"]``).
         """
         deadline = time.monotonic() + ddp_settings.PUBLISH_TIMEOUT
-        handle = ("N", sub_id)
         for queryset, collection in self._run_db(self._start, state, publication):
             name = collection.get_name()
             pages = Pages(queryset, collection, PAGE_SIZE)
             while page := self._run_db(pages.next):
                 for start in range(0, len(page), ROOM_EVERY):
                     for doc_id, fields in page[start : start + ROOM_EVERY]:
-                        self.send_all(self.box.added(handle, name, doc_id, fields))
+                        self.send_all(self.box.added(state.owner, name, doc_id, fields))
                     if not self._room(deadline):
                         return False
         return True
@@ -424,7 +437,7 @@ class Session:
     def _drop(self, sub_id):
         """Withdraw a subscription's documents and its interest in the bus."""
         state = self.subs.pop(sub_id)
-        self.send_all(self.box.remove_subscription(("N", sub_id)))
+        self.send_all(self.box.remove_subscription(state.owner))
         self._unsubscribe(state)
 
     def _unsubscribe(self, state, on="unsub"):
@@ -447,8 +460,8 @@ class Session:
         """The connection is gone: forget everything silently (S9), tell the bus."""
         if self.bus is not None:
             self._drop_changes()
-            handles = [USERS, *(("N", sub_id) for sub_id in self.subs)]
-            documents = {doc for handle in handles for doc in self.box.documents_of(handle)}
+            owners = [USERS, *(state.owner for state in self.subs.values())]
+            documents = {doc for owner in owners for doc in self.box.documents_of(owner)}
             self.bus.audience.forget(self, documents)
             for state in self.subs.values():
                 self._querying(state, frozenset())
@@ -491,7 +504,7 @@ class Session:
                 self._drop(sub_id)
                 self.send(NoSub(sub_id, sanitize(exc)))
                 continue
-            self.send_all(self.box.replace(("N", sub_id), docs))
+            self.send_all(self.box.replace(state.owner, docs))
             self._querying(state, frozenset())
         users = {}
         if user is not None and self.registry.user_document is not None:
@@ -512,13 +525,10 @@ class Session:
 
     # Live changes ----------------------------------------------------------------
 
-    def push_change(self, event, shared):
-        """Called by the bus, on the listener's thread: queue and wake the worker.
-
-        ``shared`` is one dict per event for all its sessions: the text of each message
-        the event makes is encoded once and reused by every client that gets the same.
-        """
-        self.changes.append((event, shared))
+    def push_change(self, change):
+        """Called by the bus, on the listener's thread: queue a
+        :class:`~ddp.bus.audience.Change` and wake the worker."""
+        self.changes.append(change)
         self._changed()
 
     def push_resync(self):
@@ -529,7 +539,7 @@ class Session:
 
     def _drop_changes(self):
         """Forget the queued changes unapplied, and tell the bus so."""
-        collections = {item[0].collection for item in self.changes if isinstance(item, tuple)}
+        collections = {item.event.collection for item in self.changes if isinstance(item, Change)}
         self.changes.clear()
         if self.bus is not None:
             self.bus.audience.settled(self, collections)
@@ -549,12 +559,13 @@ class Session:
                     self.revoked = True
                     self._close()  # the client reconnects, its resume fails, it logs out
             else:
-                applied.add(item[0].collection)
-                self._apply(*item)
+                applied.add(item.event.collection)
+                self._apply(item)
         if applied and self.bus is not None:
             self.bus.audience.settled(self, applied)
 
-    def _apply(self, event, shared):
+    def _apply(self, change):
+        event = change.event
         # Without a merge (NO_MERGE_MULTI) each subscription holding the document makes
         # the same ``changed`` of the whole row: the client needs it once. Skipping a
         # message equal to the one just sent is safe under any strategy.
@@ -567,29 +578,30 @@ class Session:
                 self._reruns.add(sub_id)
                 self._wake()
                 continue
-            handle = ("N", sub_id)
+            owner = state.owner
             if event.fields is not None and state.key in event.subs:
-                messages = self.box.put(handle, event.collection, event.id, event.fields)
-            elif self.box.holds(handle, event.collection, event.id):
-                messages = self.box.removed(handle, event.collection, event.id)
+                messages = self.box.put(owner, event.collection, event.id, event.fields)
+            elif self.box.holds(owner, event.collection, event.id):
+                messages = self.box.removed(owner, event.collection, event.id)
             else:
                 continue
             for message in messages:
                 self._track(message)
                 key = shared_key(message, event)
                 if key is None or key != last:
-                    self._send_shared(message, key, shared)
+                    self._send_shared(message, key, change.texts)
                 last = key
 
-    def _send_shared(self, message, key, shared):
+    def _send_shared(self, message, key, texts):
         """Send ``message``, encoding it once for every client that gets the same text
-        (``key``, from :func:`shared_key`; None: this client's own)."""
+        (``key``, from :func:`shared_key`; None: this client's own; ``texts``: the
+        change's encodings)."""
         if key is None:
             self._send(encode_counted(message))
             return
-        text = shared.get(key)
+        text = texts.get(key)
         if text is None:
-            text = shared[key] = encode_counted(message)
+            text = texts[key] = encode_counted(message)
         self._send(text)
 
     def _rerun_unsure(self):
@@ -601,9 +613,9 @@ class Session:
             if state is None:
                 continue
             metrics.inc("ddp_match_reruns_total")
-            self._rerun_one(sub_id, state, "rerun")
+            self._rerun_one(state, "rerun")
 
-    def _rerun_one(self, sub_id, state, on):
+    def _rerun_one(self, state, on):
         """Query ``state`` again and send the differences; on failure, log and go on."""
         self._querying(state, state.collections)
         try:
@@ -612,13 +624,13 @@ class Session:
             metrics.log_error(self.connection.session_id, publication=state.name, on=on)
             return
         else:
-            self.send_all(self.box.replace(("N", sub_id), docs))
+            self.send_all(self.box.replace(state.owner, docs))
         finally:
             self._querying(state, frozenset())
 
     def _resync(self):
-        for sub_id, state in list(self.subs.items()):
-            self._rerun_one(sub_id, state, "resync")
+        for state in list(self.subs.values()):
+            self._rerun_one(state, "resync")
 
     def _current_documents(self, state):
         return collect(self._queries(state, self.registry.publications[state.name]))

@@ -10,7 +10,7 @@ import pytest
 
 from bookstore.models import Author, Book
 from ddp.api import API, Collection, Registry
-from ddp.protocol import NO_MERGE, NO_MERGE_MULTI, SERVER_MERGE
+from ddp.protocol import NO_MERGE, NO_MERGE_MULTI, SERVER_MERGE, SubscriptionOwner
 
 IDS = "nomerge.book"
 MULTI = "nomergemulti.book"
@@ -103,7 +103,7 @@ def test_no_merge_initial_send_live_changes_and_unsub(ddp_client, author):
     box = ddp_client.session.box
     # The connection remembers the id it sent, and nothing else.
     assert box._collections == {}
-    assert box._held == {("N", sub_id): {IDS: {str(first.pk): None}}}
+    assert box._held == {SubscriptionOwner(sub_id): {IDS: {str(first.pk): None}}}
 
     book = Book.objects.create(title="alpha-2", author=author)
     ddp_client.assert_messages([whole(IDS, book, "added")])
@@ -155,7 +155,8 @@ def test_no_merge_resync_after_a_lost_listener_converges(ddp_client, author):
         [message("removed", IDS, left), whole(IDS, kept), whole(IDS, missed, "added")]
     )
     box = ddp_client.session.box
-    assert box._held == {("N", sub_id): {IDS: {str(kept.pk): None, str(missed.pk): None}}}
+    held = {IDS: {str(kept.pk): None, str(missed.pk): None}}
+    assert box._held == {SubscriptionOwner(sub_id): held}
     assert box._collections == {}
 
 

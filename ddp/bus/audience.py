@@ -17,6 +17,19 @@ removes it. Everything runs on the hub's one OS thread, so there is no lock.
 """
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Change:
+    """An event as every session it concerns is handed it: one per event, shared by all of
+    them, so handing it over costs a session nothing but a place in its queue."""
+
+    #: The :class:`ddp.bus.payload.Event`.
+    event: object
+    #: The text of each message the event makes, encoded by the first session that sends
+    #: it and reused by every other that sends the same (see ``ddp.session.shared_key``).
+    texts: dict = field(default_factory=dict)
 
 
 class Audience:

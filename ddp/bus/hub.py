@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 
 from django.db import connections
 
@@ -20,7 +21,7 @@ from ddp import metrics
 from ddp.api import API
 from ddp.bus import signing
 from ddp.bus.announcements import Seen
-from ddp.bus.audience import Audience
+from ddp.bus.audience import Audience, Change
 from ddp.bus.producer import LOGOUT_CHANNEL, READER_CHANNEL, channel
 
 logger = logging.getLogger("ddp.bus")
@@ -33,7 +34,7 @@ class Bus:
         self.run_db = run_db
         self._refcounts = defaultdict(int)  # distinct subscription key -> local subscriptions
         self._registry_ids = {}
-        self._registered = {}  # key -> the arguments of its registry row
+        self._registered = {}  # key -> the call that inserts its registry row (again)
         self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
         #: Which of those sessions each event concerns.
         self.audience = Audience()
@@ -93,9 +94,9 @@ class Bus:
         goes on with the rest, and only once none is left may sessions re-run their
         subscriptions, or a change written in between could be missed."""
         for key in sorted(pending):
-            row = self._registered.get(key)
-            if row is not None:
-                self._registry_ids[key] = self.run_db(self.registration.add, key, *row)
+            register = self._registered.get(key)
+            if register is not None:
+                self._registry_ids[key] = self.run_db(register)
             pending.discard(key)
 
     # Subscriptions --------------------------------------------------------------
@@ -115,9 +116,11 @@ class Bus:
             sessions[session] += 1
         self.audience.subscribed(session, key)
         if key not in self._registry_ids:
-            row = (publication, params, user_id, collections, matches())
-            self._registry_ids[key] = self.registration.add(key, *row)
-            self._registered[key] = row
+            register = partial(
+                self.registration.add, key, publication, params, user_id, collections, matches()
+            )
+            self._registry_ids[key] = register()
+            self._registered[key] = register
         self._refcounts[key] += 1
         return self._registry_ids[key]
 
@@ -146,9 +149,9 @@ class Bus:
         if self.seen.repeated(event.event_id):
             metrics.inc("ddp_repeated_events_total")
             return
-        shared = {}  # one encoding of each distinct message, for all the sessions
+        change = Change(event)
         for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(event, shared)
+            session.push_change(change)
 
     def resync(self):
         """After the listener was lost: every session re-runs its subscriptions."""

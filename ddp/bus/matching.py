@@ -52,8 +52,18 @@ from ddp.protocol import dumps, from_ejson, loads
 
 logger = logging.getLogger("ddp.bus")
 
-#: The value of the placeholder that stands for the saved row's primary key.
-ROW = object()
+
+class RowPlaceholder:
+    """The value of the SQL parameter that stands for the saved row's primary key, until a
+    writer fills it in; its one instance is :data:`ROW`, named in what quotes the SQL."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "ROW"
+
+
+ROW = RowPlaceholder()
 
 #: Placeholders and escaped percent signs in the SQL Django compiles for psycopg2.
 _PLACEHOLDER = re.compile(r"%[s%]")
@@ -422,11 +432,11 @@ class Matcher:
                 return
             else:
                 since = self._version
-            for key, collection, template in self.backend.match_rows(using, since):
-                if template:
-                    self._groups[collection].add(template)
+            for row in self.backend.match_rows(using, since):
+                if row.template:
+                    self._groups[row.collection].add(row.template)
                 else:
-                    self._fallback[collection].add(key)
+                    self._fallback[row.collection].add(row.key)
             self._version = max(self._version if since else 0, version)
 
     def match(self, using, collection, pks):
@@ -493,11 +503,11 @@ class Matcher:
         found = self.backend.representative(using, collection, digest)
         if found is None:
             return None
-        name, params, user_id = found
         try:
+            user = load_users(using, [found.user_id])[found.user_id]
             querysets = [
                 queryset
-                for queryset, target in resolve(name, params, load_users(using, [user_id])[user_id])
+                for queryset, target in resolve(found, user)
                 if target.get_name() == collection
             ]
             sqls, values = compile_parts(querysets)
@@ -509,7 +519,10 @@ class Matcher:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {exc}"
             logger.warning(
-                "Subscriptions of %s to %s are matched one by one: %s", name, collection, reason
+                "Subscriptions of %s to %s are matched one by one: %s",
+                found.publication,
+                collection,
+                reason,
             )
             return reason
 
@@ -518,18 +531,18 @@ class Matcher:
         ask which of the rows ``pks`` it holds (one query each). Adds to ``keys`` as
         :meth:`_run` does; returns the keys of the subscriptions that failed."""
         rows = self.backend.subscriptions(using, sorted(subscriptions))
-        users = load_users(using, {row[3] for row in rows})
+        users = load_users(using, {row.user_id for row in rows.values()})
         failed = set()
-        for key, name, params, user_id in rows:
+        for key, row in rows.items():
             metrics.inc("ddp_match_fallback_total")
             try:
                 with transaction.atomic(using=using):
                     held = set()
-                    for queryset, target in resolve(name, params, users[user_id]):
+                    for queryset, target in resolve(row, users[row.user_id]):
                         if target.get_name() == collection:
                             held |= contained(queryset, pks)
             except Exception:
-                logger.exception("Publication %r failed while matching a change", name)
+                logger.exception("Publication %r failed while matching a change", row.publication)
                 metrics.inc("ddp_match_failures_total")
                 failed.add(key)
                 continue
@@ -539,13 +552,13 @@ class Matcher:
         return failed
 
 
-def resolve(name, params, user):
-    """The ``(queryset, Collection)`` pairs of publication ``name`` for ``params`` (as
-    the registry stores them) and ``user``, as its subscription's server resolved them."""
-    publication = API.publications.get(name)
+def resolve(row, user):
+    """The ``(queryset, Collection)`` pairs of a :class:`ddp.bus.registry.SubscriptionRow` for
+    ``user`` (its ``user_id``'s), as its subscription's server resolved them."""
+    publication = API.publications.get(row.publication)
     if publication is None:
-        raise LookupError(f"No publication {name!r} in this process")
-    params = from_ejson(loads(params) if isinstance(params, str) else params)
+        raise LookupError(f"No publication {row.publication!r} in this process")
+    params = from_ejson(loads(row.params) if isinstance(row.params, str) else row.params)
     return API.resolve_queries(publication(Context(connection_id="", user=user)), params)
 
 

@@ -11,12 +11,14 @@ made in a savepoint that rolls back is never delivered. (It rides on Django's ow
 
 import itertools
 from collections import defaultdict
+from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.bus import payload
-from ddp.bus.audience import Audience
-from ddp.bus.matching import Matcher
+from ddp.bus.audience import Audience, Change
+from ddp.bus.matching import Matcher, Spec
+from ddp.bus.registry import MatchRow, RegistryState, SubscriptionRow
 from ddp.protocol import dumps, to_ejson
 
 #: The bus's match rows as the relation ``m`` of a matching statement: the same
@@ -45,6 +47,22 @@ class _Revocation(_Delivery):
         self.bus.revoked(self.event)
 
 
+class _Registered(NamedTuple):
+    """A distinct subscription this bus holds, as ``ddp_subscription`` would."""
+
+    id: int
+    row: SubscriptionRow
+
+
+class _Match(NamedTuple):
+    """How a subscription is matched against one collection, as ``ddp_match`` would hold it."""
+
+    id: int
+    key: str
+    collection: str
+    spec: Spec
+
+
 def _test_depth(connection):
     """How many of the open atomic blocks a ``TestCase`` opened (they never commit)."""
     return sum(1 for block in connection.atomic_blocks if getattr(block, "_from_testcase", False))
@@ -54,8 +72,8 @@ class InMemoryBus:
     def __init__(self, using=DEFAULT_DB_ALIAS):
         self.using = using
         self._ids = itertools.count(1)
-        self._rows = {}  # key -> (id, key, publication, params, user_id, collections)
-        self._matches = {}  # key -> [(id, collection, Spec)]
+        self._rows = {}  # key -> _Registered
+        self._matches = {}  # key -> [_Match]
         self._match_ids = itertools.count(1)
         self.matcher = Matcher(self)
         self._refcounts = defaultdict(int)
@@ -70,22 +88,15 @@ class InMemoryBus:
             self._sessions[name][session] += 1
         self.audience.subscribed(session, key)
         if key not in self._rows:
-            params = to_ejson(list(params))
-            self._rows[key] = (
-                next(self._ids),
-                key,
-                publication,
-                params,
-                user_id,
-                list(collections),
-            )
+            row = SubscriptionRow(publication, to_ejson(list(params)), user_id)
+            self._rows[key] = _Registered(next(self._ids), row)
             self._matches[key] = [
-                (next(self._match_ids), name, spec)
+                _Match(next(self._match_ids), key, name, spec)
                 for name, spec in sorted(matches().items())
                 if spec is not None
             ]
         self._refcounts[key] += 1
-        return self._rows[key][0]
+        return self._rows[key].id
 
     def unsubscribe(self, session, key, collections):
         for name in collections:
@@ -115,59 +126,58 @@ class InMemoryBus:
             session.push_revoked(token_hash)
 
     def deliver(self, event):
-        shared = {}  # one encoding of each distinct message, for all the sessions
+        change = Change(event)
         for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(event, shared)
+            session.push_change(change)
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
 
     def _match_rows(self):
-        for key, rows in self._matches.items():
-            for match_id, name, spec in rows:
-                yield match_id, key, name, spec
+        return itertools.chain.from_iterable(self._matches.values())
 
     def registry_state(self, collection_names, using):
         wanted = set(collection_names)
-        registry = max((row[0] for row in self._rows.values()), default=0)
-        version = max((row[0] for row in self._match_rows()), default=0)
-        live = {name for _, _, name, _ in self._match_rows() if name in wanted}
-        return registry, version, frozenset(live)
+        return RegistryState(
+            registry=max((found.id for found in self._rows.values()), default=0),
+            version=max((match.id for match in self._match_rows()), default=0),
+            live=frozenset(m.collection for m in self._match_rows() if m.collection in wanted),
+        )
 
     def match_rows(self, using, since):
         return {
-            (None if spec.template else key, name, spec.template)
-            for match_id, key, name, spec in self._match_rows()
-            if match_id > since
+            MatchRow(None if m.spec.template else m.key, m.collection, m.spec.template)
+            for m in self._match_rows()
+            if m.id > since
         }
 
     def representative(self, using, collection, template):
-        for _, key, name, spec in self._match_rows():
-            if name == collection and spec.template == template:
-                return self._rows[key][2:5]
+        for m in self._match_rows():
+            if m.collection == collection and m.spec.template == template:
+                return self._rows[m.key].row
         return None
 
     def group_keys(self, using, collection, template):
         return sorted(
             {
-                key
-                for _, key, name, spec in self._match_rows()
-                if (name, spec.template) == (collection, template)
+                m.key
+                for m in self._match_rows()
+                if (m.collection, m.spec.template) == (collection, template)
             }
         )
 
     def subscriptions(self, using, keys):
-        return [self._rows[key][1:5] for key in keys if key in self._rows]
+        return {key: self._rows[key].row for key in keys if key in self._rows}
 
     def source(self, using):
         rows = [
             {
-                "key": key,
-                "collection": name,
-                "template": spec.template,
-                "t": spec.text_args,
-                "i": spec.int_args,
+                "key": m.key,
+                "collection": m.collection,
+                "template": m.spec.template,
+                "t": m.spec.text_args,
+                "i": m.spec.int_args,
             }
-            for _, key, name, spec in self._match_rows()
+            for m in self._match_rows()
         ]
         return SOURCE, [dumps(rows)]
 

@@ -22,8 +22,9 @@ the replication reader does this work for every write, with :func:`announce_rows
 import hashlib
 import itertools
 import logging
-import threading
 import time
+import weakref
+from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -36,10 +37,6 @@ from ddp.serialize import document, document_id
 
 logger = logging.getLogger("ddp.bus")
 
-# Whether this thread NOTIFYed since it last asked: a method's caller must then wait for
-# its own changes to come back through the listener before ``updated`` (PROTOCOL.md R4).
-_local = threading.local()
-
 
 def channel(collection_name):
     """The NOTIFY channel of a collection (PostgreSQL names are at most 63 bytes)."""
@@ -47,13 +44,6 @@ def channel(collection_name):
     if len(name.encode()) <= 63:
         return name
     return "ddp_" + hashlib.sha1(collection_name.encode()).hexdigest()
-
-
-def take_notified():
-    """Whether this thread sent a change since the last call."""
-    notified = getattr(_local, "notified", False)
-    _local.notified = False
-    return notified
 
 
 #: The channel that carries revoked login tokens (their hashes) to every server.
@@ -96,6 +86,53 @@ class PostgresBackend:
 
 
 _backend = PostgresBackend()
+
+
+class Writes:
+    """Whether a block of work sent changes: a method's caller must then wait for them to
+    come back through the listener before ``updated`` (PROTOCOL.md R4).
+
+    Opened with :func:`recording` around the work. Model signals hand the producer
+    nothing but the database alias, so a :class:`Writes` is bound to the connection the
+    work runs on (its transaction's), for the block's duration: a write on another
+    connection (another thread's, or green thread's) does not mark it.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self):
+        #: Changes went out on the connection (or will, at its COMMIT).
+        self.sent = False
+
+
+# DatabaseWrapper -> the Writes recording what is sent on it. Django gives every thread its
+# own wrapper, and a wrapper outlives the database connections it opens and closes.
+_recording = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def recording(using=DEFAULT_DB_ALIAS):
+    """Yield a :class:`Writes` that records whether the block sends changes on ``using``,
+    as this thread's connection to it. What a block nested in it sends, it sends too."""
+    connection = connections[using]
+    writes = Writes()
+    outer = _recording.get(connection)
+    _recording[connection] = writes
+    try:
+        yield writes
+    finally:
+        if outer is None:
+            del _recording[connection]
+        else:
+            _recording[connection] = outer
+            outer.sent = outer.sent or writes.sent
+
+
+def _sent(using):
+    """Mark the :class:`Writes` open on ``using``'s connection, if any: it sent changes."""
+    writes = _recording.get(connections[using])
+    if writes is not None:
+        writes.sent = True
 
 
 def use_backend(backend):
@@ -191,15 +228,15 @@ def _announce(rows, collections, using, ids=None):
     # savepoint=False: inside the writer's transaction this adds no round trip; after an
     # autocommit write it is a transaction of its own, holding the lock until NOTIFY.
     with transaction.atomic(using=using, savepoint=False):
-        registry_id, version, live = _backend.registry_state(names, using)
-        if not live:
+        state = _backend.registry_state(names, using)
+        if not state.live:
             return
         present = [pk for pk, instance in rows.items() if instance is not None]
         events = []
         for collection, name in zip(collections, names, strict=True):
-            if name not in live:
+            if name not in state.live:
                 continue
-            matches = dict(zip(present, _match(name, present, using, version), strict=True))
+            matches = dict(zip(present, _match(name, present, using, state.version), strict=True))
             for pk, instance in rows.items():
                 if instance is None:
                     doc_id, fields = document_id(pk), None
@@ -208,11 +245,11 @@ def _announce(rows, collections, using, ids=None):
                     doc_id, fields = document(instance, collection)
                     keys, unsure = matches[pk]
                 events.append(
-                    payload.Event(name, doc_id, fields, keys, registry_id, unsure, next(ids))
+                    payload.Event(name, doc_id, fields, keys, state.registry, unsure, next(ids))
                 )
         if events:
             _backend.send(using, events)
-            _local.notified = True
+            _sent(using)
 
 
 def truncated(model, using="default", ids=None):
@@ -225,16 +262,16 @@ def truncated(model, using="default", ids=None):
     ids = itertools.repeat("") if ids is None else ids
     names = [collection.get_name() for collection in API.collections_for_model(model)]
     with transaction.atomic(using=using, savepoint=False):
-        registry_id, _, live = _backend.registry_state(names, using)
+        state = _backend.registry_state(names, using)
         unsure = payload.EVERY
         events = [
-            payload.Event(name, "", None, frozenset(), registry_id, unsure, next(ids))
+            payload.Event(name, "", None, frozenset(), state.registry, unsure, next(ids))
             for name in names
-            if name in live
+            if name in state.live
         ]
         if events:
             _backend.send(using, events)
-            _local.notified = True
+            _sent(using)
 
 
 def _match(name, pks, using, version):

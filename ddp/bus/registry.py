@@ -32,6 +32,7 @@ import random
 import secrets
 import socket
 import time
+from typing import NamedTuple
 
 from django.db import OperationalError, connections, transaction
 
@@ -60,6 +61,39 @@ class RegistryBusy(MeteorError):
         super().__init__(503, "The server is busy: subscribe again later")
 
 
+class RegistryState(NamedTuple):
+    """Where the registry stands, as a writer reads it first in its transaction."""
+
+    #: The highest ``ddp_subscription`` id: events carry it, and a subscription registered
+    #: after it was not matched (its server ignores the event for it).
+    registry: int
+    #: The highest ``ddp_match`` id: how far :class:`ddp.bus.matching.Matcher` must read.
+    version: int
+    #: The asked-for collections that some subscription of a live server publishes.
+    live: frozenset
+
+
+class MatchRow(NamedTuple):
+    """A writer's reading of ``ddp_match``: one per template a collection's subscriptions
+    use, and one per subscription matched one by one."""
+
+    #: The subscription matched one by one; None for a template's row.
+    key: str | None
+    collection: str
+    #: The template's hash; ``""`` for a subscription matched one by one.
+    template: str
+
+
+class SubscriptionRow(NamedTuple):
+    """What a writer needs of a distinct subscription (``ddp_subscription``) to run its
+    publication as its server did (:func:`ddp.bus.matching.resolve`)."""
+
+    publication: str
+    #: Its parameters as EJSON: the text a server stored (the in-memory bus: a list).
+    params: str | list
+    user_id: str | None
+
+
 def lock_shared(cursor):
     """Take :data:`LOCK` shared until the end of the transaction, as every writer does
     before it reads the registry."""
@@ -73,9 +107,8 @@ def subscription_key(publication, params, user_id):
 
 
 def registry_state(collection_names, using="default"):
-    """What a writer needs to know of the registry, in its own transaction:
-    ``(highest subscription id, highest match id, names of the collections some
-    subscription of a live server publishes)``.
+    """What a writer needs to know of the registry, in its own transaction: a
+    :class:`RegistryState` of ``collection_names``.
 
     Takes :data:`LOCK` shared first, in a statement of its own: a statement's snapshot is
     taken before it runs, so the reads must come after the lock."""
@@ -92,23 +125,22 @@ def registry_state(collection_names, using="default"):
             [list(collection_names), ddp_settings.SERVER_TIMEOUT],
         )
         registry, version, live = cursor.fetchone()
-        return registry or 0, version or 0, frozenset(live)
+        return RegistryState(registry or 0, version or 0, frozenset(live))
 
 
 def match_rows(using, since):
-    """``(key, collection, template)`` of the match rows added after id ``since``: one per
-    template, and one per subscription matched one by one (its key; None otherwise)."""
+    """The :class:`MatchRow` of the match rows added after id ``since``."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT DISTINCT CASE WHEN template = '' THEN key END, collection, template"
             " FROM ddp_match WHERE id > %s",
             [since],
         )
-        return cursor.fetchall()
+        return [MatchRow._make(row) for row in cursor.fetchall()]
 
 
 def representative(using, collection, template):
-    """``(publication, params, user_id)`` of one subscription using ``template``, or None."""
+    """The :class:`SubscriptionRow` of one subscription using ``template``, or None."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT s.publication, s.params, s.user_id FROM ddp_match m"
@@ -116,7 +148,8 @@ def representative(using, collection, template):
             " WHERE m.collection = %s AND m.template = %s LIMIT 1",
             [collection, template],
         )
-        return cursor.fetchone()
+        row = cursor.fetchone()
+        return None if row is None else SubscriptionRow._make(row)
 
 
 def group_keys(using, collection, template):
@@ -130,14 +163,14 @@ def group_keys(using, collection, template):
 
 
 def subscriptions(using, keys):
-    """``(key, publication, params, user_id)`` of each of ``keys`` still registered."""
+    """``{key: SubscriptionRow}`` of each of ``keys`` still registered."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT DISTINCT ON (key) key, publication, params, user_id"
             " FROM ddp_subscription WHERE key = ANY(%s)",
             [list(keys)],
         )
-        return cursor.fetchall()
+        return {key: SubscriptionRow(*rest) for key, *rest in cursor.fetchall()}
 
 
 def tidy(cursor):

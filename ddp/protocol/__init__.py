@@ -29,7 +29,9 @@ from ddp.protocol.mergebox import (
     NO_MERGE_MULTI,
     PUBLICATION_STRATEGIES,
     SERVER_MERGE,
+    USERS,
     MergeBox,
+    SubscriptionOwner,
 )
 from ddp.protocol.messages import (
     MISSING,
@@ -85,6 +87,8 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "ServerConnection",
     "Sub",
+    "SubscriptionOwner",
+    "USERS",
     "Unsub",
     "Updated",
     "dumps",

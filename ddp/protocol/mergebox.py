@@ -35,12 +35,17 @@ matches, so only the ids sent tell ``added`` from ``changed``, and a row leaving
 from one the client never had.
 
 Every method returns the messages to send, in order; it never returns an empty
-``changed``. Subscription handles are any hashable the caller picks. Field values
+``changed``. Owners (the ``sub`` of every method) are any hashable the caller picks; a
+session uses a :class:`SubscriptionOwner` per named subscription and :data:`USERS` for
+the logged-in user's own document. Owners are only told apart: which one a client sees
+depends on the order they published in, never on what they are. Field values
 are kept by reference and compared by their EJSON form, so callers must not mutate
 a value after handing it over. Adding what a subscription already holds, or
 changing or removing what it does not, raises :class:`ProtocolError`: the caller
 lost track.
 """
+
+from typing import NamedTuple
 
 from ddp.protocol.ejson import to_ejson
 from ddp.protocol.errors import ProtocolError
@@ -60,6 +65,32 @@ NO_MERGE_MULTI = "NO_MERGE_MULTI"
 NO_MERGE = "NO_MERGE"
 #: The strategies a :class:`MergeBox` implements.
 PUBLICATION_STRATEGIES = (SERVER_MERGE, NO_MERGE_MULTI, NO_MERGE)
+
+
+class SubscriptionOwner(NamedTuple):
+    """What the named subscription ``sub_id`` of a connection publishes.
+
+    A tuple underneath, so that the box's dicts hash and compare it as fast as a plain
+    tuple: every live change looks owners up several times per client. Make it once per
+    subscription and keep it.
+    """
+
+    sub_id: str
+
+
+class _UserDocumentOwner:
+    """The logged-in user's own document, published to every connection that has one (MB8):
+    a universal publication, with no subscription id a client could name. Its one
+    instance is :data:`USERS`; it has no state, and compares by identity."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "USERS"
+
+
+#: The one owner of the user's own document.
+USERS = _UserDocumentOwner()
 
 
 def _same(a, b):

@@ -97,9 +97,9 @@ def test_only_the_sessions_a_save_concerns_are_handed_it(ddp_client_factory, aut
         session = client.session
         handed[author.name] = []
 
-        def push(event, shared, push=session.push_change, name=author.name):
-            handed[name].append(event.id)
-            push(event, shared)
+        def push(change, push=session.push_change, name=author.name):
+            handed[name].append(change.event.id)
+            push(change)
 
         session.push_change = push
     book = Book.objects.create(title="moving", author=authors[0])

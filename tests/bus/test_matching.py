@@ -211,8 +211,7 @@ def match(bus, collection, pk):
 
 def match_all(bus, collection, pks):
     """``Matcher.match`` of the rows ``pks``, after reading the registry."""
-    _, version, _ = bus.registry_state(list(COLLECTIONS), "default")
-    bus.matcher.sync("default", version)
+    bus.matcher.sync("default", bus.registry_state(list(COLLECTIONS), "default").version)
     return bus.matcher.match("default", collection, pks)
 
 

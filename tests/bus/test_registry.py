@@ -60,13 +60,13 @@ def test_match_rows_come_and_go_with_their_subscription(db):
         assert cursor.fetchall() == [
             (key, "bookstore.book", specs["bookstore.book"].template, ["a"], [None])
         ]
-    registry, version, live = registry_state(["bookstore.book", "bookstore.author"])
-    assert (registry, live) == (first, {"bookstore.book"}) and version > 0
+    state = registry_state(["bookstore.book", "bookstore.author"])
+    assert (state.registry, state.live) == (first, {"bookstore.book"}) and state.version > 0
     registration.remove(key)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ddp_match")
         assert cursor.fetchone() == (0,)
-    assert registry_state(["bookstore.book"])[2] == frozenset()
+    assert registry_state(["bookstore.book"]).live == frozenset()
     registration.stop()
 
 

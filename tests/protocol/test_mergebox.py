@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddp.protocol.errors import ProtocolError
-from ddp.protocol.mergebox import MergeBox
+from ddp.protocol.mergebox import USERS, MergeBox, SubscriptionOwner
 from ddp.protocol.messages import Added, Changed, Removed
 from tests.protocol.strict_client import apply
 
@@ -354,6 +354,28 @@ def test_subscription_handles_are_any_hashable():
     box.added(handle, "c", "x", {"f": 1})
     box.added(7, "c", "x", {"f": 2})
     assert box.removed(handle, "c", "x") == [Changed("c", "x", {"f": 2})]
+
+
+def test_the_sessions_owners_are_values_told_apart_by_publishing_order():
+    # A subscription's owner is made again from its id where needed; the user's document
+    # owner is one of its own. Which value the client sees follows who came first (MB2).
+    assert SubscriptionOwner("a") == SubscriptionOwner("a")
+    assert len({SubscriptionOwner("a"), SubscriptionOwner("a"), SubscriptionOwner("b")}) == 2
+    assert USERS != SubscriptionOwner("users")
+    assert repr(SubscriptionOwner("a")) == "SubscriptionOwner(sub_id='a')"
+    assert repr(USERS) == "USERS"
+    box = MergeBox()
+    assert box.added(SubscriptionOwner("a"), "users", "u", {"name": "sub"}) == [
+        Added("users", "u", {"name": "sub"})
+    ]
+    assert box.added(USERS, "users", "u", {"name": "own", "emails": []}) == [
+        Changed("users", "u", {"emails": []})
+    ]
+    assert box.removed(SubscriptionOwner("a"), "users", "u") == [
+        Changed("users", "u", {"name": "own"})
+    ]
+    assert list(box.documents_of(USERS)) == [("users", "u")]
+    assert list(box.documents_of(SubscriptionOwner("a"))) == []
 
 
 def test_remove_subscription():

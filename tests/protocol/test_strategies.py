@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ddp.protocol import NO_MERGE, NO_MERGE_MULTI, PUBLICATION_STRATEGIES, SERVER_MERGE
 from ddp.protocol.errors import ProtocolError
-from ddp.protocol.mergebox import MergeBox
+from ddp.protocol.mergebox import MergeBox, SubscriptionOwner
 from ddp.protocol.messages import Added, Changed, Removed
 from tests.protocol.strict_client import apply
 
@@ -108,10 +108,10 @@ def test_no_merge_keeps_only_ids():
     box = box_for(NO_MERGE)
     values = [f"value of {n}" for n in range(50)]
     for n, value in enumerate(values):
-        box.added(("N", "1"), "c", str(n), {"title": value, "n": [n]})
-        box.put(("N", "1"), "c", str(n), {"title": value, "n": [n]})
+        box.added(SubscriptionOwner("1"), "c", str(n), {"title": value, "n": [n]})
+        box.put(SubscriptionOwner("1"), "c", str(n), {"title": value, "n": [n]})
     assert box._collections == {}
-    assert box._held == {("N", "1"): {"c": dict.fromkeys(map(str, range(50)))}}
+    assert box._held == {SubscriptionOwner("1"): {"c": dict.fromkeys(map(str, range(50)))}}
     held = reachable(box)
     assert not any(id(value) in held for value in values)
 

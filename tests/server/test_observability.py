@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bookstore.models import Author, Book
 from ddp import metrics
+from ddp.protocol import SubscriptionOwner
 from ddp.server import observability
 from ddp.server.pool import DatabasePool
 from ddp.server.wsgi import DDPApplication
@@ -79,7 +80,10 @@ def server_state(run_db, connected=True, publications=()):
     clients = [
         SimpleNamespace(
             session=SimpleNamespace(
-                subs={str(n): Subscription(name, ()) for n, name in enumerate(names)}
+                subs={
+                    str(n): Subscription(name, (), SubscriptionOwner(str(n)))
+                    for n, name in enumerate(names)
+                }
             )
         )
         for names in publications
