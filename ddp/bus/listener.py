@@ -8,6 +8,9 @@ the listener reconnects with a doubling backoff capped at ``DDP["LISTENER_MAX_BA
 LISTENs again, and calls ``on_reconnect`` so every subscription is re-run and diffed:
 changes committed while it was gone are not lost.
 
+The connection is a :class:`ddp.bus.listen.ListenConnection`, as ``ddp_capture``'s and
+the replication reader's are.
+
 Every notification must carry a valid tag (:mod:`ddp.bus.signing`) before anything else
 looks at it: one that does not is counted in ``ddp_listener_refused_payloads_total`` and
 dropped, with a warning at most every :data:`REFUSED_LOG_EVERY` seconds that never quotes it.
@@ -16,7 +19,6 @@ Written against the standard library: ``ddpserver`` has made ``select``, ``threa
 psycopg2 green before this runs.
 """
 
-import collections
 import logging
 import os
 import queue
@@ -25,10 +27,10 @@ import threading
 import time
 
 import psycopg2
-import psycopg2.extensions
 
 from ddp import metrics
 from ddp.bus import signing
+from ddp.bus.listen import ListenConnection
 from ddp.bus.payload import Reassembler, decode
 from ddp.conf import ddp_settings
 
@@ -110,7 +112,7 @@ class Listener:
         backoff = 0.1
         while self._running:
             try:
-                conn = psycopg2.connect(**self.connect_params)
+                listening = ListenConnection.connect(self.connect_params)
             except Exception as exc:
                 logger.warning("Listener cannot connect (%s); retrying in %.1fs", exc, backoff)
                 time.sleep(backoff)
@@ -118,7 +120,7 @@ class Listener:
                 continue
             backoff = 0.1
             try:
-                self._serve(conn, resync=not first)
+                self._serve(listening, resync=not first)
             except (psycopg2.Error, OSError) as exc:
                 if self._running:
                     logger.warning("Listener lost its connection (%s); reconnecting", exc)
@@ -130,52 +132,42 @@ class Listener:
                 self.stats["reconnects"] += 1
             finally:
                 self.connected.clear()
-                try:
-                    conn.close()
-                except psycopg2.Error:
-                    pass
+                listening.close()
             first = False
 
-    def _serve(self, conn, resync):
-        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        # Taken from the left: popping a list's head would make a burst quadratic.
-        conn.notifies = collections.deque()
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            self.backend_pid = cursor.fetchone()[0]
-            for channel in self.channels | self.raw_channels:
-                cursor.execute(f"LISTEN {quote(conn, channel)}")
+    def _serve(self, listening, resync):
+        self.backend_pid = listening.backend_pid()
+        for channel in self.channels | self.raw_channels:
+            listening.listen(channel)
         self.connected.set()
         if resync:
             self.on_reconnect()
         while self._running:
-            self._run_commands(conn)
-            readable, _, _ = select.select([conn, self._wake_r], [], [], 1.0)
+            self._run_commands(listening)
+            readable, _, _ = select.select([listening, self._wake_r], [], [], 1.0)
             if self._wake_r in readable:
                 try:
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
-            conn.poll()
-            while conn.notifies:
-                self._notified(conn.notifies.popleft())
+            for notify in listening.received():
+                self._notified(notify)
             self.stats["dropped_chunks"] += self._reassembler.expire(time.monotonic())
 
-    def _run_commands(self, conn):
+    def _run_commands(self, listening):
         while True:
             try:
                 action, channel, raw, done = self._commands.get_nowait()
             except queue.Empty:
                 return
             try:
-                with conn.cursor() as cursor:
-                    if action == "listen":
-                        (self.raw_channels if raw else self.channels).add(channel)
-                        cursor.execute(f"LISTEN {quote(conn, channel)}")
-                    else:
-                        self.channels.discard(channel)
-                        self.raw_channels.discard(channel)
-                        cursor.execute(f"UNLISTEN {quote(conn, channel)}")
+                if action == "listen":
+                    (self.raw_channels if raw else self.channels).add(channel)
+                    listening.listen(channel)
+                else:
+                    self.channels.discard(channel)
+                    self.raw_channels.discard(channel)
+                    listening.unlisten(channel)
             finally:
                 done.set()
 
@@ -225,7 +217,3 @@ class Listener:
             reason,
         )
         self._refused, self._refused_warned = 0, now
-
-
-def quote(conn, identifier):
-    return psycopg2.extensions.quote_ident(identifier, conn)
