@@ -11,8 +11,6 @@ tables, are :class:`ddp.bus.sessions.Dispatch`'s, which the tests' in-process bu
 
 import logging
 import secrets
-import threading
-import time
 
 from django.db import connections
 
@@ -27,11 +25,14 @@ logger = logging.getLogger("ddp.bus")
 
 
 class Bus(Dispatch):
-    def __init__(self, registration, listener, run_db, registry=API):
+    def __init__(self, registration, listener, run_db, driver, registry=API):
+        """``driver`` (:class:`ddp.runtime.driver.Driver`) runs the heartbeat and the
+        token re-check, and makes the events fences wait on."""
         super().__init__()
         self.registration = registration
         self.listener = listener
         self.run_db = run_db
+        self.driver = driver
         self._registered = {}  # key -> the arguments of its registry row
         #: The replication reader's announcements this server had (a repeat is dropped).
         self.seen = Seen()
@@ -51,7 +52,7 @@ class Bus(Dispatch):
         self.listener.listen(self.fence_channel, raw=True)
         self.listener.listen(LOGOUT_CHANNEL, raw=True)
         self._running = True
-        threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
+        self.driver.spawn(self._beat, heartbeat)
 
     def stop(self):
         self._running = False
@@ -64,7 +65,7 @@ class Bus(Dispatch):
     def _beat(self, interval):
         pending = set()  # keys to register again since this server was taken for dead
         while self._running:
-            time.sleep(interval)
+            self.driver.sleep(interval)
             self.listener.ensure_running()
             try:
                 if self.run_db(self.registration.beat):
@@ -128,7 +129,7 @@ class Bus(Dispatch):
             session.push_resync()
         if self.token_hashes() and self.registry.valid_tokens is not None:
             # Revocations announced while nobody listened were missed: ask the database.
-            threading.Thread(target=self._recheck_tokens, daemon=True).start()
+            self.driver.spawn(self._recheck_tokens)
 
     def _recheck_tokens(self):
         hashes = self.token_hashes()
@@ -151,7 +152,7 @@ class Bus(Dispatch):
         committed up to there (after those events, so they arrive first).
         """
         token = secrets.token_hex(8)
-        arrived = self._fences[token] = threading.Event()
+        arrived = self._fences[token] = self.driver.event()
         try:
             self.run_db(self._send_fence, token, target)
             if not arrived.wait(10):
