@@ -403,6 +403,35 @@ def test_replay_sends_exactly_the_notifications_captured(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_capture_records_hostile_notifications_as_they_came_and_goes_on(tmp_path):
+    """Any role that may NOTIFY chooses what arrives: unsigned text, chunk headers that do
+    not parse or do not fit, a chunk set never finished. None of it ends the capture."""
+    path = str(tmp_path / "hostile.jsonl")
+    hostile = ["not json", "#x:0:-1:part", "#x:zz:1:part", "#y:0:2:half", "[" * 7000]
+    genuine = encode(event({"title": "T"}))[0]
+    thread, out, err = start_capture(path, "--count", "5")
+    with transaction.atomic(), connection.cursor() as cursor:
+        for text in hostile:
+            # Raw SQL, as another role sends it: nothing of this project signs it.
+            cursor.execute("SELECT pg_notify(%s, %s)", ["ddp_bookstore.book", text])
+    notify("ddp_bookstore.book", [genuine])
+    thread.join(20)
+    assert not thread.is_alive()
+    assert out.getvalue().splitlines()[-1].startswith("Captured 5 events in ")
+    assert err.getvalue() == (
+        "Left out 1 event whose chunks had not all arrived when the capture stopped\n"
+    )
+    rows = [json.loads(row) for row in open(path)][1:]
+    assert [(row["payload"], row["tags"]) for row in rows] == [
+        ("not json", [None]),
+        ("#x:0:-1:part", [None]),
+        ("#x:zz:1:part", [None]),
+        ("[" * 7000, [None]),
+        (genuine, [signing.tag("ddp_bookstore.book", genuine)]),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_capture_signed_under_another_key_replays_signed_with_this_one(tmp_path):
     small, chunks = to_text(event({"title": "T"})), encode(big_event())
     with override_settings(SECRET_KEY="another machine's key"):

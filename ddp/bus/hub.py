@@ -5,14 +5,12 @@ committed after that query is heard. The listener calls :meth:`Bus.deliver` with
 event: the sessions it concerns (:class:`ddp.bus.audience.Audience`: those whose
 subscriptions it names, those that hold the document or are querying its collection)
 get it, and the session's merge box does the rest. Dispatching costs no database query,
-and no work for the sessions it does not concern.
+and no work for the sessions it does not concern. That dispatch, and the session and token
+tables, are :class:`ddp.bus.sessions.Dispatch`'s, which the tests' in-process bus shares.
 """
 
 import logging
 import secrets
-import threading
-import time
-from collections import defaultdict
 from functools import partial
 
 from django.db import connections
@@ -21,27 +19,25 @@ from ddp import metrics
 from ddp.api import API
 from ddp.bus import signing
 from ddp.bus.announcements import Seen
-from ddp.bus.audience import Audience, Change
 from ddp.bus.producer import LOGOUT_CHANNEL, READER_CHANNEL, channel
+from ddp.bus.sessions import Dispatch
 
 logger = logging.getLogger("ddp.bus")
 
 
-class Bus:
-    def __init__(self, registration, listener, run_db, registry=API):
+class Bus(Dispatch):
+    def __init__(self, registration, listener, run_db, driver, registry=API):
+        """``driver`` (:class:`ddp.runtime.driver.Driver`) runs the heartbeat and the
+        token re-check, and makes the events fences wait on."""
+        super().__init__()
         self.registration = registration
         self.listener = listener
         self.run_db = run_db
-        self._refcounts = defaultdict(int)  # distinct subscription key -> local subscriptions
-        self._registry_ids = {}
+        self.driver = driver
         self._registered = {}  # key -> the call that inserts its registry row (again)
-        self._sessions = defaultdict(lambda: defaultdict(int))  # collection -> session -> n
-        #: Which of those sessions each event concerns.
-        self.audience = Audience()
         #: The replication reader's announcements this server had (a repeat is dropped).
         self.seen = Seen()
         self._fences = {}
-        self._tokens = defaultdict(set)  # login token hash -> sessions riding on it
         self.registry = registry
         self._running = False
         self.fence_channel = f"ddp_fence_{registration.server_id}"
@@ -57,7 +53,7 @@ class Bus:
         self.listener.listen(self.fence_channel, raw=True)
         self.listener.listen(LOGOUT_CHANNEL, raw=True)
         self._running = True
-        threading.Thread(target=self._beat, args=(heartbeat,), daemon=True).start()
+        self.driver.spawn(self._beat, heartbeat)
 
     def stop(self):
         self._running = False
@@ -70,7 +66,7 @@ class Bus:
     def _beat(self, interval):
         pending = set()  # keys to register again since this server was taken for dead
         while self._running:
-            time.sleep(interval)
+            self.driver.sleep(interval)
             self.listener.ensure_running()
             try:
                 if self.run_db(self.registration.beat):
@@ -96,52 +92,27 @@ class Bus:
         for key in sorted(pending):
             register = self._registered.get(key)
             if register is not None:
-                self._registry_ids[key] = self.run_db(register)
+                self._ids[key] = self.run_db(register)
             pending.discard(key)
 
-    # Subscriptions --------------------------------------------------------------
+    # Subscriptions (Dispatch) -----------------------------------------------------
 
-    def subscribe(self, session, key, publication, params, user_id, collections, matches=dict):
-        """Hear ``collections`` for ``session``; register the distinct subscription, with
-        how writers match it: ``matches()`` compiles that
-        (:func:`ddp.bus.matching.compile_subscription`), once per distinct subscription.
+    def _hear(self, collection):
+        self.listener.listen(channel(collection))
 
-        Runs in a database worker. Returns the registry id: events whose writer saw no
-        row this recent could not have known about this subscription.
-        """
-        for name in collections:
-            sessions = self._sessions[name]
-            if not sessions:
-                self.listener.listen(channel(name))
-            sessions[session] += 1
-        self.audience.subscribed(session, key)
-        if key not in self._registry_ids:
-            register = partial(
-                self.registration.add, key, publication, params, user_id, collections, matches()
-            )
-            self._registry_ids[key] = register()
-            self._registered[key] = register
-        self._refcounts[key] += 1
-        return self._registry_ids[key]
+    def _unhear(self, collection):
+        self.listener.unlisten(channel(collection))
 
-    def unsubscribe(self, session, key, collections):
-        for name in collections:
-            sessions = self._sessions.get(name)
-            if sessions is None or session not in sessions:
-                continue
-            sessions[session] -= 1
-            if sessions[session] <= 0:
-                del sessions[session]
-            if not sessions:
-                del self._sessions[name]
-                self.listener.unlisten(channel(name))
-        self.audience.unsubscribed(session, key)
-        self._refcounts[key] -= 1
-        if self._refcounts[key] <= 0:
-            del self._refcounts[key]
-            self._registry_ids.pop(key, None)
-            self._registered.pop(key, None)
-            self.run_db(self.registration.remove, key)
+    def _register(self, key, *row):
+        """Runs in a database worker (the session's subscribe)."""
+        register = partial(self.registration.add, key, *row)
+        row_id = register()
+        self._registered[key] = register
+        return row_id
+
+    def _unregister(self, key):
+        self._registered.pop(key, None)
+        self.run_db(self.registration.remove, key)
 
     # Events ---------------------------------------------------------------------
 
@@ -149,23 +120,21 @@ class Bus:
         if self.seen.repeated(event.event_id):
             metrics.inc("ddp_repeated_events_total")
             return
-        change = Change(event)
-        for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(change)
+        super().deliver(event)
 
     def resync(self):
         """After the listener was lost: every session re-runs its subscriptions."""
         self.seen.forget()
-        sessions = {s for by_session in self._sessions.values() for s in by_session}
+        sessions = self.sessions()
         logger.warning("Listener reconnected: re-running %d sessions", len(sessions))
         for session in sessions:
             session.push_resync()
-        if self._tokens and self.registry.valid_tokens is not None:
+        if self.token_hashes() and self.registry.valid_tokens is not None:
             # Revocations announced while nobody listened were missed: ask the database.
-            threading.Thread(target=self._recheck_tokens, daemon=True).start()
+            self.driver.spawn(self._recheck_tokens)
 
     def _recheck_tokens(self):
-        hashes = list(self._tokens)
+        hashes = self.token_hashes()
         try:
             valid = self.run_db(self.registry.valid_tokens, hashes)
         except Exception:
@@ -185,7 +154,7 @@ class Bus:
         committed up to there (after those events, so they arrive first).
         """
         token = secrets.token_hex(8)
-        arrived = self._fences[token] = threading.Event()
+        arrived = self._fences[token] = self.driver.event()
         try:
             self.run_db(self._send_fence, token, target)
             if not arrived.wait(10):
@@ -208,19 +177,3 @@ class Bus:
         arrived = self._fences.get(payload)
         if arrived is not None:
             arrived.set()
-
-    # Login tokens ---------------------------------------------------------------
-
-    def track_token(self, session, old_hash, new_hash):
-        """``session`` now rides on login token ``new_hash`` (either may be None)."""
-        if old_hash is not None:
-            self._tokens[old_hash].discard(session)
-            if not self._tokens[old_hash]:
-                del self._tokens[old_hash]
-        if new_hash is not None:
-            self._tokens[new_hash].add(session)
-
-    def revoked(self, token_hash):
-        """A token was deleted: close its connections; their clients log in again."""
-        for session in list(self._tokens.get(token_hash, ())):
-            session.push_revoked(token_hash)

@@ -1,34 +1,36 @@
 """Each ddpserver's one LISTEN connection: green, on-demand channels, reconnect, de-chunk.
 
-It runs in its own (green) thread and owns its psycopg2 connection outright: other threads
-ask for LISTEN/UNLISTEN through a queue and a wake-up pipe, and wait for it to be done, so
-a subscription starts only once its changes can be heard. If the connection drops
+It runs in its own green thread, spawned by the driver it is given
+(:class:`ddp.runtime.driver.Driver`), and owns its psycopg2 connection outright: other
+green threads ask for LISTEN/UNLISTEN through a queue and a wake-up socket, and wait for
+it to be done, so a subscription starts only once its changes can be heard. If the connection drops
 (PostgreSQL restarted, the backend terminated, the network cut), the server keeps serving;
 the listener reconnects with a doubling backoff capped at ``DDP["LISTENER_MAX_BACKOFF"]``,
 LISTENs again, and calls ``on_reconnect`` so every subscription is re-run and diffed:
 changes committed while it was gone are not lost.
 
+The connection is a :class:`ddp.bus.listen.ListenConnection`, as ``ddp_capture``'s and
+the replication reader's are.
+
 Every notification must carry a valid tag (:mod:`ddp.bus.signing`) before anything else
 looks at it: one that does not is counted in ``ddp_listener_refused_payloads_total`` and
 dropped, with a warning at most every :data:`REFUSED_LOG_EVERY` seconds that never quotes it.
 
-Written against the standard library: ``ddpserver`` has made ``select``, ``threading`` and
-psycopg2 green before this runs.
+Threads, events, sleeps and the clock are the driver's. One wait is not yet: the
+connection and the wake-up socket at once, which the driver's ``wait_readable`` (one
+descriptor) cannot express; it is ``select``, green because ``ddpserver`` patched it.
 """
 
 import collections
 import logging
-import os
-import queue
 import select
-import threading
-import time
+import socket
 
 import psycopg2
-import psycopg2.extensions
 
 from ddp import metrics
 from ddp.bus import signing
+from ddp.bus.listen import ListenConnection
 from ddp.bus.payload import Reassembler, decode
 from ddp.conf import ddp_settings
 
@@ -40,24 +42,30 @@ REFUSED_LOG_EVERY = 60.0
 
 
 class Listener:
-    def __init__(self, connect_params, on_event, on_reconnect, on_notify=None):
+    def __init__(self, connect_params, driver, on_event=None, on_reconnect=None, on_notify=None):
         """``on_event(event)`` gets each change; ``on_notify(channel, payload)`` gets
         payloads of channels that carry no change events (fences)."""
         self.connect_params = connect_params
+        self.driver = driver
         self.on_event = on_event
         self.on_reconnect = on_reconnect
         self.on_notify = on_notify
         self.channels = set()
         self.raw_channels = set()
-        self.connected = threading.Event()
-        self._commands = queue.Queue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        # Green os.write may wait for the pipe, and eventlet refuses two waiters on one
-        # file: callers (subscribing sessions, shutdown) take turns.
-        self._wake_lock = threading.Lock()
+        self.connected = driver.event()
+        self._commands = collections.deque()
+        # A socket pair, not a pipe: eventlet's os.write waits to be writable before it
+        # writes, even on a non-blocking pipe, and two green threads waking the listener
+        # at once would be two waiters on one file, which eventlet refuses. A
+        # non-blocking socket's send never waits: a full socket holds a wake-up already.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._running = True
-        self._thread = threading.Thread(target=self._run, name="ddp-listener", daemon=True)
+        # Whether the thread is (about to be) running, and an event set once it ended.
+        self._alive = False
+        self._ended = driver.event()
+        self._ended.set()
         self._reassembler = Reassembler(ddp_settings.CHUNK_TIMEOUT)
         #: Counters for logs and tests: events dispatched, reconnections, dropped chunk sets.
         self.stats = {"events": 0, "reconnects": 0, "dropped_chunks": 0, "bad_payloads": 0}
@@ -68,12 +76,17 @@ class Listener:
         self._refused_warned = float("-inf")
 
     def start(self):
-        self._thread.start()
+        self._spawn(first=True)
 
     def stop(self):
         self._running = False
         self._wake()
-        self._thread.join(5)
+        self._ended.wait(5)
+
+    def _spawn(self, first):
+        self._alive = True
+        self._ended.clear()
+        self.driver.spawn(self._run, first)
 
     def listen(self, channel, raw=False):
         """LISTEN to ``channel`` (``raw``: hand its payloads to ``on_notify``); wait for it."""
@@ -83,42 +96,48 @@ class Listener:
         self._command("unlisten", channel, False)
 
     def _command(self, action, channel, raw):
-        done = threading.Event()
-        self._commands.put((action, channel, raw, done))
+        done = self.driver.event()
+        self._commands.append((action, channel, raw, done))
         self._wake()
         # While disconnected the channel is recorded and LISTENed on reconnection, whose
         # resync covers what was missed; waiting longer would stall subscriptions.
         done.wait(10)
 
     def _wake(self):
-        with self._wake_lock:
-            os.write(self._wake_w, b"x")
+        try:
+            self._wake_w.send(b"x")
+        except BlockingIOError:
+            pass  # full of wake-ups not read yet: one more adds nothing
 
     def ensure_running(self):
         """Start the thread again if it ended, which nothing should make it do (every
         failure is caught): called by the server's heartbeat, a last line of defence.
         The new thread resyncs once connected."""
-        if self._running and not self._thread.is_alive():
+        if self._running and not self._alive:
             logger.error("The listener's thread had ended; starting it again")
             self.stats["reconnects"] += 1
-            self._thread = threading.Thread(
-                target=self._run, kwargs={"first": False}, name="ddp-listener", daemon=True
-            )
-            self._thread.start()
+            self._spawn(first=False)
 
-    def _run(self, first=True):
+    def _run(self, first):
+        try:
+            self._connect_and_serve(first)
+        finally:
+            self._alive = False
+            self._ended.set()
+
+    def _connect_and_serve(self, first):
         backoff = 0.1
         while self._running:
             try:
-                conn = psycopg2.connect(**self.connect_params)
+                listening = ListenConnection.connect(self.connect_params)
             except Exception as exc:
                 logger.warning("Listener cannot connect (%s); retrying in %.1fs", exc, backoff)
-                time.sleep(backoff)
+                self.driver.sleep(backoff)
                 backoff = min(backoff * 2, ddp_settings.LISTENER_MAX_BACKOFF)
                 continue
             backoff = 0.1
             try:
-                self._serve(conn, resync=not first)
+                self._serve(listening, resync=not first)
             except (psycopg2.Error, OSError) as exc:
                 if self._running:
                     logger.warning("Listener lost its connection (%s); reconnecting", exc)
@@ -130,52 +149,39 @@ class Listener:
                 self.stats["reconnects"] += 1
             finally:
                 self.connected.clear()
-                try:
-                    conn.close()
-                except psycopg2.Error:
-                    pass
+                listening.close()
             first = False
 
-    def _serve(self, conn, resync):
-        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        # Taken from the left: popping a list's head would make a burst quadratic.
-        conn.notifies = collections.deque()
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            self.backend_pid = cursor.fetchone()[0]
-            for channel in self.channels | self.raw_channels:
-                cursor.execute(f"LISTEN {quote(conn, channel)}")
+    def _serve(self, listening, resync):
+        self.backend_pid = listening.backend_pid()
+        for channel in self.channels | self.raw_channels:
+            listening.listen(channel)
         self.connected.set()
         if resync:
             self.on_reconnect()
         while self._running:
-            self._run_commands(conn)
-            readable, _, _ = select.select([conn, self._wake_r], [], [], 1.0)
+            self._run_commands(listening)
+            readable, _, _ = select.select([listening, self._wake_r], [], [], 1.0)
             if self._wake_r in readable:
                 try:
-                    os.read(self._wake_r, 4096)
+                    self._wake_r.recv(4096)
                 except BlockingIOError:
                     pass
-            conn.poll()
-            while conn.notifies:
-                self._notified(conn.notifies.popleft())
-            self.stats["dropped_chunks"] += self._reassembler.expire(time.monotonic())
+            for notify in listening.received():
+                self._notified(notify)
+            self.stats["dropped_chunks"] += self._reassembler.expire(self.driver.clock())
 
-    def _run_commands(self, conn):
-        while True:
+    def _run_commands(self, listening):
+        while self._commands:
+            action, channel, raw, done = self._commands.popleft()
             try:
-                action, channel, raw, done = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                with conn.cursor() as cursor:
-                    if action == "listen":
-                        (self.raw_channels if raw else self.channels).add(channel)
-                        cursor.execute(f"LISTEN {quote(conn, channel)}")
-                    else:
-                        self.channels.discard(channel)
-                        self.raw_channels.discard(channel)
-                        cursor.execute(f"UNLISTEN {quote(conn, channel)}")
+                if action == "listen":
+                    (self.raw_channels if raw else self.channels).add(channel)
+                    listening.listen(channel)
+                else:
+                    self.channels.discard(channel)
+                    self.raw_channels.discard(channel)
+                    listening.unlisten(channel)
             finally:
                 done.set()
 
@@ -193,7 +199,7 @@ class Listener:
                     logger.exception("Handling a notice on %s failed", notify.channel)
             return
         try:
-            text = self._reassembler.feed(text, time.monotonic())
+            text = self._reassembler.feed(text, self.driver.clock())
             if text is None:
                 return
             event = decode(text)
@@ -214,7 +220,7 @@ class Listener:
         content, which is the sender's to choose."""
         metrics.inc("ddp_listener_refused_payloads_total")
         self._refused += 1
-        now = time.monotonic()
+        now = self.driver.clock()
         if now - self._refused_warned < REFUSED_LOG_EVERY:
             return
         logger.warning(
@@ -225,7 +231,3 @@ class Listener:
             reason,
         )
         self._refused, self._refused_warned = 0, now
-
-
-def quote(conn, identifier):
-    return psycopg2.extensions.quote_ident(identifier, conn)

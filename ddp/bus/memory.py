@@ -7,18 +7,21 @@ delivered when production would deliver its NOTIFY: at once outside ``atomic()``
 else when the outermost block the test itself opened exits, in the same order; a change
 made in a savepoint that rolls back is never delivered. (It rides on Django's own
 ``on_commit`` bookkeeping, which already forgets callbacks of rolled-back savepoints.)
+
+The sessions' side (who needs which collection, login tokens, handing events to the
+sessions they concern) is production's own :class:`ddp.bus.sessions.Dispatch`; this bus
+only keeps the registry rows in memory instead of in ``ddp_subscription``.
 """
 
 import itertools
-from collections import defaultdict
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ddp.bus import payload
-from ddp.bus.audience import Audience, Change
 from ddp.bus.matching import Matcher, Spec
 from ddp.bus.registry import MatchRow, RegistryState, SubscriptionRow
+from ddp.bus.sessions import Dispatch
 from ddp.protocol import dumps, to_ejson
 
 #: The bus's match rows as the relation ``m`` of a matching statement: the same
@@ -68,67 +71,35 @@ def _test_depth(connection):
     return sum(1 for block in connection.atomic_blocks if getattr(block, "_from_testcase", False))
 
 
-class InMemoryBus:
+class InMemoryBus(Dispatch):
     def __init__(self, using=DEFAULT_DB_ALIAS):
+        super().__init__()
         self.using = using
-        self._ids = itertools.count(1)
+        self._row_ids = itertools.count(1)
         self._rows = {}  # key -> _Registered
         self._matches = {}  # key -> [_Match]
         self._match_ids = itertools.count(1)
         self.matcher = Matcher(self)
-        self._refcounts = defaultdict(int)
-        self._sessions = defaultdict(lambda: defaultdict(int))
-        self._tokens = defaultdict(set)
-        self.audience = Audience()
 
-    # The session's side (the contract of ddp.bus.hub.Bus) --------------------------
+    # The session's side (Dispatch, as ddp.bus.hub.Bus) --------------------------------
 
-    def subscribe(self, session, key, publication, params, user_id, collections, matches=dict):
-        for name in collections:
-            self._sessions[name][session] += 1
-        self.audience.subscribed(session, key)
-        if key not in self._rows:
-            row = SubscriptionRow(publication, to_ejson(list(params)), user_id)
-            self._rows[key] = _Registered(next(self._ids), row)
-            self._matches[key] = [
-                _Match(next(self._match_ids), key, name, spec)
-                for name, spec in sorted(matches().items())
-                if spec is not None
-            ]
-        self._refcounts[key] += 1
+    def _register(self, key, publication, params, user_id, collections, matches):
+        row = SubscriptionRow(publication, to_ejson(list(params)), user_id)
+        self._rows[key] = _Registered(next(self._row_ids), row)
+        self._matches[key] = [
+            _Match(next(self._match_ids), key, name, spec)
+            for name, spec in sorted(matches.items())
+            if spec is not None
+        ]
         return self._rows[key].id
 
-    def unsubscribe(self, session, key, collections):
-        for name in collections:
-            sessions = self._sessions.get(name, {})
-            sessions[session] = sessions.get(session, 0) - 1
-            if sessions[session] <= 0:
-                sessions.pop(session, None)
-        self.audience.unsubscribed(session, key)
-        self._refcounts[key] -= 1
-        if self._refcounts[key] <= 0:
-            del self._refcounts[key]
-            self._rows.pop(key, None)
-            self._matches.pop(key, None)
+    def _unregister(self, key):
+        self._rows.pop(key, None)
+        self._matches.pop(key, None)
 
     def fence(self, target=True):
         """A method's writes are delivered once its block has exited: nothing to wait for."""
         self.flush()
-
-    def track_token(self, session, old_hash, new_hash):
-        if old_hash is not None:
-            self._tokens[old_hash].discard(session)
-        if new_hash is not None:
-            self._tokens[new_hash].add(session)
-
-    def revoked(self, token_hash):
-        for session in list(self._tokens.get(token_hash, ())):
-            session.push_revoked(token_hash)
-
-    def deliver(self, event):
-        change = Change(event)
-        for session in self.audience.of(event, self._sessions.get(event.collection, {})):
-            session.push_change(change)
 
     # The producer's side (the contract of ddp.bus.producer.PostgresBackend) ----------
 

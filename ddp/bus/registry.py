@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from typing import NamedTuple
 
 from django.db import OperationalError, connections, transaction
@@ -199,10 +198,12 @@ class ServerRegistration:
     """This ``ddpserver``'s row and its distinct subscriptions' rows.
 
     Every method runs SQL on the calling thread's connection: call them from the
-    database pool's workers.
+    database pool's workers. ``driver`` (:class:`ddp.runtime.driver.Driver`) is what
+    :meth:`add` measures and sleeps its turns for the lock on.
     """
 
-    def __init__(self):
+    def __init__(self, driver):
+        self.driver = driver
         self.server_id = secrets.token_hex(8)
 
     def start(self):
@@ -244,7 +245,7 @@ class ServerRegistration:
         Waits for :data:`LOCK` in turns (see the module's docstring); raises
         :class:`RegistryBusy` when it is still held after ``DDP["REGISTRY_LOCK_WAIT"]``.
         """
-        deadline = time.monotonic() + ddp_settings.REGISTRY_LOCK_WAIT
+        deadline = self.driver.clock() + ddp_settings.REGISTRY_LOCK_WAIT
         pause = FIRST_PAUSE
         while True:
             try:
@@ -255,7 +256,7 @@ class ServerRegistration:
             metrics.inc("ddp_registry_lock_retries_total")
             # Half fixed, half random: servers that met the same writer spread out.
             sleep = pause / 2 + random.uniform(0, pause / 2)
-            if time.monotonic() + sleep >= deadline:
+            if self.driver.clock() + sleep >= deadline:
                 metrics.inc("ddp_registry_busy_total")
                 logger.warning(
                     "Subscription %s to %r not started: the registry lock stayed held for"
@@ -265,7 +266,7 @@ class ServerRegistration:
                     ddp_settings.REGISTRY_LOCK_WAIT,
                 )
                 raise RegistryBusy()
-            time.sleep(sleep)
+            self.driver.sleep(sleep)
             pause = min(2 * pause, MAX_PAUSE)
 
     def _insert(self, key, publication, params, user_id, collections, matches):

@@ -26,7 +26,6 @@ Written against the standard library and psycopg2: ``ddpserver`` has made ``sele
 ``threading`` and psycopg2 green before this runs.
 """
 
-import collections
 import logging
 import select
 import threading
@@ -38,6 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from ddp import metrics
 from ddp.api import API
 from ddp.bus import signing
+from ddp.bus.listen import ListenConnection
 from ddp.bus.producer import READER_CHANNEL
 from ddp.replication import pgoutput, setup
 from ddp.replication.consumer import Change, Tables, announce
@@ -100,9 +100,8 @@ class Reader:
         while self._running:
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg2.connect(**self.connect_params)
-                    conn.autocommit = True
-                    conn.notifies = collections.deque()  # fence requests, taken from the left
+                    # Autocommit, and fence requests taken in order.
+                    conn = ListenConnection.connect(self.connect_params)
                 if self._take_lock(conn):
                     self.elected.set()
                     logger.info("This server reads the database's changes (slot %s)", self.slot)
@@ -137,14 +136,13 @@ class Reader:
     def _serve(self, conn):
         with conn.cursor() as cursor:
             setup.prepare(cursor, self.tables, self.slot)
-            # Fence requests: "<fence channel> <token> <position>".
-            cursor.execute(f"LISTEN {READER_CHANNEL}")
+        # Fence requests: "<fence channel> <token> <position>".
+        conn.listen(READER_CHANNEL)
 
         def wait(fileno, timeout):
             # A fence request ends the wait for the stream: it is answered at once.
             wait_readable(fileno, conn.fileno(), timeout=timeout)
-            conn.poll()
-            if conn.notifies:
+            if conn.poll():
                 raise _FenceRequested
 
         stream = ReplicationStream(self.connect_params, self.slot, [self.slot], wait)
@@ -215,9 +213,7 @@ class Reader:
     # Fences ----------------------------------------------------------------------
 
     def _take_fence_requests(self, conn):
-        conn.poll()
-        while conn.notifies:
-            notify = conn.notifies.popleft()
+        for notify in conn.received():
             try:
                 channel, token, position = signing.verify(notify.channel, notify.payload).split()
                 self._fences.append((channel, token, int(position)))

@@ -1,6 +1,5 @@
 """Nothing a client or another database role sends may end the listener's thread."""
 
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -9,12 +8,19 @@ from ddp import metrics
 from ddp.bus import payload, signing
 from ddp.bus.listener import Listener
 from ddp.bus.payload import Event, encode
+from ddp.testing.driver import FakeDriver
 
 pytestmark = pytest.mark.quick
 
 
-def listener(on_event=lambda event: None, on_notify=None):
-    return Listener({}, on_event=on_event, on_reconnect=lambda: None, on_notify=on_notify)
+def listener(on_event=lambda event: None, on_notify=None, driver=None):
+    return Listener(
+        {},
+        driver or FakeDriver(),
+        on_event=on_event,
+        on_reconnect=lambda: None,
+        on_notify=on_notify,
+    )
 
 
 def notify(payload, channel="ddp_bookstore.book", sign=True):
@@ -56,25 +62,33 @@ def test_a_delivery_or_notice_that_raises_does_not_stop_the_next():
 
 
 def test_a_thread_that_ended_anyway_is_started_again_and_resyncs(monkeypatch):
-    it = listener()
-    ended = threading.Thread(target=lambda: None)
-    ended.start()
-    ended.join()
-    it._thread = ended
+    driver = FakeDriver()
+    it = listener(driver=driver)
     runs = []
-    monkeypatch.setattr(it, "_run", lambda first=True: runs.append(first))
+    # A loop that returns, as nothing should make it: its thread ends.
+    monkeypatch.setattr(it, "_connect_and_serve", runs.append)
+    it.start()
+    it.ensure_running()  # still starting: not a second thread
+    driver.run()
+    assert runs == [True]
     it.ensure_running()
-    it._thread.join(5)
-    assert runs == [False]  # not its first connection: it resyncs once connected
+    it.ensure_running()
+    driver.run()
+    assert runs == [True, False]  # not its first connection: it resyncs once connected
+    assert it.stats["reconnects"] == 1
 
 
 def test_a_listener_told_to_stop_is_not_started_again(monkeypatch):
-    it = listener()
+    driver = FakeDriver()
+    it = listener(driver=driver)
     runs = []
-    monkeypatch.setattr(it, "_run", lambda first=True: runs.append(first))
-    it._running = False
+    monkeypatch.setattr(it, "_connect_and_serve", runs.append)
+    it.start()
+    driver.run()
+    it.stop()
     it.ensure_running()
-    assert runs == [] and not it._thread.is_alive()
+    driver.run()
+    assert runs == [True] and driver.idle
 
 
 def refused():
@@ -118,12 +132,11 @@ def test_a_chunk_set_is_verified_chunk_by_chunk():
     assert it.stats["bad_payloads"] == 0
 
 
-def test_refusals_are_summed_up_in_a_warning_at_most_every_minute(caplog, monkeypatch):
-    it = listener()
-    clock = [1000.0]
-    monkeypatch.setattr("ddp.bus.listener.time.monotonic", lambda: clock[0])
+def test_refusals_are_summed_up_in_a_warning_at_most_every_minute(caplog):
+    driver = FakeDriver(start=1000.0)
+    it = listener(driver=driver)
     for seconds in (0, 1, 30, 59, 61, 62):
-        clock[0] = 1000.0 + seconds
+        driver.advance(1000.0 + seconds - driver.clock())
         it._notified(notify("{}", sign=False))
     assert [r.message.split(" without")[0] for r in caplog.records if r.name == "ddp.bus"] == [
         "Refused 1 notification(s)",

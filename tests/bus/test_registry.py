@@ -7,6 +7,7 @@ from django.db import connection
 from bookstore.models import Book
 from ddp.bus.matching import compile_subscription
 from ddp.bus.registry import ServerRegistration, registry_state, subscription_key, tidy
+from ddp.testing.driver import FakeDriver
 
 # The oldest and newest Python and Django run these too (CI's quick subset).
 pytestmark = pytest.mark.quick
@@ -47,7 +48,7 @@ def test_the_heartbeat_vacuums_or_analyzes_only_what_changed_much(stats, expecte
 
 
 def test_match_rows_come_and_go_with_their_subscription(db):
-    registration = ServerRegistration()
+    registration = ServerRegistration(FakeDriver())
     registration.start()
     pairs = [(Book.objects.filter(title="a"), _book_collection())]
     specs = compile_subscription(pairs)

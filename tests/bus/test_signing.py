@@ -1,11 +1,15 @@
 """Signed notifications: a tag under SECRET_KEY, bound to the channel and the exact text."""
 
+import ast
 import base64
+import re
+from pathlib import Path
 
 import pytest
 from django.test.utils import override_settings
 from django.utils.crypto import salted_hmac
 
+import ddp
 from ddp.bus import payload, signing
 from ddp.bus.payload import MAX_PAYLOAD, Event, encode
 
@@ -72,3 +76,44 @@ def test_every_signed_notification_fits_postgresql_limit():
     for fields in ({"body": "x" * (MAX_PAYLOAD - 200)}, {"body": "é" * 100_000}):
         for text in encode(Event("bookstore.book", "1", fields, frozenset(), 1)):
             assert len(signing.sign("ddp_" + "c" * 59, text).encode()) < 8000
+
+
+def code_strings(path):
+    """Every string literal of a module but its docstrings, f-strings' parts included."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    strings = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):  # f"NOTIFY {name}" reads as "NOTIFY {}"
+            parts = (p.value if isinstance(p, ast.Constant) else "{}" for p in node.values)
+            strings.append("".join(parts))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings:
+                strings.append(node.value)
+    return strings
+
+
+#: A statement that sends a notification: ``pg_notify(...)``, or ``NOTIFY channel`` with
+#: or without ``, 'payload'`` (and not prose that starts with the word).
+SENDS = re.compile(
+    r"pg_notify\s*\(|^\s*NOTIFY\s+(\w+|\"[^\"]*\"|\{\w*\})\s*(,|;|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def test_every_notification_is_sent_by_signing_alone():
+    """One statement sends notifications, behind :func:`signing.notify_all`, so none goes
+    out unsigned or in a shape the listener was not written for."""
+    package = Path(ddp.__file__).resolve().parent
+    senders = {
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if any(SENDS.search(text) for text in code_strings(path))
+    }
+    assert senders == {"ddp/bus/signing.py"}

@@ -1,16 +1,15 @@
 """``manage.py ddp_capture FILE``: record the change stream, for ``ddp_replay``."""
 
-import collections
 import select
 import time
 from datetime import datetime, timezone
 
 import psycopg2
-import psycopg2.extensions
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from ddp.api import API
+from ddp.bus.listen import ListenConnection
 from ddp.bus.producer import channel
 from ddp.bus.recording import Recorder, Writer
 from ddp.conf import ddp_settings
@@ -62,7 +61,7 @@ class Command(BaseCommand):
         if not channels:
             raise CommandError("Nothing to LISTEN to: no collection is registered and no --channel")
         try:
-            conn = psycopg2.connect(**connections["default"].get_connection_params())
+            listening = ListenConnection.connect(connections["default"].get_connection_params())
         except psycopg2.Error as exc:
             raise CommandError(f"Cannot connect to the database: {exc}") from None
         try:
@@ -73,7 +72,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Cannot create {file}: {exc.strerror}") from None
             with stream:
                 self._capture(
-                    conn,
+                    listening,
                     channels,
                     Writer(stream, datetime.now(timezone.utc)),
                     file,
@@ -81,14 +80,11 @@ class Command(BaseCommand):
                     duration,
                 )
         finally:
-            conn.close()
+            listening.close()
 
-    def _capture(self, conn, channels, writer, file, count, duration):
-        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        conn.notifies = collections.deque()  # taken from the left: a burst stays linear
-        with conn.cursor() as cursor:
-            for name in channels:
-                cursor.execute(f"LISTEN {psycopg2.extensions.quote_ident(name, conn)}")
+    def _capture(self, listening, channels, writer, file, count, duration):
+        for name in channels:
+            listening.listen(name)
         self.stdout.write(
             f"Listening on {', '.join(channels)}; writing to {file} (Ctrl-C to stop)."
         )
@@ -102,14 +98,14 @@ class Command(BaseCommand):
                 if duration is not None and elapsed >= duration:
                     break
                 wait = 0.5 if duration is None else min(0.5, duration - elapsed)
-                select.select([conn], [], [], wait)
-                conn.poll()
+                select.select([listening], [], [], wait)
                 received = time.monotonic() - start
-                while conn.notifies and (count is None or writer.count < count):
-                    notify = conn.notifies.popleft()
+                for notify in listening.received():
                     record = recorder.feed(notify.channel, notify.payload, received)
                     if record is not None:
                         writer.write(record)
+                        if writer.count == count:
+                            break  # what arrived after the last one asked for is left out
                 dropped = recorder.expire(received)
                 if dropped:
                     self.stderr.write(

@@ -174,10 +174,12 @@ class Command(BaseCommand):
             """One whole server; with ``worker``, one of the master's (``--workers``)."""
             pool = DatabasePool(pool_size)
             hashing.install(eventlet_driver.in_os_thread, ddp_settings.PASSWORD_HASHING_THREADS)
+            driver = eventlet_driver.EventletDriver()
             bus = Bus(
-                ServerRegistration(),
-                Listener(connections["default"].get_connection_params(), None, None),
+                ServerRegistration(driver),
+                Listener(connections["default"].get_connection_params(), driver),
                 pool.run,
+                driver,
             )
             bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
             reader = None
