@@ -16,14 +16,12 @@ Every notification must carry a valid tag (:mod:`ddp.bus.signing`) before anythi
 looks at it: one that does not is counted in ``ddp_listener_refused_payloads_total`` and
 dropped, with a warning at most every :data:`REFUSED_LOG_EVERY` seconds that never quotes it.
 
-Threads, events, sleeps and the clock are the driver's. One wait is not yet: the
-connection and the wake-up socket at once, which the driver's ``wait_readable`` (one
-descriptor) cannot express; it is ``select``, green because ``ddpserver`` patched it.
+Threads, events, sleeps, the clock and the wait for the connection or the wake-up
+socket are the driver's.
 """
 
 import collections
 import logging
-import select
 import socket
 
 import psycopg2
@@ -161,7 +159,7 @@ class Listener:
             self.on_reconnect()
         while self._running:
             self._run_commands(listening)
-            readable, _, _ = select.select([listening, self._wake_r], [], [], 1.0)
+            readable = self.driver.wait_readable(listening, self._wake_r, timeout=1.0)
             if self._wake_r in readable:
                 try:
                     self._wake_r.recv(4096)

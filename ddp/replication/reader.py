@@ -139,7 +139,7 @@ class Reader:
         # Fence requests: "<fence channel> <token> <position>".
         conn.listen(READER_CHANNEL)
 
-        def wait(fileno, timeout):
+        def wait(fileno, timeout=None):
             # A fence request ends the wait for the stream: it is answered at once.
             wait_readable(fileno, conn.fileno(), timeout=timeout)
             if conn.poll():

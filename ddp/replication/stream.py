@@ -14,7 +14,7 @@ the stream holds one message at a time however large the transaction: a million-
 transaction is never held whole here, and the consumer decides what to keep.
 
 It never blocks: psycopg2's ``read_message()`` returns what has arrived, and the wait for
-more goes through the ``wait_readable(fileno, timeout)`` function the caller passes (the
+more goes through the ``wait_readable(fileno, timeout=...)`` function the caller passes (the
 eventlet driver's, which lets other green threads run; a ``select`` in tests). While idle,
 it still sends a status update every ``keepalive_interval`` seconds, so the server neither
 times the connection out nor waits on it.
@@ -197,7 +197,7 @@ class ReplicationStream:
             if deadline is not None and now >= deadline:
                 return None
             wait = keepalive_due - now if deadline is None else min(keepalive_due, deadline) - now
-            self.wait_readable(self._connection.fileno(), wait)
+            self.wait_readable(self._connection.fileno(), timeout=wait)
 
     def confirm(self, lsn):
         """Tell the slot that everything up to ``lsn`` is handled: a ``Commit``'s ``end_lsn``,

@@ -72,8 +72,9 @@ class Driver(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
-    def wait_readable(self, fileno: int, timeout: float | None) -> None:
-        """Return once ``fileno`` can be read, or after ``timeout`` seconds."""
+    def wait_readable(self, *files: Any, timeout: float | None = None) -> list[Any]:
+        """Those of ``files`` (descriptors, or objects with ``fileno()``) that can be
+        read: once one can, or ``[]`` after ``timeout`` seconds."""
         ...
 
     def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:

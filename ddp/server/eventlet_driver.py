@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 import eventlet.event  # noqa: E402
+import eventlet.green.select  # noqa: E402
 import eventlet.greenio  # noqa: E402
 import eventlet.hubs  # noqa: E402
 import eventlet.queue  # noqa: E402
@@ -148,17 +149,10 @@ def in_os_thread(function, *args):
     return eventlet.tpool.execute(function, *args)
 
 
-class _Waited(Exception):
-    """The end of :func:`wait_readable`'s timeout (never seen outside it)."""
-
-
-def wait_readable(fileno, timeout):
-    """Return once ``fileno`` can be read, or after ``timeout`` seconds, whichever is first;
-    other green threads run meanwhile (the replication stream waits for its socket so)."""
-    try:
-        eventlet.hubs.trampoline(fileno, read=True, timeout=timeout, timeout_exc=_Waited)
-    except _Waited:
-        pass
+def wait_readable(*files, timeout=None):
+    """Those of ``files`` (descriptors, or objects with ``fileno()``) that can be read,
+    once one can or ``timeout`` seconds have passed; other green threads run meanwhile."""
+    return eventlet.green.select.select(files, (), (), timeout)[0]
 
 
 class _Event:

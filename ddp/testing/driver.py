@@ -114,12 +114,14 @@ class FakeDriver:
     def sleep(self, seconds: float) -> None:
         self._park(None, max(seconds, 0.0))
 
-    def wait_readable(self, fileno: int, timeout: float | None) -> None:
-        """Readable now, or else ``timeout`` passes on the fake clock: a test decides
-        what arrives, and only writes before it waits."""
-        readable, _, _ = select.select([fileno], [], [], 0)
+    def wait_readable(self, *files: Any, timeout: float | None = None) -> list[Any]:
+        """Those of ``files`` readable now; when none is, ``timeout`` passes on the fake
+        clock (a test decides what arrives, and writes it before it lets time pass)."""
+        readable = select.select(files, (), (), 0)[0]
         if not readable and timeout:
             self.sleep(timeout)
+            readable = select.select(files, (), (), 0)[0]
+        return readable
 
     def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)

@@ -210,7 +210,7 @@ def db(logical_db):
         yield database
 
 
-def wait_with_select(fileno, timeout):
+def wait_with_select(fileno, timeout=None):
     """The tests' ``wait_readable``: the test process is not green."""
     select.select([fileno], [], [], timeout)
 

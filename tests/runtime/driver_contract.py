@@ -5,6 +5,7 @@ eventlet driver in a process of its own (``python -m tests.runtime.driver_contra
 where eventlet's hub may run without patching the test process.
 """
 
+import socket
 import threading
 
 
@@ -80,7 +81,16 @@ def blocking_work_runs_in_another_os_thread(driver):
     assert caller == threading.get_ident()
 
 
+def a_wait_for_sockets_names_those_readable(driver):
+    quiet, talking = socket.socketpair()
+    with quiet, talking:
+        assert driver.wait_readable(quiet, talking.fileno(), timeout=0.02) == []
+        talking.send(b"x")
+        assert driver.wait_readable(talking.fileno(), quiet, timeout=5) == [quiet]
+
+
 CHECKS = [
+    a_wait_for_sockets_names_those_readable,
     spawned_threads_start_in_order_at_the_next_yield,
     timers_run_after_their_delay_and_never_once_cancelled,
     an_event_wakes_its_waiters_and_times_out_unset,
