@@ -1,19 +1,19 @@
 """DDP over SockJS at ``/sockjs``, as Meteor's browser client speaks it by default.
 
 :mod:`ddp.sockjs` knows nothing of DDP; this is the app it hosts: each SockJS session
-carries one :class:`~ddp.server.connection.DDPConnection`, exactly as a raw WebSocket
+carries one :class:`~ddp.runtime.connection.ConnectionRuntime`, exactly as a raw WebSocket
 does. Meteor's server settings are used (T8): heartbeats every 45 s, sessions kept 60 s
 without a receiving connection.
 """
 
 from ddp import metrics
 from ddp.addresses import client_address
-from ddp.server.connection import DDPConnection
+from ddp.runtime.connection import ConnectionRuntime
 from ddp.sockjs.server import SockJSOptions, SockJSServer
 
 
 class SockJSTransport:
-    """What a DDPConnection needs of a SockJS session."""
+    """What a ConnectionRuntime needs of a SockJS session."""
 
     def __init__(self, session, closed):
         self.session = session
@@ -56,7 +56,7 @@ def _log(event, connection):
 
 
 class DDPOverSockJS:
-    """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
+    """The SockJS app: a ConnectionRuntime per session, kept in the server's ``connections``."""
 
     def __init__(self, run_db, bus, connections, spawn, holder=None):
         self.run_db = run_db
@@ -68,7 +68,7 @@ class DDPOverSockJS:
 
     def on_open(self, session):
         transport = SockJSTransport(session, lambda: self.connections.discard(connection))
-        connection = DDPConnection(
+        connection = ConnectionRuntime(
             transport,
             self.run_db,
             self.bus,

@@ -1,18 +1,18 @@
 """Raw DDP over WebSocket (``/websocket``): one DDP message per text frame, no framing.
 
 The request's own green thread reads frames and hands them to a
-:class:`~ddp.server.connection.DDPConnection`; never SockJS framing here (T2).
+:class:`~ddp.runtime.connection.ConnectionRuntime`; never SockJS framing here (T2).
 """
 
 from ddp import metrics
-from ddp.server.connection import DDPConnection
+from ddp.runtime.connection import ConnectionRuntime
 
 #: An RFC 6455 ping from a server: final, opcode 9, no payload, unmasked.
 PING = b"\x89\x00"
 
 
 class WebSocketTransport:
-    """What a DDPConnection needs of a :class:`ddp.websocket.WebSocket`."""
+    """What a ConnectionRuntime needs of a :class:`ddp.websocket.WebSocket`."""
 
     def __init__(self, ws):
         self.ws = ws
@@ -59,7 +59,7 @@ class WebSocketTransport:
 def serve(ws, run_db, bus, connections, spawn, holder=None):
     """Serve one client until either side closes; ``connections`` tracks live clients,
     ``holder`` keeps sessions for clients that come back (:mod:`ddp.server.resumption`)."""
-    connection = DDPConnection(
+    connection = ConnectionRuntime(
         WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ, holder=holder
     )
     connections.add(connection)

@@ -16,7 +16,8 @@ from django.core.wsgi import get_wsgi_application
 
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
-from ddp.server import heartbeat, observability, websocket
+from ddp.runtime import heartbeat
+from ddp.server import observability, websocket
 from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
 from ddp.websocket import WebSocket, bad_request

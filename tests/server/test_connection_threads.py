@@ -1,4 +1,4 @@
-"""A DDPConnection runs threads only while it has work: an idle client costs no thread.
+"""A ConnectionRuntime runs threads only while it has work: an idle client costs no thread.
 
 The connection is driven here by a scheduler that runs what it is asked to spawn one at a
 time, to completion, as green threads do when nothing blocks; the transport records frames.
@@ -12,8 +12,8 @@ from django.test import override_settings
 
 from ddp import metrics
 from ddp.bus.memory import InMemoryBus
-from ddp.server import connection as connection_module
-from ddp.server.connection import DDPConnection
+from ddp.runtime import connection as connection_module
+from ddp.runtime.connection import ConnectionRuntime
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ class Transport:
 
 def connection(bus=None):
     scheduler, transport = Scheduler(), Transport()
-    conn = DDPConnection(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
+    conn = ConnectionRuntime(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
     conn.open()
     return conn, scheduler, transport
 
