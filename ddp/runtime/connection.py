@@ -35,7 +35,6 @@ grace period may resume it on a new connection (:meth:`ConnectionRuntime._resume
 
 import collections
 import dataclasses
-import enum
 import logging
 import threading
 import time
@@ -45,51 +44,10 @@ from wsproto.frame_protocol import CloseReason
 from ddp import metrics
 from ddp.conf import ddp_settings
 from ddp.protocol import Connected, ConnectionState, Error, Ping
+from ddp.runtime.outgoing import Life, Outgoing
 from ddp.session import UNCOUNTED, WAKE, Session
 
 logger = logging.getLogger("ddp.server")
-
-#: The writer sends what has queued up in one write of about this many bytes at most: a
-#: client that gets many changes at once costs one system call per batch, not per message.
-WRITE_BATCH_BYTES = 64 * 1024
-
-
-class Life(enum.IntEnum):
-    """Where a connection is in its life. It only moves forward (:meth:`ConnectionRuntime.
-    _advance`), and each state keeps the restrictions of those before it, so a check is
-    one comparison."""
-
-    #: Requests run, messages flow both ways.
-    OPEN = 0
-    #: The server shuts down: the request in flight answers, then the connection closes.
-    LEAVING = 1
-    #: No request is run any more (shutdown reached its turn, or a request failed).
-    ENDED = 2
-    #: A close is queued behind what was sent: no heartbeat is due, no request runs.
-    CLOSING = 3
-    #: The transport is gone; the close, if not written yet, is the writer's last act.
-    GONE = 4
-    #: The close was written, or the peer went away under a write: nothing more is.
-    CLOSED = 5
-    #: Cut off as a slow consumer: what it is sent is dropped, its session is not held.
-    CUT_OFF = 6
-    #: Its session went to a new connection of the same client.
-    HANDED_OVER = 7
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Rest:
-    """In the outbox: the rest of a frame :meth:`Transport.send_now` began."""
-
-    data: bytes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Close:
-    """In the outbox: close the transport, after everything queued before."""
-
-    code: int
-    reason: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,59 +59,19 @@ class Last:
     reason: str | None
 
 
-def _take_texts(outbox):
-    """The messages at the head of ``outbox``, up to about WRITE_BATCH_BYTES, and their size.
-
-    The outbox holds each message as its ``str``, the only type that is no item class."""
-    texts = []
-    size = 0
-    while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
-        text = outbox.popleft()
-        texts.append(text)
-        size += len(text)
-    return texts, size
-
-
-class _Flusher:
-    """One green thread per turn of the hub writes for every connection that has something
-    to send: a change to a thousand clients starts one thread, not a thousand, and what a
-    client gets in one turn goes out in one write."""
-
-    def __init__(self):
-        self._dirty = []
-
-    def add(self, connection):
-        self._dirty.append(connection)
-        if len(self._dirty) == 1:
-            connection._spawn(self._flush)
-
-    def _flush(self):
-        dirty, self._dirty = self._dirty, []
-        for connection in dirty:
-            try:
-                connection._flush()
-            except Exception:
-                # Its queue would wait forever: cut it, and the client reconnects.
-                logger.exception("Writing to %s failed", connection.session.connection.session_id)
-                connection.transport.abort()
-
-
-_flusher = _Flusher()
-
-
-class ConnectionRuntime:
+class ConnectionRuntime(Outgoing):
     """One client's session over ``transport``; ``run_db`` runs database work in the
     pool, ``bus`` carries changes, ``spawn(function)`` starts a green thread, ``holder``
     keeps the session when the transport goes."""
 
     def __init__(self, transport, run_db, bus, spawn, environ=None, holder=None):
-        self.transport = transport
-        self._spawn = spawn
+        super().__init__(
+            transport, spawn, ddp_settings.OUTBOX_MAX_BYTES, ddp_settings.OUTBOX_MAX_MESSAGES
+        )
         self.holder = holder
-        self.life = Life.OPEN
         self._held = None  # what the holder keeps of the session once the transport is gone
         # The queues exist while a thread drains them (an empty deque is 760 bytes).
-        self.inbox = self.outbox = None
+        self.inbox = None
         self.session = Session(
             self._enqueue,
             self.close,
@@ -165,10 +83,6 @@ class ConnectionRuntime:
             environ=environ,
             resume=self._resume,
         )
-        #: What the outbox holds now, and its bounds.
-        self.queued_bytes = self.queued_messages = 0
-        self.max_bytes = ddp_settings.OUTBOX_MAX_BYTES
-        self.max_messages = ddp_settings.OUTBOX_MAX_MESSAGES
         #: When the client was last heard from, and since when a ping waits for an answer.
         self._heard = time.monotonic()
         self._probing = None
@@ -176,9 +90,8 @@ class ConnectionRuntime:
         if holder is not None:
             holder.live[self.session.connection.session_id] = self
 
-    def _advance(self, life):
-        if life > self.life:
-            self.life = life
+    def name(self):
+        return self.session.connection.session_id
 
     def open(self):
         if ddp_settings.SEND_SERVER_ID:
@@ -226,52 +139,6 @@ class ConnectionRuntime:
             logger.exception("Applying a change failed on %s", self.session.connection.session_id)
             self.close(CloseReason.INTERNAL_ERROR, "Internal error")
 
-    def _enqueue(self, text):
-        """Queue one message to send, or drop the client if its buffer is full."""
-        if self.life >= Life.CUT_OFF:
-            return
-        size = len(text)
-        if (
-            self.queued_bytes + size > self.max_bytes
-            or self.queued_messages + 1 > self.max_messages
-        ):
-            self._overflow()
-            return
-        self.queued_bytes += size
-        self.queued_messages += 1
-        self._put(text)
-
-    def _put(self, item):
-        if self.outbox is not None:
-            self.outbox.append(item)  # the flusher or this connection's writer has it
-            return
-        self.outbox = collections.deque((item,))
-        _flusher.add(self)
-
-    def _flush(self):
-        """Called by the flusher: write what is queued as far as the socket takes it without
-        waiting. What it does not take, and a close, go to a writer of this connection's
-        own, which may wait."""
-        outbox = self.outbox
-        while outbox and self.life < Life.CLOSED:
-            if type(outbox[0]) is not str:
-                break
-            texts, size = _take_texts(outbox)
-            self.queued_bytes -= size
-            self.queued_messages -= len(texts)
-            rest = self.transport.send_now(texts)
-            # A message cut short is counted when its writer sends the rest.
-            metrics.inc("ddp_messages_sent_total", len(texts) - bool(rest))
-            if rest:
-                self.queued_bytes += len(rest)
-                self.queued_messages += 1
-                outbox.appendleft(Rest(rest))
-                break
-        if outbox:
-            self._spawn(self._write)
-        else:
-            self.outbox = None
-
     def wait_for_room(self, deadline):
         """Wait until the outbox is at most half full, so that a large initial send streams
         at the client's pace; return whether the send may go on.
@@ -296,24 +163,6 @@ class ConnectionRuntime:
                 break
             time.sleep(0.005)
         return False
-
-    def _overflow(self):
-        self._advance(Life.CUT_OFF)
-        metrics.inc("ddp_slow_client_disconnects_total")
-        logger.warning(
-            "Disconnecting slow client %s: %d messages, %d bytes waiting",
-            self.session.connection.session_id,
-            self.queued_messages,
-            self.queued_bytes,
-        )
-        # Its socket is full, so no close frame would get through: cut it. The writer,
-        # blocked on it, fails and drops the rest.
-        self.transport.abort()
-
-    def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
-        """Close after what is queued; safe from any thread, any number of times."""
-        self._advance(Life.CLOSING)
-        self._put(Close(code, reason))
 
     def shut_down(self, code, reason):
         """Close once the request being run (a method in flight, say) has answered, or a
@@ -452,38 +301,10 @@ class ConnectionRuntime:
             finally:
                 self._torn_down.set()
 
-    def _write(self):
-        outbox = self.outbox
-        while outbox:
-            item = outbox[0]
-            if type(item) is Rest:
-                outbox.popleft()
-                self._send(item.data, self.transport.send_bytes, 1, len(item.data))
-                continue
-            texts, size = _take_texts(outbox)
-            if texts:
-                self._send(texts, self.transport.send_texts, len(texts), size)
-                continue
-            outbox.popleft()
-            if self.life < Life.CLOSED:
-                self._advance(Life.CLOSED)
-                self.transport.close(item.code, item.reason)
-        self.outbox = None
-
-    def _send(self, data, send, messages, size):
-        self.queued_bytes -= size
-        self.queued_messages -= messages
-        if self.life >= Life.CLOSED:
-            return  # the peer went away or fell behind: drop the rest until the close
-        try:
-            send(data)
-            metrics.inc("ddp_messages_sent_total", messages)
-        except OSError:
-            self._advance(Life.CLOSED)
-
     def beat(self, now):
         """Ping a client silent for an interval, close one silent for a timeout more.
         Called every fraction of the shorter of the two by :mod:`ddp.runtime.heartbeat`."""
+        self.keepalive(now)
         if self.life >= Life.CLOSING:
             return
         if self._probing is None:

@@ -49,3 +49,9 @@ class Transport(Protocol):
 
     def answered(self) -> bool:
         """Whether the peer answered the last :meth:`ping`."""
+
+    def keepalive(self, now: float) -> tuple[int, str] | None:
+        """The transport's own heartbeat schedule, if it has one (a SockJS websocket's
+        RFC 6455 pings), called at every beat of the runtime's heartbeat thread with the
+        monotonic ``now``: send a ping when one is due, without waiting, and return
+        ``(code, reason)`` to close with once the peer left one unanswered too long."""

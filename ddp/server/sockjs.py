@@ -44,6 +44,9 @@ class SockJSTransport:
     def answered(self):
         return False
 
+    def keepalive(self, now):
+        return None  # the DDP heartbeat is enough
+
     def abort(self):
         # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
         self.session.close(1008, "Too slow")

@@ -36,6 +36,9 @@ class WebSocketTransport:
         """Whether a pong came since the last :meth:`ping`."""
         return self._pinged and self.ws.pong_received
 
+    def keepalive(self, now):
+        return None  # the DDP heartbeat is enough
+
     def send_now(self, texts):
         return self.ws.send_now(texts)
 

@@ -92,6 +92,9 @@ class Transport:
     def answered(self):
         return self.pong
 
+    def keepalive(self, now):
+        return None
+
 
 def connection(bus=None):
     scheduler, transport = Scheduler(), Transport()
