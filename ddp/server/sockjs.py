@@ -2,7 +2,8 @@
 
 :mod:`ddp.sockjs` knows nothing of DDP; this is the app it hosts: each SockJS session
 carries one :class:`~ddp.runtime.connection.ConnectionRuntime`, exactly as a raw WebSocket
-does. Meteor's server settings are used (T8): heartbeats every 45 s, sessions kept 60 s
+does; a SockJS websocket is a transport the runtime drives directly. Meteor's server
+settings are used (T8): heartbeats every 45 s, sessions kept 60 s
 without a receiving connection.
 """
 
@@ -10,13 +11,15 @@ from ddp import metrics
 from ddp.addresses import client_address
 from ddp.runtime.connection import ConnectionRuntime
 from ddp.sockjs.server import SockJSOptions, SockJSServer
+from ddp.websocket import WebSocket
 
 
 class SockJSTransport:
-    """What a ConnectionRuntime needs of a SockJS session."""
+    """What a ConnectionRuntime needs of an xhr SockJS session."""
 
     def __init__(self, session, closed):
         self.session = session
+        self.environ = session.environ
         self.closed = closed
 
     def send_now(self, texts):
@@ -68,6 +71,26 @@ class DDPOverSockJS:
         self.bus = bus
         self.connections = connections
         self._by_session = {}
+
+    def connect(self, transport):
+        """A SockJS websocket: the runtime drives it directly, as a raw WebSocket."""
+        connection = ConnectionRuntime(
+            transport,
+            self.run_db,
+            self.bus,
+            self.spawn,
+            environ=transport.environ,
+            holder=self.holder,
+        )
+        self.connections.add(connection)
+        connection.open()
+        _log("connect", connection)
+        return connection
+
+    def disconnect(self, connection):
+        self.connections.discard(connection)
+        connection.finish()
+        _log("disconnect", connection)
 
     def on_open(self, session):
         transport = SockJSTransport(session, lambda: self.connections.discard(connection))
@@ -127,4 +150,6 @@ def sockjs_server(
         spawn=spawn,
         client_address=client_address,
         admit=admit,
+        websocket=WebSocket,
+        slow_client=lambda: metrics.inc("ddp_slow_client_disconnects_total"),
     )

@@ -7,30 +7,19 @@ The request's own green thread reads frames and hands them to a
 from ddp import metrics
 from ddp.runtime.connection import ConnectionRuntime
 
-#: An RFC 6455 ping from a server: final, opcode 9, no payload, unmasked.
-PING = b"\x89\x00"
-
 
 class WebSocketTransport:
     """What a ConnectionRuntime needs of a :class:`ddp.websocket.WebSocket`."""
 
     def __init__(self, ws):
         self.ws = ws
+        self.environ = ws.environ
         self._pinged = False
 
     def ping(self):
-        """A WebSocket ping, which every client answers by itself: how a ``pre1`` peer,
-        which has no DDP ping, is found dead. Called by the heartbeat thread, which must
-        not wait on one client: False when a writer is mid-frame or the socket is full
-        (it is tried again at the next beat)."""
-        self.ws.pong_received = False
-        sent = self.ws.sock.send_nowait(PING)
-        if sent == 0:
-            return False
-        if sent < len(PING):  # never seen: the frame must still be whole
-            self.ws.sock.send(PING[sent:])
-        self._pinged = True
-        return True
+        """A WebSocket ping: how a ``pre1`` peer, which has no DDP ping, is found dead."""
+        self._pinged = self.ws.ping_nowait()
+        return self._pinged
 
     def answered(self):
         """Whether a pong came since the last :meth:`ping`."""

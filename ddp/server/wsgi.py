@@ -20,6 +20,7 @@ from ddp.runtime import heartbeat
 from ddp.server import observability, websocket
 from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
+from ddp.sockjs import websocket as sockjs_websocket
 from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
@@ -77,7 +78,9 @@ class DDPApplication:
             self.admits_another,
             self.holder,
         )
-        spawn(functools.partial(heartbeat.keep, self.connections))
+        # SockJS websockets' pings ride on the same beat: a fraction of their timeout too.
+        every = min(heartbeat.tick(), sockjs_websocket.PONG_TIMEOUT / 4)
+        spawn(functools.partial(heartbeat.keep, self.connections, every))
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")

@@ -18,7 +18,6 @@ import uuid
 
 from ddp.sockjs import websocket
 from ddp.sockjs.redact import hint
-from ddp.websocket import WebSocket
 
 logger = logging.getLogger("ddp.sockjs")
 
@@ -28,7 +27,7 @@ def serve(server, environ, start_response):
     if answer is not None:
         return answer
     try:
-        ws = WebSocket(environ, max_message_size=server.options.max_message_size)
+        ws = server.websocket(environ, max_message_size=server.options.max_message_size)
         server.raw_session(ws).run()
     finally:
         server.mark_handled()

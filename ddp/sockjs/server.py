@@ -78,7 +78,13 @@ class SockJSServer:
 
     ``mark_handled`` tells the WSGI server that a request took over its socket (a
     websocket), and ``spawn(function)`` starts a thread; under ``ddpserver`` they are
-    :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``.
+    :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``. ``websocket`` is the
+    WebSocket class (:class:`ddp.websocket.WebSocket`; without one, no websocket is
+    served); a websocket session is no session of this layer but a transport
+    (:class:`~ddp.sockjs.websocket.SockJSWebSocket`) the app drives:
+    ``app.connect(transport)`` returns what receives its messages (``receive(text)``), and
+    ``app.disconnect(that)`` is called when the socket is gone. ``slow_client()`` is
+    called for each client cut off for what waits for it (the host counts them).
     ``connections`` holds the live sessions, and :meth:`shut_down` closes them, as the
     eventlet driver expects of the application it serves.
 
@@ -103,13 +109,19 @@ class SockJSServer:
         spawn=None,
         client_address=None,
         admit=None,
+        websocket=None,
+        slow_client=None,
     ):
         self.app = app
+        self.websocket = websocket
+        self.slow_client = slow_client or (lambda: None)
         self.admit = admit or (lambda: True)
         self.client_address = client_address or remote_addr
         self.spawn = spawn or spawn_thread
         self.prefix = prefix.rstrip("/")
         self.options = options or SockJSOptions()
+        if websocket is None:
+            self.options = dataclasses.replace(self.options, websocket=False)
         self.mark_handled = mark_handled or (lambda: None)
         self.connections = set()
         self._sessions = {}
@@ -239,11 +251,6 @@ class SockJSServer:
             session = self._sessions.get(session_id)
         return session is not None and session.address != self.client_address(environ)
 
-    def websocket_session(self, session_id, environ):
-        """A session of its own for a websocket, which nothing else can find by its id."""
-        with self._lock:
-            return self._new_session(session_id, environ)
-
     def raw_session(self, ws):
         """A session for the raw websocket ``ws``, counted in ``connections`` while it runs."""
         session = raw.RawSession(ws, self.app, self._forget_raw)
@@ -265,6 +272,7 @@ class SockJSServer:
             self._forget,
             self.spawn,
             address=self.client_address(environ),
+            slow_client=self.slow_client,
         )
         self.connections.add(session)
         return session

@@ -13,8 +13,8 @@ The rules are sockjs-node's (``src/transport.coffee``; PROTOCOL.md T7):
   was broken off (its client went away) or was a websocket, whose session lives exactly as
   long as its socket.
 * What waits is bounded (``max_queued_bytes``, ``max_queued_messages``): a client that
-  stopped reading or polling is cut off when it overflows, logged and counted
-  (``ddp_slow_client_disconnects_total``), so it cannot grow the server's memory.
+  stopped reading or polling is cut off when it overflows, logged and counted (by the
+  host's ``slow_client`` callback), so it cannot grow the server's memory.
 
 The app hears of all this on a worker thread of the session's own, in order: ``on_open``,
 each ``on_message``, ``on_close``. So ``on_message`` never runs twice at once for one
@@ -35,7 +35,6 @@ import enum
 import logging
 import threading
 
-from ddp import metrics
 from ddp.sockjs.framing import OPEN, close_frame, messages_frame
 from ddp.sockjs.redact import hint
 
@@ -68,7 +67,18 @@ class Session:
     The other public methods are for the transports.
     """
 
-    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None, address=""):
+    def __init__(
+        self,
+        session_id,
+        environ,
+        app,
+        lock,
+        options,
+        forget,
+        spawn=None,
+        address="",
+        slow_client=None,
+    ):
         self.id = session_id
         self.environ = environ
         self.address = address
@@ -87,6 +97,7 @@ class Session:
         self._events = collections.deque()
         self._telling = False  # whether a worker thread runs the app's events
         self._spawn = spawn or spawn_thread
+        self._slow_client = slow_client or (lambda: None)
 
     def __repr__(self):
         return f"<Session {hint(self.id)} {self.state.value}>"
@@ -199,7 +210,7 @@ class Session:
         )
 
     def _cut_off(self):
-        metrics.inc("ddp_slow_client_disconnects_total")
+        self._slow_client()
         logger.warning(
             "Disconnecting slow SockJS client %s: %d messages, %d bytes waiting",
             hint(self.id),
