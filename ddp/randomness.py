@@ -2,7 +2,7 @@
 
 Meteor keeps the stream on the current method invocation; here a context variable holds
 it, set around the method by :func:`method_random`, so that model code (the
-:class:`~ddp.models.MeteorIdField`) finds it without the method passing it along. A
+:class:`~ddp.fields.MeteorIdField`) finds it without the method passing it along. A
 context variable, not a thread-local: it is right for each green thread too, and a
 database worker that runs one call after another starts every call clean.
 """

@@ -11,7 +11,7 @@ from django.forms import modelform_factory
 from django.test.utils import CaptureQueriesContext
 
 from ddp.api import API, Collection, Registry
-from ddp.models import MeteorIdField
+from ddp.fields import MeteorIdField
 from ddp.protocol.ids import UNMISTAKABLE_CHARS
 from ddp.protocol.random import RandomStream
 from ddp.randomness import method_random, next_id
@@ -144,7 +144,7 @@ def test_unsaved_instance_passes_full_clean():
 
 def test_deconstruct_leaves_out_its_own_defaults():
     _, path, args, kwargs = MeteorIdField(primary_key=True).deconstruct()
-    assert (path, args, kwargs) == ("ddp.models.MeteorIdField", [], {"primary_key": True})
+    assert (path, args, kwargs) == ("ddp.fields.MeteorIdField", [], {"primary_key": True})
     _, _, _, kwargs = MeteorIdField(max_length=20, blank=False).deconstruct()
     assert kwargs == {"max_length": 20, "blank": False}
     assert Note._meta.pk.max_length == 17

@@ -133,9 +133,10 @@ def after_fork():
         poll.close()
 
 
-def spawn(function):
-    """Start ``function`` in a new green thread (``spawn_n``: no result kept, the cheapest)."""
-    eventlet.spawn_n(function)
+def spawn(function, *args):
+    """Start ``function(*args)`` in a new green thread (``spawn_n``: no result kept, the
+    cheapest)."""
+    eventlet.spawn_n(function, *args)
 
 
 def in_os_thread(function, *args):
@@ -158,6 +159,51 @@ def wait_readable(fileno, timeout):
         eventlet.hubs.trampoline(fileno, read=True, timeout=timeout, timeout_exc=_Waited)
     except _Waited:
         pass
+
+
+class _Event:
+    """:class:`ddp.runtime.driver.Event` on eventlet's, which cannot be cleared while unset."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = eventlet.event.Event()
+
+    def set(self):
+        if not self._event.ready():
+            self._event.send(True)
+
+    def clear(self):
+        if self._event.ready():
+            self._event.reset()
+
+    def is_set(self):
+        return self._event.ready()
+
+    def wait(self, timeout=None):
+        if timeout is not None and timeout <= 0:
+            return self._event.ready()
+        return self._event.wait(timeout) is True  # None when the timeout passed
+
+
+class EventletDriver:
+    """The :class:`ddp.runtime.driver.Driver` production runs on: eventlet's hub.
+
+    A timer is an entry in the hub's schedule until it fires (no green thread waits for
+    it), so a thousand detached sessions' expiries cost a thousand small objects.
+    """
+
+    spawn = staticmethod(spawn)
+    clock = staticmethod(time.monotonic)
+    sleep = staticmethod(eventlet.sleep)
+    wait_readable = staticmethod(wait_readable)
+    run_blocking = staticmethod(in_os_thread)
+
+    def event(self):
+        return _Event()
+
+    def timer(self, seconds, function):
+        return eventlet.hubs.get_hub().schedule_call_global(seconds, eventlet.spawn_n, function)
 
 
 class HttpProtocol(eventlet.wsgi.HttpProtocol):

@@ -4,7 +4,7 @@ import uuid
 
 from django.db import models
 
-from ddp.models import MeteorIdField
+from ddp.fields import MeteorIdField
 
 
 class Tag(models.Model):

@@ -5,7 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
-from ddp import inspect
+from ddp import introspection
 from ddp.api import API
 
 HELP = """\
@@ -84,29 +84,29 @@ class Command(BaseCommand):
         elif options["publication"]:
             self.show_publication(options["publication"], options["format"])
         elif options["format"] == "json":
-            self.write_json(inspect.describe(self.registry))
+            self.write_json(introspection.describe(self.registry))
         else:
-            self.stdout.write(inspect.format_table(inspect.describe(self.registry)))
+            self.stdout.write(introspection.format_table(introspection.describe(self.registry)))
 
     def show_publication(self, name, output_format):
         if name not in self.registry.publications:
             known = ", ".join(sorted(self.registry.publications))
             raise CommandError(f"Unknown publication {name!r}. Known: {known}", returncode=1)
-        publication = inspect.describe_publication(self.registry, name)
+        publication = introspection.describe_publication(self.registry, name)
         if output_format == "json":
-            self.write_json({"version": inspect.JSON_VERSION, "publication": publication})
+            self.write_json({"version": introspection.JSON_VERSION, "publication": publication})
         else:
-            self.stdout.write(inspect.format_publication(publication))
+            self.stdout.write(introspection.format_publication(publication))
 
     def write_json(self, document):
         # SQL parameters may be dates, decimals or UUIDs: written as their text.
         self.stdout.write(json.dumps(document, indent=2, default=str))
 
     def check_registry(self):
-        problems, skipped = inspect.check(self.registry)
+        problems, skipped = introspection.check(self.registry)
         if skipped:
             self.stdout.write(f"Not run, as they take parameters: {', '.join(skipped)}")
-        lines = inspect.matching_lines(self.registry)
+        lines = introspection.matching_lines(self.registry)
         if lines:
             self.stdout.write("Matching (how writers find the subscriptions a saved row is in):")
             for publication, how in lines:
