@@ -4,9 +4,9 @@ A :class:`~ddp.session.Session` driven over any :class:`~ddp.runtime.transport.T
 with two queues that are drained by green threads started only while there is something
 in them: an idle connection holds no thread of its own and no queue (an idle green thread
 costs about 14 KB, an empty deque 760 bytes, and a server holds thousands of idle
-clients). All of a connection's threads are green threads of the server's one OS thread
-(``spawn`` starts them), so a section that does not yield runs alone and the queues need
-no lock.
+clients). All of a connection's threads are green threads of the driver it is given (the
+server's one OS thread), so a section that does not yield runs alone and the queues need
+no lock (:mod:`ddp.runtime.driver`).
 
 * the worker takes requests from the inbox one at a time and runs them in the session
   (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
@@ -36,7 +36,6 @@ grace period may resume it on a new connection (:meth:`ConnectionRuntime._resume
 import collections
 import dataclasses
 import logging
-import threading
 import time
 
 from wsproto.frame_protocol import CloseReason
@@ -48,6 +47,9 @@ from ddp.runtime.outgoing import Life, Outgoing
 from ddp.session import UNCOUNTED, WAKE, Session
 
 logger = logging.getLogger("ddp.server")
+
+#: Seconds between two looks at a transport's own backlog while a send waits for room.
+BACKLOG_LOOK = 0.05
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,12 +63,13 @@ class Last:
 
 class ConnectionRuntime(Outgoing):
     """One client's session over ``transport``; ``run_db`` runs database work in the
-    pool, ``bus`` carries changes, ``spawn(function)`` starts a green thread, ``holder``
-    keeps the session when the transport goes."""
+    pool, ``bus`` carries changes, ``driver`` (a :class:`ddp.runtime.driver.Driver`) runs
+    its green threads and tells the time, ``holder`` keeps the session when the transport
+    goes."""
 
-    def __init__(self, transport, run_db, bus, spawn, environ=None, holder=None):
+    def __init__(self, transport, run_db, bus, driver, environ=None, holder=None):
         super().__init__(
-            transport, spawn, ddp_settings.OUTBOX_MAX_BYTES, ddp_settings.OUTBOX_MAX_MESSAGES
+            transport, driver, ddp_settings.OUTBOX_MAX_BYTES, ddp_settings.OUTBOX_MAX_MESSAGES
         )
         self.holder = holder
         self._held = None  # what the holder keeps of the session once the transport is gone
@@ -84,7 +87,7 @@ class ConnectionRuntime(Outgoing):
             resume=self._resume,
         )
         #: When the client was last heard from, and since when a ping waits for an answer.
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         self._probing = None
         self._torn_down = None  # set by finish() to wait for the worker's teardown
         if holder is not None:
@@ -101,7 +104,7 @@ class ConnectionRuntime(Outgoing):
         """One text message from the client."""
         if self.life is Life.HANDED_OVER:
             return  # the client is on its new connection, with this session
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
             self._submit(request)
@@ -110,7 +113,7 @@ class ConnectionRuntime(Outgoing):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
         if self.life is Life.HANDED_OVER:
             return
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         if self.session.admit():
             self.session.send(Error("Bad request"))
 
@@ -122,7 +125,7 @@ class ConnectionRuntime(Outgoing):
             self.inbox.append(request)
             return
         self.inbox = collections.deque((request,))
-        self._spawn(self._work)
+        self.driver.spawn(self._work)
 
     def _change_arrived(self):
         """A bus change is queued in the session (by the listener, for every session it
@@ -149,19 +152,33 @@ class ConnectionRuntime(Outgoing):
         shuts down (its close could not get through), is cut off as a slow consumer. The
         send stops too when the connection is ending anyway: the rest would be wasted.
         """
-        stalled = time.monotonic() + ddp_settings.HEARTBEAT_TIMEOUT
-        while self.life < Life.CLOSING:
-            waiting_bytes, waiting_messages = self.transport.backlog()
-            leaving = self.life is Life.LEAVING
-            if (
-                self.queued_bytes + waiting_bytes <= self.max_bytes // 2
-                and self.queued_messages + waiting_messages <= self.max_messages // 2
-            ):
-                return not leaving
-            if leaving or time.monotonic() > min(stalled, deadline):
-                self._overflow()
-                break
-            time.sleep(0.005)
+        clock = self.driver.clock
+        stalled = clock() + ddp_settings.HEARTBEAT_TIMEOUT
+        try:
+            while self.life < Life.CLOSING:
+                waiting_bytes, waiting_messages = self.transport.backlog()
+                leaving = self.life is Life.LEAVING
+                if (
+                    self.queued_bytes + waiting_bytes <= self.max_bytes // 2
+                    and self.queued_messages + waiting_messages <= self.max_messages // 2
+                ):
+                    return not leaving
+                give_up = min(stalled, deadline)
+                if leaving or clock() >= give_up:
+                    self._overflow()
+                    break
+                if self._room is None:
+                    self._room = self.driver.event()
+                self._room.clear()  # no yield since the look above: no wake-up is lost
+                # The writers set it once the outbox drains. A transport's own backlog (an
+                # xhr session's) shrinks when its client polls, which sets nothing: then
+                # look again every BACKLOG_LOOK seconds.
+                waited = give_up - clock()
+                if waiting_bytes or waiting_messages:
+                    waited = min(waited, BACKLOG_LOOK)
+                self._room.wait(waited)
+        finally:
+            self._room = None
         return False
 
     def shut_down(self, code, reason):
@@ -188,7 +205,7 @@ class ConnectionRuntime(Outgoing):
             self._release()
             return
         self.inbox.clear()
-        self._torn_down = threading.Event()
+        self._torn_down = self.driver.event()
         self._torn_down.wait()
 
     def _forget(self):
@@ -215,6 +232,7 @@ class ConnectionRuntime(Outgoing):
         self._forget()
         self.life = Life.HANDED_OVER
         held.ready = True
+        # The holder's clock (time.monotonic), which the eventlet driver's is too.
         held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
         self.transport.abort()
         return held

@@ -7,7 +7,6 @@ the client was last heard from.
 """
 
 import logging
-import time
 
 from ddp.conf import ddp_settings
 
@@ -19,13 +18,14 @@ def tick():
     return min(ddp_settings.HEARTBEAT_INTERVAL, ddp_settings.HEARTBEAT_TIMEOUT) / 4
 
 
-def keep(connections, every=None):
+def keep(connections, driver, every=None):
     """Call ``beat(now)`` on each of ``connections`` (a live set) forever, every ``every``
-    seconds (by default :func:`tick`). A transport's own heartbeat (a SockJS websocket's
-    pings) is driven from the same beat, so ``every`` is a fraction of its times too."""
+    seconds (by default :func:`tick`) of ``driver``'s clock. A transport's own heartbeat (a
+    SockJS websocket's pings) is driven from the same beat, so ``every`` is a fraction of
+    its times too."""
     while True:
-        time.sleep(every or tick())
-        now = time.monotonic()
+        driver.sleep(every or tick())
+        now = driver.clock()
         for connection in list(connections):
             try:
                 connection.beat(now)

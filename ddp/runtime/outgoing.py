@@ -90,7 +90,7 @@ class _Flusher:
     def add(self, connection):
         self._dirty.append(connection)
         if len(self._dirty) == 1:
-            connection._spawn(self._flush)
+            connection.driver.spawn(self._flush)
 
     def _flush(self):
         dirty, self._dirty = self._dirty, []
@@ -108,16 +108,20 @@ _flusher = _Flusher()
 
 class Outgoing:
     """A bounded outbox for ``transport`` (at most ``max_bytes`` of text and
-    ``max_messages`` messages waiting), drained by green threads ``spawn`` starts."""
+    ``max_messages`` messages waiting), drained by green threads of ``driver`` (a
+    :class:`ddp.runtime.driver.Driver`)."""
 
     #: Who is cut off, in the warning: the DDP runtime's clients are "client".
     kind = "client"
 
-    def __init__(self, transport, spawn, max_bytes, max_messages):
+    def __init__(self, transport, driver, max_bytes, max_messages):
         self.transport = transport
-        self._spawn = spawn
+        self.driver = driver
         self.life = Life.OPEN
         self.outbox = None
+        #: Made by a wait for room (:meth:`ConnectionRuntime.wait_for_room`), set by the
+        #: writers once the outbox is at most half full, or the connection ends.
+        self._room = None
         #: What the outbox holds now, and its bounds.
         self.queued_bytes = self.queued_messages = 0
         self.max_bytes = max_bytes
@@ -130,6 +134,19 @@ class Outgoing:
     def _advance(self, life):
         if life > self.life:
             self.life = life
+            if self._room is not None:
+                self._room.set()  # whoever waits for room finds the connection ending
+
+    def _has_room(self):
+        return (
+            self.queued_bytes <= self.max_bytes // 2
+            and self.queued_messages <= self.max_messages // 2
+        )
+
+    def _drained(self):
+        """Called after a write: wake a wait for room once there is some."""
+        if self._room is not None and self._has_room():
+            self._room.set()
 
     def _enqueue(self, text):
         """Queue one message to send, or drop the client if its buffer is full."""
@@ -172,8 +189,9 @@ class Outgoing:
                 self.queued_messages += 1
                 outbox.appendleft(Rest(rest))
                 break
+        self._drained()
         if outbox:
-            self._spawn(self._write)
+            self.driver.spawn(self._write)
         else:
             self.outbox = None
 
@@ -197,8 +215,9 @@ class Outgoing:
         self._put(Close(code, reason))
 
     def keepalive(self, now):
-        """The transport's own heartbeat (a SockJS websocket's pings), at each beat: close
-        with what it says when its peer left a ping unanswered too long."""
+        """The transport's own heartbeat (a SockJS websocket's pings), at each beat of
+        ``now`` (the driver's clock): close with what it says when its peer left a ping
+        unanswered too long."""
         if self.life >= Life.CLOSING:
             return
         closing = self.transport.keepalive(now)
@@ -233,3 +252,4 @@ class Outgoing:
             metrics.inc("ddp_messages_sent_total", messages)
         except OSError:
             self._advance(Life.CLOSED)
+        self._drained()

@@ -64,10 +64,10 @@ def _log(event, connection):
 class DDPOverSockJS:
     """The SockJS app: a ConnectionRuntime per session, kept in the server's ``connections``."""
 
-    def __init__(self, run_db, bus, connections, spawn, holder=None):
+    def __init__(self, run_db, bus, connections, driver, holder=None):
         self.run_db = run_db
         self.holder = holder
-        self.spawn = spawn
+        self.driver = driver
         self.bus = bus
         self.connections = connections
         self._by_session = {}
@@ -78,7 +78,7 @@ class DDPOverSockJS:
             transport,
             self.run_db,
             self.bus,
-            self.spawn,
+            self.driver,
             environ=transport.environ,
             holder=self.holder,
         )
@@ -98,7 +98,7 @@ class DDPOverSockJS:
             transport,
             self.run_db,
             self.bus,
-            self.spawn,
+            self.driver,
             environ=session.environ,
             holder=self.holder,
         )
@@ -127,7 +127,7 @@ def sockjs_server(
     mark_handled,
     max_message_size,
     settings,
-    spawn,
+    driver,
     admit=None,
     holder=None,
 ):
@@ -141,13 +141,13 @@ def sockjs_server(
         max_queued_bytes=settings.OUTBOX_MAX_BYTES,
         max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
-    app = DDPOverSockJS(run_db, bus, connections, spawn, holder)
+    app = DDPOverSockJS(run_db, bus, connections, driver, holder)
     return SockJSServer(
         app,
         prefix="/sockjs",
         options=options,
         mark_handled=mark_handled,
-        spawn=spawn,
+        spawn=driver.spawn,
         client_address=client_address,
         admit=admit,
         websocket=WebSocket,

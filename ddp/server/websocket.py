@@ -48,11 +48,11 @@ class WebSocketTransport:
         return 0, 0
 
 
-def serve(ws, run_db, bus, connections, spawn, holder=None):
+def serve(ws, run_db, bus, connections, driver, holder=None):
     """Serve one client until either side closes; ``connections`` tracks live clients,
     ``holder`` keeps sessions for clients that come back (:mod:`ddp.server.resumption`)."""
     connection = ConnectionRuntime(
-        WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ, holder=holder
+        WebSocketTransport(ws), run_db, bus, driver, environ=ws.environ, holder=holder
     )
     connections.add(connection)
     connection.open()

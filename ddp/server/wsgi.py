@@ -8,7 +8,6 @@ websocket, ``/sockjs/websocket``, is the same as ``/websocket``: Meteor's server
 its ``/websocket`` there, so clients may use either.
 """
 
-import functools
 import logging
 import time
 
@@ -37,7 +36,8 @@ class DDPApplication:
     :mod:`~ddp.server.observability`, and every other path to Django's WSGI handler.
 
     ``mark_handled`` tells the WSGI server that a request took over its socket, and
-    ``spawn(function)`` starts a thread (the eventlet driver passes its own of each);
+    ``driver`` (a :class:`ddp.runtime.driver.Driver`) runs the clients' green threads
+    (``ddpserver`` passes the eventlet driver's of both);
     ``connections`` holds every live client, for the heartbeat thread and so that
     shutdown can close them (:meth:`shut_down`); at ``max_connections`` of them (by
     default ``DDP["MAX_CONNECTIONS"]``) a new one is refused (:meth:`admits_another`).
@@ -50,7 +50,7 @@ class DDPApplication:
         self,
         run_db,
         mark_handled,
-        spawn,
+        driver,
         max_message_size,
         bus=None,
         django_app=None,
@@ -60,13 +60,13 @@ class DDPApplication:
         self.run_db = run_db
         self.worker = worker
         self.max_connections = max_connections or ddp_settings.MAX_CONNECTIONS
-        self.spawn = spawn
+        self.driver = driver
         self.bus = bus
         self.max_message_size = max_message_size
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
-        self.holder = Holder(spawn)
+        self.holder = Holder(driver.spawn)
         self.sockjs = sockjs_server(
             run_db,
             bus,
@@ -74,13 +74,13 @@ class DDPApplication:
             mark_handled,
             max_message_size,
             ddp_settings,
-            spawn,
+            driver,
             self.admits_another,
             self.holder,
         )
         # SockJS websockets' pings ride on the same beat: a fraction of their timeout too.
         every = min(heartbeat.tick(), sockjs_websocket.PONG_TIMEOUT / 4)
-        spawn(functools.partial(heartbeat.keep, self.connections, every))
+        driver.spawn(heartbeat.keep, self.connections, driver, every)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -105,7 +105,7 @@ class DDPApplication:
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
         try:
-            websocket.serve(ws, self.run_db, self.bus, self.connections, self.spawn, self.holder)
+            websocket.serve(ws, self.run_db, self.bus, self.connections, self.driver, self.holder)
         finally:
             self.mark_handled()
         return []

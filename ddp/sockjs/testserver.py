@@ -19,7 +19,6 @@ from ddp.server import eventlet_driver
 # outright once Django's (unconfigured) settings object exists.
 eventlet_driver.monkey_patch()
 
-import functools  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -34,6 +33,7 @@ from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
 from ddp.websocket import WebSocket  # noqa: E402
 
 logger = logging.getLogger("ddp.sockjs")
+DRIVER = eventlet_driver.EventletDriver()
 
 ADDRPORT = re.compile(r"(?:(?:\[(?P<ipv6>[0-9a-fA-F:]+)\]|(?P<host>[^:]+)):)?(?P<port>\d+)")
 DEFAULT_HOST = "127.0.0.1"
@@ -67,7 +67,7 @@ class AppConnection(Outgoing):
     def __init__(self, transport, app, options):
         super().__init__(
             transport,
-            eventlet_driver.spawn,
+            DRIVER,
             options.max_queued_bytes or sys.maxsize,
             options.max_queued_messages or sys.maxsize,
         )
@@ -157,7 +157,7 @@ class Services:
         self.live = live
         delays = [server.options.heartbeat_delay for server in servers]
         every = min(*delays, websocket.PONG_TIMEOUT) / 4
-        eventlet_driver.spawn(functools.partial(heartbeat.keep, live, every))
+        DRIVER.spawn(heartbeat.keep, live, DRIVER, every)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
