@@ -9,13 +9,12 @@ its ``/websocket`` there, so clients may use either.
 """
 
 import logging
-import time
 
 from django.core.wsgi import get_wsgi_application
 
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
-from ddp.runtime import heartbeat
+from ddp.runtime import heartbeat, shutdown
 from ddp.server import observability, websocket
 from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
@@ -117,9 +116,5 @@ class DDPApplication:
         return len(self.connections) < self.max_connections
 
     def shut_down(self, code, reason, pause):
-        """Close the clients one by one, ``pause`` seconds apart, each once its request
-        in flight has answered: they reconnect to other servers gradually, not at once."""
-        for n, connection in enumerate(list(self.connections)):
-            if n:
-                time.sleep(pause)
-            connection.shut_down(code, reason)
+        """Close the clients of every transport (:mod:`ddp.runtime.shutdown`)."""
+        shutdown.close_all(self.connections, code, reason, pause, self.driver)

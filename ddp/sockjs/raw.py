@@ -58,7 +58,7 @@ class RawSession:
     def close(self, code=1000, reason="Normal closure"):
         self._ws.close_with(code, reason)
 
-    def terminate(self, code, reason):
+    def shut_down(self, code, reason):
         """Close at once (server shutdown): nothing waits to be taken here."""
         self.close(code, reason)
 

@@ -24,7 +24,6 @@ import json
 import re
 import secrets
 import threading
-import time
 
 from ddp.sockjs import raw, responses, websocket, xhr
 from ddp.sockjs.framing import close_frame
@@ -85,8 +84,8 @@ class SockJSServer:
     ``app.connect(transport)`` returns what receives its messages (``receive(text)``), and
     ``app.disconnect(that)`` is called when the socket is gone. ``slow_client()`` is
     called for each client cut off for what waits for it (the host counts them).
-    ``connections`` holds the live sessions, and :meth:`shut_down` closes them, as the
-    eventlet driver expects of the application it serves.
+    ``connections`` holds the live xhr and raw sessions; each has ``shut_down(code,
+    reason)``, which the host's one shutdown path calls (:mod:`ddp.runtime.shutdown`).
 
     An xhr session's id is all its requests carry, a bearer secret: a session answers
     only the client address that opened it, and to any other as if it did not exist
@@ -137,17 +136,6 @@ class SockJSServer:
         if handler is None:
             return responses.method_not_allowed(start_response, methods)
         return handler(environ, start_response)
-
-    def shut_down(self, code, reason, pause=0.0):
-        """Close every session, ``pause`` seconds apart, so clients come back gradually.
-
-        A session with a receiving request open goes once that request has carried the
-        close frame; the others at once, as nobody would poll them again.
-        """
-        for n, session in enumerate(list(self.connections)):
-            if n:
-                time.sleep(pause)
-            session.terminate(code, reason)
 
     def _route(self, rest):
         """The methods ``rest`` of a path answers, each with its handler; None for 404."""

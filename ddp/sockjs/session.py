@@ -184,8 +184,10 @@ class Session:
                 for message in messages:
                     self._tell("on_message", message)
 
-    def terminate(self, code, reason):
-        """Close and expire as soon as no request holds the session (server shutdown)."""
+    def shut_down(self, code, reason):
+        """Close and expire as soon as no request holds the session (server shutdown): a
+        session with a receiving request open goes once that request has carried the close
+        frame; the others at once, as nobody would poll them again."""
         with self._lock:
             self._close(code, reason)
             self._expire_when_detached = True

@@ -25,7 +25,7 @@ import sys  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
-from ddp.runtime import heartbeat  # noqa: E402
+from ddp.runtime import heartbeat, shutdown  # noqa: E402
 from ddp.runtime.outgoing import Life, Outgoing  # noqa: E402
 from ddp.sockjs import websocket  # noqa: E402
 from ddp.sockjs.redact import hint  # noqa: E402
@@ -172,10 +172,7 @@ class Services:
         return set(self.live).union(*(server.connections for server in self.servers))
 
     def shut_down(self, code, reason, pause):
-        for connection in list(self.live):
-            connection.shut_down(code, reason)
-        for server in self.servers:
-            server.shut_down(code, reason, pause)
+        shutdown.close_all(self.connections, code, reason, pause, DRIVER)
 
 
 def services():

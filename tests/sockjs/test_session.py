@@ -172,12 +172,12 @@ def test_a_failing_app_does_not_stop_the_session(caplog):
     assert "on_message" in caplog.text
 
 
-def test_terminate_waits_for_the_receiving_request():
+def test_shut_down_waits_for_the_receiving_request():
     app = Recorder()
     session, forgotten = make_session(app)
     receiver = Receiver()
     session.attach(receiver)
-    session.terminate(1001, "Server shutting down")
+    session.shut_down(1001, "Server shutting down")
     assert receiver.wakes == 1
     assert session.take() == (['c[1001,"Server shutting down"]'], True)
     assert forgotten == []
