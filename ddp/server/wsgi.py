@@ -90,7 +90,7 @@ class DDPApplication:
             if not origin_allowed(environ):
                 start_response("403 Forbidden", [("Content-Type", "text/plain")])
                 return [b"Origin not allowed"]
-            return self.sockjs(environ, start_response)
+            return self.sockjs.handle(environ, start_response)
         if path not in WEBSOCKET_PATHS:
             return self.django_app(environ, start_response)
         refusal = bad_request(environ)

@@ -90,35 +90,31 @@ def serve(server, environ, start_response, session_id):
         except OSError:
             return []
         receiver = server.app.connect(transport)
+
+        def on_message(data):
+            """Hand each client frame's messages to the app; broken framing closes the
+            socket at once, which ends the reading."""
+            if not data:
+                return
+            try:
+                text = data.decode() if isinstance(data, bytes) else data
+                messages = client_messages(text, single_allowed=True)
+            except (UnicodeDecodeError, FramingError):
+                ws.close_with(3000, "Broken framing.")
+                return
+            for message in messages:
+                receiver.receive(message)
+
+        # Read here, not in a function of its own: an idle client's thread waits in
+        # this stack, and each frame of it costs every connection.
         try:
-            read(ws, receiver)
+            ws.run(on_message)
         finally:
             server.app.disconnect(receiver)
             ws.close_with(1000, "Normal closure")
     finally:
         server.mark_handled()
     return []
-
-
-def read(ws, receiver):
-    """Hand each client frame's messages to ``receiver`` until the socket closes.
-
-    Broken framing closes the socket at once, which ends the reading.
-    """
-
-    def on_message(data):
-        if not data:
-            return
-        try:
-            text = data.decode() if isinstance(data, bytes) else data
-            messages = client_messages(text, single_allowed=True)
-        except (UnicodeDecodeError, FramingError):
-            ws.close_with(3000, "Broken framing.")
-            return
-        for message in messages:
-            receiver.receive(message)
-
-    ws.run(on_message)
 
 
 class SockJSWebSocket:
