@@ -36,7 +36,7 @@ def serve(server, environ, start_response):
 
 class RawSession:
     """What the app sees of a raw websocket: ``send``, ``close``, ``id`` and ``environ``,
-    as of a :class:`~ddp.sockjs.session.Session`."""
+    as of a :class:`~ddp.sockjs.session.SockJSSession`."""
 
     def __init__(self, ws, app, forget):
         #: No client chose it: for the app and the logs to tell sessions apart.

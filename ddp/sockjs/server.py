@@ -27,7 +27,7 @@ import threading
 
 from ddp.sockjs import raw, responses, websocket, xhr
 from ddp.sockjs.framing import close_frame
-from ddp.sockjs.session import Session, spawn_thread
+from ddp.sockjs.session import SockJSSession, Sweeper, spawn_thread
 
 SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
 
@@ -125,6 +125,7 @@ class SockJSServer:
         self.connections = set()
         self._sessions = {}
         self._lock = threading.Lock()
+        self._sweeper = Sweeper(self._lock, self.spawn)
 
     def __call__(self, environ, start_response):
         return self.handle(environ, start_response)
@@ -216,7 +217,7 @@ class SockJSServer:
     def attach(self, session_id, environ, receiver):
         """Attach a receiving request to its session, opening one if there is none.
 
-        Returns ``(session, frames, attached)`` as :meth:`Session.attach` does; session is
+        Returns ``(session, frames, attached)`` as :meth:`SockJSSession.attach` does; session is
         None when none could open (``admit()`` refused).
         """
         while True:
@@ -257,7 +258,7 @@ class SockJSServer:
             self.connections.discard(session)
 
     def _new_session(self, session_id, environ):
-        session = Session(
+        session = SockJSSession(
             session_id,
             environ,
             self.app,
@@ -267,6 +268,7 @@ class SockJSServer:
             self.spawn,
             address=self.client_address(environ),
             slow_client=self.slow_client,
+            sweeper=self._sweeper,
         )
         self.connections.add(session)
         return session

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from ddp.sockjs.server import SockJSOptions
-from ddp.sockjs.session import ANOTHER_CONNECTION, Session, State
+from ddp.sockjs.session import ANOTHER_CONNECTION, SockJSSession, State, Sweeper
 
 pytestmark = pytest.mark.quick
 
@@ -51,7 +51,7 @@ class Recorder:
 def make_session(app=None, slow_client=None, **options):
     forgotten = []
     options.setdefault("disconnect_delay", 60.0)
-    session = Session(
+    session = SockJSSession(
         "id",
         {"PATH_INFO": "/"},
         app or Recorder(),
@@ -218,7 +218,7 @@ def test_taking_makes_room():
 def test_the_app_has_a_thread_only_while_it_has_events():
     spawned = []
     app = Recorder()
-    session = Session(
+    session = SockJSSession(
         "id",
         {"PATH_INFO": "/"},
         app,
@@ -237,3 +237,33 @@ def test_the_app_has_a_thread_only_while_it_has_events():
     assert len(spawned) == 1
     spawned.pop()()
     assert app.calls == ["open", "a", "b", "c"]
+
+
+def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn():
+    """Not a timer thread per session between two polls: one, while any waits."""
+    lock, spawned, forgotten = threading.Lock(), [], []
+    sweeper = Sweeper(lock, spawned.append)
+    options = SockJSOptions(disconnect_delay=0.05)
+    sessions = []
+    for n in range(3):
+        session = SockJSSession(
+            str(n),
+            {},
+            Recorder(),
+            lock,
+            options,
+            forgotten.append,
+            spawned.append,
+            "",
+            None,
+            sweeper,
+        )
+        receiver = Receiver()
+        session.attach(receiver)
+        session.detach(receiver, aborted=False)
+        sessions.append(session)
+    sessions[1].attach(Receiver())  # polled again: it stays
+    (sweeping,) = [thread for thread in spawned if getattr(thread, "__self__", None) is sweeper]
+    sweeping()  # sleeps until each is due, then ends: none is left waiting
+    assert [s.state for s in sessions] == [State.CLOSED, State.OPEN, State.CLOSED]
+    assert forgotten == [sessions[0], sessions[2]]
