@@ -1,7 +1,8 @@
 """How fast ORM saves reach DDP subscribers, against the raw transport, in one run.
 
 ``python bench/fanout.py [--clients 100,1000] [--servers 1,3] [--workers 1,2] [--rows 200]
-[--rate 20] [--paced-rows 100]``, from anywhere.
+[--rate 20] [--paced-rows 100] [--transport sockjs]``, from anywhere. With ``--transport
+sockjs`` the clients speak DDP over SockJS's websocket transport, as Meteor's browsers.
 
 For every number of servers S and clients N, S ``ddpserver`` processes of the example
 project (``testproject/``, its embedded PostgreSQL) serve N WebSocket clients, spread round
@@ -125,8 +126,8 @@ def take_frames(buf):
     return frames
 
 
-def handshake(port, receive_buffer=None):
-    """Open a WebSocket to ``/websocket`` on ``port``; return the socket and what followed.
+def handshake(port, receive_buffer=None, path="/websocket"):
+    """Open a WebSocket to ``path`` on ``port``; return the socket and what followed.
 
     ``receive_buffer``: the socket's ``SO_RCVBUF``, set before it connects so that the
     window the server sees is that small (a client that stops reading fills it at once).
@@ -139,7 +140,7 @@ def handshake(port, receive_buffer=None):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
-        f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     sock.sendall(request.encode())
@@ -188,7 +189,8 @@ class Clients:
         """
         answered = self.answered()
         for n in range(count):
-            sock, rest = handshake(ports[n % len(ports)])
+            path = self.path(len(self.buffers)) if subscribe else "/websocket"
+            sock, rest = handshake(ports[n % len(ports)], path=path)
             if subscribe:
                 sock.sendall(self.greeting(sock))
             self.buffers[sock] = rest
@@ -203,6 +205,16 @@ class Clients:
     def greeting(self, sock):
         """What the new client ``sock`` sends first; a subclass may give each its own."""
         return hello()
+
+    def path(self, n):
+        """Where the ``n``-th client of a ddpserver connects (raw_push.py's is /websocket)."""
+        return "/websocket"
+
+    def text(self, sock, payload, received):
+        self.message(sock, json.loads(payload), received)
+
+    def send_message(self, sock, message):
+        sock.sendall(client_frame(TEXT, json.dumps(message).encode()))
 
     def answered(self):
         return self.ready + self.refused
@@ -249,7 +261,7 @@ class Clients:
         buf += data
         for opcode, payload in take_frames(buf):
             if opcode == TEXT:
-                self.message(sock, json.loads(payload), received)
+                self.text(sock, payload, received)
             elif opcode == PING:
                 sock.sendall(client_frame(PONG, payload))
 
@@ -265,7 +277,34 @@ class Clients:
         elif kind == "ping":
             # DDP's heartbeat: a client that does not answer is closed after 30 s.
             pong = {"msg": "pong", **({"id": message["id"]} if "id" in message else {})}
-            sock.sendall(client_frame(TEXT, json.dumps(pong).encode()))
+            self.send_message(sock, pong)
+
+
+class SockJSClients(Clients):
+    """The same clients on SockJS's websocket transport, as Meteor's browser client: each
+    message sent as ``["<message>"]``, received in ``a[...]`` frames (``o``, ``h`` and
+    ``c`` frames carry none). raw_push.py's frames, on /websocket, are raw DDP."""
+
+    def path(self, n):
+        return f"/sockjs/000/{n:08d}/websocket"
+
+    def greeting(self, sock):
+        frames = (json.dumps([json.dumps(m, separators=(",", ":"))]) for m in (CONNECT, ALL_BOOKS))
+        return b"".join(client_frame(TEXT, frame.encode()) for frame in frames)
+
+    def text(self, sock, payload, received):
+        if payload[:1] == b"a":
+            for text in json.loads(payload[1:]):
+                self.message(sock, json.loads(text), received)
+        elif payload[:1] == b"{":
+            super().text(sock, payload, received)
+
+    def send_message(self, sock, message):
+        sock.sendall(client_frame(TEXT, json.dumps([json.dumps(message)]).encode()))
+
+
+#: The clients of each ``--transport``.
+TRANSPORTS = {"websocket": Clients, "sockjs": SockJSClients}
 
 
 def serve_clients(pipe, factory=Clients):
@@ -501,6 +540,7 @@ def report(args, results, raw, others, load):
     print(f"machine   {platform.platform()}, os.cpu_count() = {cpus}")
     print(f"python    {platform.python_version()} ({platform.python_implementation()})")
     print(f"writes    {args.rows} Book.objects.create() per run, one autocommit transaction each")
+    print(f"transport {args.transport} (the raw push baseline: /websocket)")
     print(f"shared    clients, servers, PostgreSQL and the writer all run on these {cpus} CPUs")
     print(f"registry  {others} ddpserver(s) already registered as live on this database")
     print(f"load      {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)")
@@ -587,6 +627,12 @@ def main():
     parser.add_argument(
         "--paced-rows", type=int, default=100, help="books saved at --rate (default 100)"
     )
+    parser.add_argument(
+        "--transport",
+        choices=sorted(TRANSPORTS),
+        default="websocket",
+        help="raw /websocket (default) or SockJS's websocket transport, as Meteor browsers",
+    )
     args = parser.parse_args()
 
     # Whatever else runs on the machine takes CPU from the bench: shown with the figures.
@@ -596,7 +642,7 @@ def main():
 
     others = live_servers()
     author, _ = Author.objects.get_or_create(email=AUTHOR_EMAIL, defaults={"name": PREFIX})
-    clients = ClientProcess()
+    clients = ClientProcess(TRANSPORTS[args.transport])
     results, raw = {}, {}
     try:
         for servers in args.servers:

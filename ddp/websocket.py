@@ -25,6 +25,9 @@ VERSIONS = ("8", "13")
 #: The answer to any other version, sockjs-node's.
 UNSUPPORTED_VERSION = b"Only supported WebSocket protocol is RFC 6455."
 
+#: An RFC 6455 ping from a server: final, opcode 9, no payload, unmasked.
+PING = b"\x89\x00"
+
 
 @functools.lru_cache(maxsize=1024)
 def text_frame(text):
@@ -102,7 +105,13 @@ class _NoWaiting:
 
 class WebSocket(simple_websocket.Server):
     """simple-websocket's server with full writes, compression only when enabled, and
-    reading in the caller's thread."""
+    reading in the caller's thread.
+
+    :mod:`ddp.sockjs` is given this class by its host (it imports nothing else of
+    ``ddp``), and reads the handshake versions it serves from it."""
+
+    versions = VERSIONS
+    unsupported_version = UNSUPPORTED_VERSION
 
     def __init__(self, environ, **kwargs):
         #: Whether permessage-deflate may have been negotiated (then wsproto frames).
@@ -130,6 +139,19 @@ class WebSocket(simple_websocket.Server):
         while self.input_buffer:
             self._on_message(self.input_buffer.pop(0))
         return keep_going
+
+    def ping_nowait(self):
+        """Send a ping, which every client answers by itself, without waiting: the
+        heartbeat thread must not wait on one client. False when a writer is mid-frame or
+        the socket is full (the caller tries again later); ``pong_received`` tells whether
+        the answer came."""
+        self.pong_received = False
+        sent = self.sock.send_nowait(PING)
+        if sent == 0:
+            return False
+        if sent < len(PING):  # never seen: the frame must still be whole
+            self.sock.send(PING[sent:])
+        return True
 
     def send_now(self, texts):
         """Write the frames of ``texts`` as far as the socket takes them now; return the

@@ -3,7 +3,7 @@
 Both are plain WSGI handlers of a server's state: anything with the
 :class:`~ddp.server.wsgi.DDPApplication`'s ``run_db`` (the database pool), ``bus`` (whose
 ``listener`` has a ``connected`` event and ``stats``) and ``connections`` (the live
-:class:`~ddp.server.connection.DDPConnection` objects). Everything is read when asked, so
+:class:`~ddp.runtime.connection.ConnectionRuntime` objects). Everything is read when asked, so
 nothing needs updating as clients come and go.
 
 ``/metrics`` needs ``prometheus_client`` (the ``metrics`` extra); without it the path

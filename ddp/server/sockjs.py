@@ -1,22 +1,25 @@
 """DDP over SockJS at ``/sockjs``, as Meteor's browser client speaks it by default.
 
 :mod:`ddp.sockjs` knows nothing of DDP; this is the app it hosts: each SockJS session
-carries one :class:`~ddp.server.connection.DDPConnection`, exactly as a raw WebSocket
-does. Meteor's server settings are used (T8): heartbeats every 45 s, sessions kept 60 s
+carries one :class:`~ddp.runtime.connection.ConnectionRuntime`, exactly as a raw WebSocket
+does; a SockJS websocket is a transport the runtime drives directly. Meteor's server
+settings are used (T8): heartbeats every 45 s, sessions kept 60 s
 without a receiving connection.
 """
 
 from ddp import metrics
 from ddp.addresses import client_address
-from ddp.server.connection import DDPConnection
+from ddp.runtime.connection import ConnectionRuntime
 from ddp.sockjs.server import SockJSOptions, SockJSServer
+from ddp.websocket import WebSocket
 
 
 class SockJSTransport:
-    """What a DDPConnection needs of a SockJS session."""
+    """What a ConnectionRuntime needs of an xhr SockJS session."""
 
     def __init__(self, session, closed):
         self.session = session
+        self.environ = session.environ
         self.closed = closed
 
     def send_now(self, texts):
@@ -44,6 +47,9 @@ class SockJSTransport:
     def answered(self):
         return False
 
+    def keepalive(self, now):
+        return None  # the DDP heartbeat is enough
+
     def abort(self):
         # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
         self.session.close(1008, "Too slow")
@@ -56,23 +62,43 @@ def _log(event, connection):
 
 
 class DDPOverSockJS:
-    """The SockJS app: a DDPConnection per session, kept in the server's ``connections``."""
+    """The SockJS app: a ConnectionRuntime per session, kept in the server's ``connections``."""
 
-    def __init__(self, run_db, bus, connections, spawn, holder=None):
+    def __init__(self, run_db, bus, connections, driver, holder=None):
         self.run_db = run_db
         self.holder = holder
-        self.spawn = spawn
+        self.driver = driver
         self.bus = bus
         self.connections = connections
         self._by_session = {}
 
-    def on_open(self, session):
-        transport = SockJSTransport(session, lambda: self.connections.discard(connection))
-        connection = DDPConnection(
+    def connect(self, transport):
+        """A SockJS websocket: the runtime drives it directly, as a raw WebSocket."""
+        connection = ConnectionRuntime(
             transport,
             self.run_db,
             self.bus,
-            self.spawn,
+            self.driver,
+            environ=transport.environ,
+            holder=self.holder,
+        )
+        self.connections.add(connection)
+        connection.open()
+        _log("connect", connection)
+        return connection
+
+    def disconnect(self, connection):
+        self.connections.discard(connection)
+        connection.finish()
+        _log("disconnect", connection)
+
+    def on_open(self, session):
+        transport = SockJSTransport(session, lambda: self.connections.discard(connection))
+        connection = ConnectionRuntime(
+            transport,
+            self.run_db,
+            self.bus,
+            self.driver,
             environ=session.environ,
             holder=self.holder,
         )
@@ -101,7 +127,7 @@ def sockjs_server(
     mark_handled,
     max_message_size,
     settings,
-    spawn,
+    driver,
     admit=None,
     holder=None,
 ):
@@ -115,13 +141,15 @@ def sockjs_server(
         max_queued_bytes=settings.OUTBOX_MAX_BYTES,
         max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
-    app = DDPOverSockJS(run_db, bus, connections, spawn, holder)
+    app = DDPOverSockJS(run_db, bus, connections, driver, holder)
     return SockJSServer(
         app,
         prefix="/sockjs",
         options=options,
         mark_handled=mark_handled,
-        spawn=spawn,
+        spawn=driver.spawn,
         client_address=client_address,
         admit=admit,
+        websocket=WebSocket,
+        slow_client=lambda: metrics.inc("ddp_slow_client_disconnects_total"),
     )

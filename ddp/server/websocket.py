@@ -1,40 +1,32 @@
 """Raw DDP over WebSocket (``/websocket``): one DDP message per text frame, no framing.
 
 The request's own green thread reads frames and hands them to a
-:class:`~ddp.server.connection.DDPConnection`; never SockJS framing here (T2).
+:class:`~ddp.runtime.connection.ConnectionRuntime`; never SockJS framing here (T2).
 """
 
 from ddp import metrics
-from ddp.server.connection import DDPConnection
-
-#: An RFC 6455 ping from a server: final, opcode 9, no payload, unmasked.
-PING = b"\x89\x00"
+from ddp.runtime.connection import ConnectionRuntime
 
 
 class WebSocketTransport:
-    """What a DDPConnection needs of a :class:`ddp.websocket.WebSocket`."""
+    """What a ConnectionRuntime needs of a :class:`ddp.websocket.WebSocket`."""
 
     def __init__(self, ws):
         self.ws = ws
+        self.environ = ws.environ
         self._pinged = False
 
     def ping(self):
-        """A WebSocket ping, which every client answers by itself: how a ``pre1`` peer,
-        which has no DDP ping, is found dead. Called by the heartbeat thread, which must
-        not wait on one client: False when a writer is mid-frame or the socket is full
-        (it is tried again at the next beat)."""
-        self.ws.pong_received = False
-        sent = self.ws.sock.send_nowait(PING)
-        if sent == 0:
-            return False
-        if sent < len(PING):  # never seen: the frame must still be whole
-            self.ws.sock.send(PING[sent:])
-        self._pinged = True
-        return True
+        """A WebSocket ping: how a ``pre1`` peer, which has no DDP ping, is found dead."""
+        self._pinged = self.ws.ping_nowait()
+        return self._pinged
 
     def answered(self):
         """Whether a pong came since the last :meth:`ping`."""
         return self._pinged and self.ws.pong_received
+
+    def keepalive(self, now):
+        return None  # the DDP heartbeat is enough
 
     def send_now(self, texts):
         return self.ws.send_now(texts)
@@ -56,11 +48,11 @@ class WebSocketTransport:
         return 0, 0
 
 
-def serve(ws, run_db, bus, connections, spawn, holder=None):
+def serve(ws, run_db, bus, connections, driver, holder=None):
     """Serve one client until either side closes; ``connections`` tracks live clients,
     ``holder`` keeps sessions for clients that come back (:mod:`ddp.server.resumption`)."""
-    connection = DDPConnection(
-        WebSocketTransport(ws), run_db, bus, spawn, environ=ws.environ, holder=holder
+    connection = ConnectionRuntime(
+        WebSocketTransport(ws), run_db, bus, driver, environ=ws.environ, holder=holder
     )
     connections.add(connection)
     connection.open()

@@ -8,17 +8,17 @@ websocket, ``/sockjs/websocket``, is the same as ``/websocket``: Meteor's server
 its ``/websocket`` there, so clients may use either.
 """
 
-import functools
 import logging
-import time
 
 from django.core.wsgi import get_wsgi_application
 
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
-from ddp.server import heartbeat, observability, websocket
+from ddp.runtime import heartbeat, shutdown
+from ddp.server import observability, websocket
 from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
+from ddp.sockjs import websocket as sockjs_websocket
 from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
@@ -35,7 +35,8 @@ class DDPApplication:
     :mod:`~ddp.server.observability`, and every other path to Django's WSGI handler.
 
     ``mark_handled`` tells the WSGI server that a request took over its socket, and
-    ``spawn(function)`` starts a thread (the eventlet driver passes its own of each);
+    ``driver`` (a :class:`ddp.runtime.driver.Driver`) runs the clients' green threads
+    (``ddpserver`` passes the eventlet driver's of both);
     ``connections`` holds every live client, for the heartbeat thread and so that
     shutdown can close them (:meth:`shut_down`); at ``max_connections`` of them (by
     default ``DDP["MAX_CONNECTIONS"]``) a new one is refused (:meth:`admits_another`).
@@ -48,7 +49,7 @@ class DDPApplication:
         self,
         run_db,
         mark_handled,
-        spawn,
+        driver,
         max_message_size,
         bus=None,
         django_app=None,
@@ -58,13 +59,13 @@ class DDPApplication:
         self.run_db = run_db
         self.worker = worker
         self.max_connections = max_connections or ddp_settings.MAX_CONNECTIONS
-        self.spawn = spawn
+        self.driver = driver
         self.bus = bus
         self.max_message_size = max_message_size
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
-        self.holder = Holder(spawn)
+        self.holder = Holder(driver.spawn)
         self.sockjs = sockjs_server(
             run_db,
             bus,
@@ -72,11 +73,13 @@ class DDPApplication:
             mark_handled,
             max_message_size,
             ddp_settings,
-            spawn,
+            driver,
             self.admits_another,
             self.holder,
         )
-        spawn(functools.partial(heartbeat.keep, self.connections))
+        # SockJS websockets' pings ride on the same beat: a fraction of their timeout too.
+        every = min(heartbeat.tick(), sockjs_websocket.PONG_TIMEOUT / 4)
+        driver.spawn(heartbeat.keep, self.connections, driver, every)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -87,7 +90,7 @@ class DDPApplication:
             if not origin_allowed(environ):
                 start_response("403 Forbidden", [("Content-Type", "text/plain")])
                 return [b"Origin not allowed"]
-            return self.sockjs(environ, start_response)
+            return self.sockjs.handle(environ, start_response)
         if path not in WEBSOCKET_PATHS:
             return self.django_app(environ, start_response)
         refusal = bad_request(environ)
@@ -101,7 +104,7 @@ class DDPApplication:
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
         try:
-            websocket.serve(ws, self.run_db, self.bus, self.connections, self.spawn, self.holder)
+            websocket.serve(ws, self.run_db, self.bus, self.connections, self.driver, self.holder)
         finally:
             self.mark_handled()
         return []
@@ -113,9 +116,5 @@ class DDPApplication:
         return len(self.connections) < self.max_connections
 
     def shut_down(self, code, reason, pause):
-        """Close the clients one by one, ``pause`` seconds apart, each once its request
-        in flight has answered: they reconnect to other servers gradually, not at once."""
-        for n, connection in enumerate(list(self.connections)):
-            if n:
-                time.sleep(pause)
-            connection.shut_down(code, reason)
+        """Close the clients of every transport (:mod:`ddp.runtime.shutdown`)."""
+        shutdown.close_all(self.connections, code, reason, pause, self.driver)

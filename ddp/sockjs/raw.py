@@ -18,7 +18,6 @@ import uuid
 
 from ddp.sockjs import websocket
 from ddp.sockjs.redact import hint
-from ddp.websocket import WebSocket
 
 logger = logging.getLogger("ddp.sockjs")
 
@@ -28,7 +27,7 @@ def serve(server, environ, start_response):
     if answer is not None:
         return answer
     try:
-        ws = WebSocket(environ, max_message_size=server.options.max_message_size)
+        ws = server.websocket(environ, max_message_size=server.options.max_message_size)
         server.raw_session(ws).run()
     finally:
         server.mark_handled()
@@ -37,7 +36,7 @@ def serve(server, environ, start_response):
 
 class RawSession:
     """What the app sees of a raw websocket: ``send``, ``close``, ``id`` and ``environ``,
-    as of a :class:`~ddp.sockjs.session.Session`."""
+    as of a :class:`~ddp.sockjs.session.SockJSSession`."""
 
     def __init__(self, ws, app, forget):
         #: No client chose it: for the app and the logs to tell sessions apart.
@@ -59,7 +58,7 @@ class RawSession:
     def close(self, code=1000, reason="Normal closure"):
         self._ws.close_with(code, reason)
 
-    def terminate(self, code, reason):
+    def shut_down(self, code, reason):
         """Close at once (server shutdown): nothing waits to be taken here."""
         self.close(code, reason)
 

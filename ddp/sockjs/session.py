@@ -10,11 +10,11 @@ The rules are sockjs-node's (``src/transport.coffee``; PROTOCOL.md T7):
 * Closed by the app (or the server), the session answers every receiving request with its
   close frame until it expires.
 * With no receiving request it expires after ``disconnect_delay``; at once when that request
-  was broken off (its client went away) or was a websocket, whose session lives exactly as
-  long as its socket.
+  was broken off (its client went away). One :class:`Sweeper` per server expires them, a
+  thread that runs only while some session waits to, not a timer per session.
 * What waits is bounded (``max_queued_bytes``, ``max_queued_messages``): a client that
-  stopped reading or polling is cut off when it overflows, logged and counted
-  (``ddp_slow_client_disconnects_total``), so it cannot grow the server's memory.
+  stopped reading or polling is cut off when it overflows, logged and counted (by the
+  host's ``slow_client`` callback), so it cannot grow the server's memory.
 
 The app hears of all this on a worker thread of the session's own, in order: ``on_open``,
 each ``on_message``, ``on_close``. So ``on_message`` never runs twice at once for one
@@ -34,8 +34,8 @@ import collections
 import enum
 import logging
 import threading
+import time
 
-from ddp import metrics
 from ddp.sockjs.framing import OPEN, close_frame, messages_frame
 from ddp.sockjs.redact import hint
 
@@ -44,11 +44,49 @@ logger = logging.getLogger("ddp.sockjs")
 ANOTHER_CONNECTION = close_frame(2010, "Another connection still open")
 
 
-def spawn_thread(function):
-    """Run ``function`` in a new thread. Under eventlet ``ddpserver`` passes its own
-    spawn: a green thread that starts without the caller giving way, so that messages
+def spawn_thread(function, *args):
+    """Run ``function(*args)`` in a new thread. Under eventlet ``ddpserver`` passes its
+    own spawn: a green thread that starts without the caller giving way, so that messages
     told together are run, and their answers sent, together."""
-    threading.Thread(target=function, daemon=True).start()
+    threading.Thread(target=function, args=args, daemon=True).start()
+
+
+class Sweeper:
+    """Expires the sessions of a server nobody polled for ``disconnect_delay``, in one
+    thread that runs while any waits to expire (a ``threading.Timer`` per detached session
+    would be a thread, 14 KB under eventlet, per client between two polls).
+
+    Every session waits the same delay, so they come due in the order they were queued:
+    the thread sleeps until the first is due. A session polled again meanwhile is skipped
+    (its deadline changed). ``lock`` is the server's, which session methods hold.
+    """
+
+    def __init__(self, lock, spawn):
+        self._lock = lock
+        self._spawn = spawn
+        self._due = collections.deque()  # (deadline, session), in deadline order
+        self._running = False
+
+    def add(self, session, deadline):
+        """Queue ``session`` to expire at ``deadline`` (``time.monotonic``); lock held."""
+        self._due.append((deadline, session))
+        if not self._running:
+            self._running = True
+            self._spawn(self._run)
+
+    def _run(self):
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._due and self._due[0][0] <= now:
+                    deadline, session = self._due.popleft()
+                    if session.deadline == deadline:
+                        session._expire()
+                if not self._due:
+                    self._running = False
+                    return
+                wait = self._due[0][0] - now
+            time.sleep(wait)
 
 
 class State(enum.Enum):
@@ -60,7 +98,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class Session:
+class SockJSSession:
     """A session as its app sees it: ``send``, ``close``, ``id`` and ``environ``.
 
     ``environ`` is the WSGI environ of the request that opened the session, and
@@ -68,7 +106,19 @@ class Session:
     The other public methods are for the transports.
     """
 
-    def __init__(self, session_id, environ, app, lock, options, forget, spawn=None, address=""):
+    def __init__(
+        self,
+        session_id,
+        environ,
+        app,
+        lock,
+        options,
+        forget,
+        spawn=None,
+        address="",
+        slow_client=None,
+        sweeper=None,
+    ):
         self.id = session_id
         self.environ = environ
         self.address = address
@@ -82,14 +132,17 @@ class Session:
         self._queued_bytes = 0
         self._close_frame = None
         self._receiver = None
-        self._timer = None
+        #: When it expires unless a receiving request attaches (None while one is).
+        self.deadline = None
         self._expire_when_detached = False
         self._events = collections.deque()
         self._telling = False  # whether a worker thread runs the app's events
         self._spawn = spawn or spawn_thread
+        self._slow_client = slow_client or (lambda: None)
+        self._sweeper = sweeper or Sweeper(lock, self._spawn)
 
     def __repr__(self):
-        return f"<Session {hint(self.id)} {self.state.value}>"
+        return f"<SockJSSession {hint(self.id)} {self.state.value}>"
 
     # The app's side.
 
@@ -173,8 +226,10 @@ class Session:
                 for message in messages:
                     self._tell("on_message", message)
 
-    def terminate(self, code, reason):
-        """Close and expire as soon as no request holds the session (server shutdown)."""
+    def shut_down(self, code, reason):
+        """Close and expire as soon as no request holds the session (server shutdown): a
+        session with a receiving request open goes once that request has carried the close
+        frame; the others at once, as nobody would poll them again."""
         with self._lock:
             self._close(code, reason)
             self._expire_when_detached = True
@@ -199,7 +254,7 @@ class Session:
         )
 
     def _cut_off(self):
-        metrics.inc("ddp_slow_client_disconnects_total")
+        self._slow_client()
         logger.warning(
             "Disconnecting slow SockJS client %s: %d messages, %d bytes waiting",
             hint(self.id),
@@ -221,20 +276,11 @@ class Session:
             self._receiver.wake()
 
     def _start_timer(self):
-        timer = threading.Timer(self._options.disconnect_delay, lambda: self._timed_out(timer))
-        timer.daemon = True
-        self._timer = timer
-        timer.start()
+        self.deadline = time.monotonic() + self._options.disconnect_delay
+        self._sweeper.add(self, self.deadline)
 
     def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _timed_out(self, timer):
-        with self._lock:
-            if self._timer is timer:
-                self._expire()
+        self.deadline = None
 
     def _expire(self):
         self._cancel_timer()

@@ -25,7 +25,15 @@ import sys  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
+from ddp.runtime import heartbeat, shutdown  # noqa: E402
+from ddp.runtime.outgoing import Life, Outgoing  # noqa: E402
+from ddp.sockjs import websocket  # noqa: E402
+from ddp.sockjs.redact import hint  # noqa: E402
 from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
+from ddp.websocket import WebSocket  # noqa: E402
+
+logger = logging.getLogger("ddp.sockjs")
+DRIVER = eventlet_driver.EventletDriver()
 
 ADDRPORT = re.compile(r"(?:(?:\[(?P<ipv6>[0-9a-fA-F:]+)\]|(?P<host>[^:]+)):)?(?P<port>\d+)")
 DEFAULT_HOST = "127.0.0.1"
@@ -48,15 +56,108 @@ class Close(Echo):
         session.close(3000, "Go away!")
 
 
+class AppConnection(Outgoing):
+    """A hosted app's session on a SockJS websocket, driven as ``ddpserver`` drives a DDP
+    client's: what the app sends waits in a bounded outbox (``max_queued_*``) that the
+    runtime writes, and the heartbeat thread pings. The reader's thread tells the app, so
+    ``on_open``, each ``on_message`` and ``on_close`` come one at a time and in order."""
+
+    kind = "SockJS client"
+
+    def __init__(self, transport, app, options):
+        super().__init__(
+            transport,
+            DRIVER,
+            options.max_queued_bytes or sys.maxsize,
+            options.max_queued_messages or sys.maxsize,
+        )
+        self.app = app
+        self.id = transport.id
+        self.environ = transport.environ
+
+    def name(self):
+        return hint(self.id)
+
+    def send(self, text):
+        if self.life < Life.CLOSING:
+            self._enqueue(text)
+
+    def close(self, code=3000, reason="Go away!"):
+        if self.life < Life.CLOSING:
+            super().close(code, reason)
+
+    def shut_down(self, code, reason):
+        self.close(code, reason)
+
+    def beat(self, now):
+        self.keepalive(now)
+
+    def receive(self, text):
+        self.tell("on_message", text)
+
+    def tell(self, name, *args):
+        try:
+            getattr(self.app, name)(self, *args)
+        except Exception:
+            logger.exception("SockJS app failed in %s for session %s", name, self.name())
+
+
+class Hosted:
+    """An app as the SockJS server sees it: sessions of the xhr transports go to it as
+    they are; a websocket becomes an :class:`AppConnection`, kept in ``live``."""
+
+    def __init__(self, app, options, live):
+        self.app = app
+        self.options = options
+        self.live = live
+
+    def on_open(self, session):
+        self.app.on_open(session)
+
+    def on_message(self, session, text):
+        self.app.on_message(session, text)
+
+    def on_close(self, session):
+        self.app.on_close(session)
+
+    def connect(self, transport):
+        connection = AppConnection(transport, self.app, self.options)
+        self.live.add(connection)
+        connection.tell("on_open")
+        return connection
+
+    def disconnect(self, connection):
+        self.live.discard(connection)
+        connection.tell("on_close")
+
+
+def hosted_server(app, prefix, live, **options):
+    """A SockJSServer for ``app`` at ``prefix`` under eventlet, its websockets in ``live``."""
+    options = SockJSOptions(**options)
+    return SockJSServer(
+        Hosted(app, options, live),
+        prefix,
+        options,
+        mark_handled=eventlet_driver.mark_handled,
+        spawn=eventlet_driver.spawn,
+        websocket=WebSocket,
+    )
+
+
 class Services:
-    """Several SockJS servers behind one WSGI application, chosen by their prefix.
+    """Several SockJS servers behind one WSGI application, chosen by their prefix, and
+    the websockets they host (``live``), whose heartbeats one thread drives.
 
     It offers the eventlet driver what it needs of an application for shutdown: their
     ``connections`` together, and ``shut_down``.
     """
 
-    def __init__(self, servers):
+    def __init__(self, servers, live):
         self.servers = servers
+        self.live = live
+        delays = [server.options.heartbeat_delay for server in servers]
+        every = min(*delays, websocket.PONG_TIMEOUT) / 4
+        DRIVER.spawn(heartbeat.keep, live, DRIVER, every)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -68,30 +169,22 @@ class Services:
 
     @property
     def connections(self):
-        return set().union(*(server.connections for server in self.servers))
+        return set(self.live).union(*(server.connections for server in self.servers))
 
     def shut_down(self, code, reason, pause):
-        for server in self.servers:
-            server.shut_down(code, reason, pause)
+        shutdown.close_all(self.connections, code, reason, pause, DRIVER)
 
 
 def services():
-    def server(app, prefix, **options):
-        return SockJSServer(
-            app,
-            prefix,
-            SockJSOptions(**options),
-            mark_handled=eventlet_driver.mark_handled,
-            spawn=eventlet_driver.spawn,
-        )
-
+    live = set()
     return Services(
         [
-            server(Echo(), "/echo", response_limit=4096),
-            server(Close(), "/close"),
-            server(Echo(), "/disabled_websocket_echo", websocket=False),
-            server(Echo(), "/cookie_needed_echo", cookie_needed=True),
-        ]
+            hosted_server(Echo(), "/echo", live, response_limit=4096),
+            hosted_server(Close(), "/close", live),
+            hosted_server(Echo(), "/disabled_websocket_echo", live, websocket=False),
+            hosted_server(Echo(), "/cookie_needed_echo", live, cookie_needed=True),
+        ],
+        live,
     )
 
 

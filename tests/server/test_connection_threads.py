@@ -1,10 +1,12 @@
-"""A DDPConnection runs threads only while it has work: an idle client costs no thread.
+"""A ConnectionRuntime runs threads only while it has work: an idle client costs no thread.
 
 The connection is driven here by a scheduler that runs what it is asked to spawn one at a
 time, to completion, as green threads do when nothing blocks; the transport records frames.
 """
 
+import functools
 import json
+import threading
 
 import pytest
 from django.db import OperationalError
@@ -12,8 +14,7 @@ from django.test import override_settings
 
 from ddp import metrics
 from ddp.bus.memory import InMemoryBus
-from ddp.server import connection as connection_module
-from ddp.server.connection import DDPConnection
+from ddp.runtime.connection import ConnectionRuntime
 
 pytestmark = pytest.mark.django_db
 
@@ -21,34 +22,33 @@ CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
 
 
 class Scheduler:
+    """The driver: runs what it is asked to spawn one at a time when the test says, and
+    its clock moves only when the test moves ``now``."""
+
     def __init__(self):
         self.pending = []
         self.started = []
+        self.now = 1000.0
 
-    def spawn(self, function):
-        self.pending.append(function)
+    def spawn(self, function, *args):
+        self.pending.append(functools.partial(function, *args))
         self.started.append(function.__name__)
+
+    def clock(self):
+        return self.now
+
+    def event(self):
+        return threading.Event()
 
     def run(self):
         while self.pending:
             self.pending.pop(0)()
 
 
-class Clock:
-    """Stands in for the connection module's ``time``: seconds pass when the test says."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def monotonic(self):
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(connection_module, "time", clock)
-    return clock
+def clock():
+    """The scheduler whose clock a heartbeat test moves."""
+    return Scheduler()
 
 
 class Transport:
@@ -92,10 +92,13 @@ class Transport:
     def answered(self):
         return self.pong
 
+    def keepalive(self, now):
+        return None
 
-def connection(bus=None):
-    scheduler, transport = Scheduler(), Transport()
-    conn = DDPConnection(transport, lambda func, *args: func(*args), bus, scheduler.spawn)
+
+def connection(bus=None, scheduler=None):
+    scheduler, transport = scheduler or Scheduler(), Transport()
+    conn = ConnectionRuntime(transport, lambda func, *args: func(*args), bus, scheduler)
     conn.open()
     return conn, scheduler, transport
 
@@ -140,7 +143,7 @@ def test_what_a_full_socket_does_not_take_goes_to_a_writer_of_its_own_first():
     conn.receive('{"msg":"method","id":"1","method":"test.echo"}')
     scheduler.pending.pop(0)()  # the worker: result and updated are queued
     scheduler.pending.pop(0)()  # the flusher: the socket takes none of it
-    assert scheduler.pending[0].__name__ == "_write"
+    assert scheduler.pending[0].func.__name__ == "_write"
     transport.full = False
     conn.receive('{"msg":"ping","id":"after"}')  # answered at once, queued behind them
     scheduler.run()
@@ -166,7 +169,7 @@ def test_requests_after_shut_down_are_not_run_and_the_close_comes_last():
 
 @override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
 def test_beat_pings_after_the_interval_and_closes_after_the_timeout(clock):
-    conn, scheduler, transport = connection()
+    conn, scheduler, transport = connection(scheduler=clock)
     conn.receive(CONNECT)
     scheduler.run()
     connected = len(transport.sent)
@@ -203,7 +206,7 @@ def test_beat_pings_after_the_interval_and_closes_after_the_timeout(clock):
 
 @override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
 def test_beat_closes_a_socket_that_never_connects_without_a_ping(clock):
-    conn, scheduler, transport = connection()
+    conn, scheduler, transport = connection(scheduler=clock)
     clock.now += 10
     conn.beat(clock.now)
     clock.now += 5
@@ -215,7 +218,7 @@ def test_beat_closes_a_socket_that_never_connects_without_a_ping(clock):
 
 @override_settings(DDP={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 5})
 def test_beat_pings_pre1_through_its_transport_only(clock):
-    conn, scheduler, transport = connection()
+    conn, scheduler, transport = connection(scheduler=clock)
     conn.receive('{"msg":"connect","version":"pre1","support":["pre1"]}')
     transport.pong = True  # a peer that answers every ping
     for _ in range(10):

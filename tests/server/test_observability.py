@@ -255,7 +255,8 @@ def test_the_two_paths_come_before_django_and_metrics_can_be_turned_off(pool):
         return [b"django"]
 
     # No client connects here: the heartbeat thread the app asks for is never started.
-    app = DDPApplication(pool.run, lambda: None, lambda function: None, 1024, django_app=django_app)
+    driver = SimpleNamespace(spawn=lambda function, *args: None)
+    app = DDPApplication(pool.run, lambda: None, driver, 1024, django_app=django_app)
     assert request(app, "/healthz")[1] == b"ok\n"
     for path in ("/metrics", "/other"):
         with override_settings(DDP={"METRICS": False}):

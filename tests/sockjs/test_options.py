@@ -8,10 +8,12 @@ import json
 import socketserver
 import threading
 import time
+from types import SimpleNamespace
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
+from ddp.runtime.shutdown import close_all
 from ddp.sockjs.server import SockJSOptions, SockJSServer
 from tests.sockjs.wire import Connection, fetch
 
@@ -141,7 +143,9 @@ def test_shut_down(serve):
     with Connection(port) as held:
         held.send_request("POST", "/sockjs/0/held/xhr")
         time.sleep(0.1)
-        sockjs.shut_down(1001, "Server shutting down")
+        close_all(
+            sockjs.connections, 1001, "Server shutting down", 0, SimpleNamespace(sleep=time.sleep)
+        )
         assert held.read_head().read_body() == 'c[1001,"Server shutting down"]\n'
     # No one is left to hear a close frame: every session is gone at once.
     assert sockjs.connections == set()

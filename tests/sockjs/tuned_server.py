@@ -16,7 +16,6 @@ import sys  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from ddp.sockjs import testserver, websocket  # noqa: E402
-from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
 
 
 class Flood(testserver.Echo):
@@ -32,23 +31,15 @@ settings.configure()
 logging.basicConfig(level=logging.WARNING)
 addr, port = testserver.parse_addrport(sys.argv[1])
 sock = eventlet_driver.listen(addr, port)
+live = set()
 app = testserver.Services(
     [
-        SockJSServer(
-            testserver.Echo(),
-            "/echo",
-            SockJSOptions(heartbeat_delay=0.2),
-            mark_handled=eventlet_driver.mark_handled,
-            spawn=eventlet_driver.spawn,
+        testserver.hosted_server(testserver.Echo(), "/echo", live, heartbeat_delay=0.2),
+        testserver.hosted_server(
+            Flood(), "/flood", live, max_queued_messages=100, max_message_size=1000
         ),
-        SockJSServer(
-            Flood(),
-            "/flood",
-            SockJSOptions(max_queued_messages=100, max_message_size=1000),
-            mark_handled=eventlet_driver.mark_handled,
-            spawn=eventlet_driver.spawn,
-        ),
-    ]
+    ],
+    live,
 )
 eventlet_driver.serve(
     sock,

@@ -189,7 +189,7 @@ class Command(BaseCommand):
             app = DDPApplication(
                 pool.run,
                 eventlet_driver.mark_handled,
-                eventlet_driver.spawn,
+                eventlet_driver.EventletDriver(),
                 max_message_size,
                 bus,
                 max_connections=max_connections,

@@ -1,10 +1,12 @@
-"""One DDP client, whatever carries its messages (raw WebSocket or SockJS).
+"""One DDP client, whatever carries its messages: the connection runtime.
 
-A :class:`~ddp.session.Session`, and two queues that are drained by green threads started
-only while there is something in them: an idle connection holds no thread of its own (an
-idle green thread costs about 14 KB, and a server holds thousands of idle clients). All of
-a connection's threads are green threads of the server's one OS thread (``spawn`` starts
-them), so a section that does not yield runs alone and the queues need no lock.
+A :class:`~ddp.session.Session` driven over any :class:`~ddp.runtime.transport.Transport`,
+with two queues that are drained by green threads started only while there is something
+in them: an idle connection holds no thread of its own and no queue (an idle green thread
+costs about 14 KB, an empty deque 760 bytes, and a server holds thousands of idle
+clients). All of a connection's threads are green threads of the driver it is given (the
+server's one OS thread), so a section that does not yield runs alone and the queues need
+no lock (:mod:`ddp.runtime.driver`).
 
 * the worker takes requests from the inbox one at a time and runs them in the session
   (Meteor's one-message-at-a-time rule, R7), and applies bus changes between them;
@@ -14,32 +16,26 @@ them), so a section that does not yield runs alone and the queues need no lock.
   reading is disconnected when it overflows, logged and counted
   (``ddp_slow_client_disconnects_total``), and every other client goes on. Only the
   worker waits for room, between the pages of a publication's initial send
-  (:meth:`DDPConnection.wait_for_room`), holding no database worker meanwhile;
-* :meth:`DDPConnection.beat`, called by one thread for all connections
-  (:mod:`ddp.server.heartbeat`), pings a silent client after
+  (:meth:`ConnectionRuntime.wait_for_room`), holding no database worker meanwhile;
+* :meth:`ConnectionRuntime.beat`, called by one thread for all connections
+  (:mod:`ddp.runtime.heartbeat`), pings a silent client after
   ``DDP["HEARTBEAT_INTERVAL"]`` and closes it after ``DDP["HEARTBEAT_TIMEOUT"]`` more
   (H4); a socket that never completes the DDP handshake is closed after the same time
   without a ping. ``pre1`` has no DDP heartbeat: its connections get the transport's
   own ping instead (RFC 6455 on a raw WebSocket), so that a dead peer is closed too.
 
-The transport calls :meth:`DDPConnection.receive` for each text message (pings and
-malformed input are answered at once, H2) and :meth:`DDPConnection.finish` when it is
-gone. It provides ``send_now(texts)`` (write their frames as far as the socket takes them
-without waiting; return the bytes left, empty when none), ``send_bytes(data)`` and
-``send_texts(texts)`` (write, waiting as needed), ``close(code, reason)``, ``abort()`` (cut the
-connection at once, even while a write is blocked on it), ``backlog()`` (``(bytes,
-messages)`` it holds for the client beyond the outbox), and ``ping()`` (send a ping of its
-own, without waiting; False when it sent none) with ``answered()`` (whether the peer
-answered it).
+The transport's host calls :meth:`ConnectionRuntime.receive` for each text message (pings
+and malformed input are answered at once, H2) and :meth:`ConnectionRuntime.finish` when it
+is gone. A connection's life is one :class:`Life`, which only moves forward.
 
 Given a :class:`~ddp.server.resumption.Holder`, a connection whose transport is gone hands
 its session over to it rather than tear it down, so that a client coming back within the
-grace period may resume it on a new connection (:meth:`DDPConnection._resume`).
+grace period may resume it on a new connection (:meth:`ConnectionRuntime._resume`).
 """
 
 import collections
+import dataclasses
 import logging
-import threading
 import time
 
 from wsproto.frame_protocol import CloseReason
@@ -47,63 +43,38 @@ from wsproto.frame_protocol import CloseReason
 from ddp import metrics
 from ddp.conf import ddp_settings
 from ddp.protocol import Connected, ConnectionState, Error, Ping
+from ddp.runtime.outgoing import Life, Outgoing
 from ddp.session import UNCOUNTED, WAKE, Session
 
 logger = logging.getLogger("ddp.server")
 
-#: The writer sends what has queued up in one write of about this many bytes at most: a
-#: client that gets many changes at once costs one system call per batch, not per message.
-WRITE_BATCH_BYTES = 64 * 1024
-#: In the inbox: the request before it is the last this connection runs (shutdown).
-_LAST = object()
+#: Seconds between two looks at a transport's own backlog while a send waits for room.
+BACKLOG_LOOK = 0.05
 
 
-def _take_texts(outbox):
-    """The messages at the head of ``outbox``, up to about WRITE_BATCH_BYTES, and their size."""
-    texts = []
-    size = 0
-    while outbox and size < WRITE_BATCH_BYTES and type(outbox[0]) is str:
-        text = outbox.popleft()
-        texts.append(text)
-        size += len(text)
-    return texts, size
+@dataclasses.dataclass(frozen=True, slots=True)
+class Last:
+    """In the inbox: the request before it was the last this connection runs (shutdown);
+    then it closes."""
+
+    code: int
+    reason: str | None
 
 
-class _Flusher:
-    """One green thread per turn of the hub writes for every connection that has something
-    to send: a change to a thousand clients starts one thread, not a thousand, and what a
-    client gets in one turn goes out in one write."""
+class ConnectionRuntime(Outgoing):
+    """One client's session over ``transport``; ``run_db`` runs database work in the
+    pool, ``bus`` carries changes, ``driver`` (a :class:`ddp.runtime.driver.Driver`) runs
+    its green threads and tells the time, ``holder`` keeps the session when the transport
+    goes."""
 
-    def __init__(self):
-        self._dirty = []
-
-    def add(self, connection):
-        self._dirty.append(connection)
-        if len(self._dirty) == 1:
-            connection._spawn(self._flush)
-
-    def _flush(self):
-        dirty, self._dirty = self._dirty, []
-        for connection in dirty:
-            try:
-                connection._flush()
-            except Exception:
-                # Its queue would wait forever: cut it, and the client reconnects.
-                logger.exception("Writing to %s failed", connection.session.connection.session_id)
-                connection.transport.abort()
-
-
-_flusher = _Flusher()
-
-
-class DDPConnection:
-    def __init__(self, transport, run_db, bus, spawn, environ=None, holder=None):
-        self.transport = transport
-        self._spawn = spawn
+    def __init__(self, transport, run_db, bus, driver, environ=None, holder=None):
+        super().__init__(
+            transport, driver, ddp_settings.OUTBOX_MAX_BYTES, ddp_settings.OUTBOX_MAX_MESSAGES
+        )
         self.holder = holder
         self._held = None  # what the holder keeps of the session once the transport is gone
         # The queues exist while a thread drains them (an empty deque is 760 bytes).
-        self.inbox = self.outbox = None
+        self.inbox = None
         self.session = Session(
             self._enqueue,
             self.close,
@@ -115,23 +86,15 @@ class DDPConnection:
             environ=environ,
             resume=self._resume,
         )
-        #: What the outbox holds now, and its bounds.
-        self.queued_bytes = self.queued_messages = 0
-        self.max_bytes = ddp_settings.OUTBOX_MAX_BYTES
-        self.max_messages = ddp_settings.OUTBOX_MAX_MESSAGES
-        self.overflowed = False
         #: When the client was last heard from, and since when a ping waits for an answer.
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         self._probing = None
-        self._gave_up = False
-        self._ended = False  # no request is run after this (shutdown, or the client left)
-        self._leaving = False  # the server is shutting down: it closes this connection
-        self._finished = False  # the transport is gone
-        self._closed = False  # nothing more is written: closed, or the peer went away
-        self._torn_down = None  # set when the session is, if finish() waits for a worker
-        self._handed_over = False  # the session went to a new connection of its client
+        self._torn_down = None  # set by finish() to wait for the worker's teardown
         if holder is not None:
             holder.live[self.session.connection.session_id] = self
+
+    def name(self):
+        return self.session.connection.session_id
 
     def open(self):
         if ddp_settings.SEND_SERVER_ID:
@@ -139,30 +102,30 @@ class DDPConnection:
 
     def receive(self, text):
         """One text message from the client."""
-        if self._handed_over:
+        if self.life is Life.HANDED_OVER:
             return  # the client is on its new connection, with this session
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         metrics.inc("ddp_messages_received_total")
         for request in self.session.receive(text):
             self._submit(request)
 
     def receive_binary(self):
         """DDP is text: a binary message is a bad request, and the connection goes on."""
-        if self._handed_over:
+        if self.life is Life.HANDED_OVER:
             return
-        self._heard = time.monotonic()
+        self._heard = self.driver.clock()
         if self.session.admit():
             self.session.send(Error("Bad request"))
 
     def _submit(self, request):
         """Queue a request (or ``WAKE``) for the worker, starting it if none runs."""
-        if self._ended:
+        if self.life >= Life.ENDED:
             return
         if self.inbox is not None:
             self.inbox.append(request)
             return
         self.inbox = collections.deque((request,))
-        self._spawn(self._work)
+        self.driver.spawn(self._work)
 
     def _change_arrived(self):
         """A bus change is queued in the session (by the listener, for every session it
@@ -171,59 +134,13 @@ class DDPConnection:
         if self.inbox is not None:
             self._submit(WAKE)  # the worker applies it after the request it runs
             return
-        if self._ended:
+        if self.life >= Life.ENDED:
             return
         try:
             self.session.apply_changes()
         except Exception:
             logger.exception("Applying a change failed on %s", self.session.connection.session_id)
             self.close(CloseReason.INTERNAL_ERROR, "Internal error")
-
-    def _enqueue(self, text):
-        """Queue one message to send, or drop the client if its buffer is full."""
-        if self.overflowed:
-            return
-        size = len(text)
-        if (
-            self.queued_bytes + size > self.max_bytes
-            or self.queued_messages + 1 > self.max_messages
-        ):
-            self._overflow()
-            return
-        self.queued_bytes += size
-        self.queued_messages += 1
-        self._put(text)
-
-    def _put(self, item):
-        if self.outbox is not None:
-            self.outbox.append(item)  # the flusher or this connection's writer has it
-            return
-        self.outbox = collections.deque((item,))
-        _flusher.add(self)
-
-    def _flush(self):
-        """Called by the flusher: write what is queued as far as the socket takes it without
-        waiting. What it does not take, and a close, go to a writer of this connection's
-        own, which may wait."""
-        outbox = self.outbox
-        while outbox and not self._closed and not self.overflowed:
-            if type(outbox[0]) is not str:
-                break
-            texts, size = _take_texts(outbox)
-            self.queued_bytes -= size
-            self.queued_messages -= len(texts)
-            rest = self.transport.send_now(texts)
-            # A message cut short is counted when its writer sends the rest.
-            metrics.inc("ddp_messages_sent_total", len(texts) - bool(rest))
-            if rest:
-                self.queued_bytes += len(rest)
-                self.queued_messages += 1
-                outbox.appendleft(rest)
-                break
-        if outbox:
-            self._spawn(self._write)
-        else:
-            self.outbox = None
 
     def wait_for_room(self, deadline):
         """Wait until the outbox is at most half full, so that a large initial send streams
@@ -235,53 +152,52 @@ class DDPConnection:
         shuts down (its close could not get through), is cut off as a slow consumer. The
         send stops too when the connection is ending anyway: the rest would be wasted.
         """
-        stalled = time.monotonic() + ddp_settings.HEARTBEAT_TIMEOUT
-        while not (self.overflowed or self._closed or self._finished):
-            waiting_bytes, waiting_messages = self.transport.backlog()
-            if (
-                self.queued_bytes + waiting_bytes <= self.max_bytes // 2
-                and self.queued_messages + waiting_messages <= self.max_messages // 2
-            ):
-                return not self._leaving
-            if self._leaving or time.monotonic() > min(stalled, deadline):
-                self._overflow()
-                break
-            time.sleep(0.005)
+        clock = self.driver.clock
+        stalled = clock() + ddp_settings.HEARTBEAT_TIMEOUT
+        try:
+            while self.life < Life.CLOSING:
+                waiting_bytes, waiting_messages = self.transport.backlog()
+                leaving = self.life is Life.LEAVING
+                if (
+                    self.queued_bytes + waiting_bytes <= self.max_bytes // 2
+                    and self.queued_messages + waiting_messages <= self.max_messages // 2
+                ):
+                    return not leaving
+                give_up = min(stalled, deadline)
+                if leaving or clock() >= give_up:
+                    self._overflow()
+                    break
+                if self._room is None:
+                    self._room = self.driver.event()
+                self._room.clear()  # no yield since the look above: no wake-up is lost
+                # The writers set it once the outbox drains. A transport's own backlog (an
+                # xhr session's) shrinks when its client polls, which sets nothing: then
+                # look again every BACKLOG_LOOK seconds.
+                waited = give_up - clock()
+                if waiting_bytes or waiting_messages:
+                    waited = min(waited, BACKLOG_LOOK)
+                self._room.wait(waited)
+        finally:
+            self._room = None
         return False
-
-    def _overflow(self):
-        self.overflowed = True
-        metrics.inc("ddp_slow_client_disconnects_total")
-        logger.warning(
-            "Disconnecting slow client %s: %d messages, %d bytes waiting",
-            self.session.connection.session_id,
-            self.queued_messages,
-            self.queued_bytes,
-        )
-        # Its socket is full, so no close frame would get through: cut it. The writer,
-        # blocked on it, fails and drops the rest.
-        self.transport.abort()
-
-    def close(self, code=CloseReason.NORMAL_CLOSURE, reason=None):
-        """Close after what is queued; safe from any thread, any number of times."""
-        self._put((code, reason))  # a tuple in the outbox: the close, after what is before
 
     def shut_down(self, code, reason):
         """Close once the request being run (a method in flight, say) has answered, or a
         publication's initial send has stopped; requests that arrive after this are not
         run. From any thread."""
-        self._leaving = True
-        self._submit((_LAST, code, reason))
+        self._advance(Life.LEAVING)
+        self._submit(Last(code, reason))
 
     def finish(self):
         """The transport is gone: stop running requests, forget the session silently (S9)
         once the request in flight, if any, has ended, or hand it to the holder for its
         client to resume. What the request sends meanwhile goes to the holder's queue."""
-        if self._handed_over:
+        if self.life is Life.HANDED_OVER:
             return
-        self._ended = self._finished = True
+        cut_off = self.life is Life.CUT_OFF
+        self._advance(Life.GONE)
         self._forget()
-        if self.holder is not None and not self.overflowed:
+        if self.holder is not None and not cut_off:
             # A client cut off as a slow consumer lost more than a hold could keep.
             self._held = self.holder.hold(self.session, self._take_unsent())
         self.close()
@@ -289,7 +205,7 @@ class DDPConnection:
             self._release()
             return
         self.inbox.clear()
-        self._torn_down = threading.Event()
+        self._torn_down = self.driver.event()
         self._torn_down.wait()
 
     def _forget(self):
@@ -306,7 +222,7 @@ class DDPConnection:
         None, and nothing changes, while a request runs, the client was cut off, or the
         new connection's ``received_count`` or ``version`` is not this one's: whoever
         named the session then is not its client, or lost messages on the way."""
-        if self.inbox is not None or self._finished or self.overflowed:
+        if self.inbox is not None or self.life >= Life.GONE:
             return None
         if version != self.session.connection.version or received_count != self._written():
             return None
@@ -314,8 +230,9 @@ class DDPConnection:
         if held is None:
             return None
         self._forget()
-        self._handed_over = self._ended = self._finished = self._closed = True
+        self.life = Life.HANDED_OVER
         held.ready = True
+        # The holder's clock (time.monotonic), which the eventlet driver's is too.
         held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
         self.transport.abort()
         return held
@@ -379,12 +296,12 @@ class DDPConnection:
 
     def _work(self):
         inbox = self.inbox
-        while inbox and not self._finished:
+        while inbox and self.life < Life.ENDED:
             request = inbox.popleft()
-            if isinstance(request, tuple) and request[0] is _LAST:
-                self._ended = True
+            if type(request) is Last:
+                self._advance(Life.ENDED)
                 inbox.clear()
-                self.close(request[1], request[2])
+                self.close(request.code, request.reason)
                 continue
             try:
                 self.session.handle(request)
@@ -392,48 +309,21 @@ class DDPConnection:
                 # What the session could not answer itself: no traceback on the wire, no
                 # worker gone with requests waiting; the client reconnects.
                 logger.exception("A request failed on %s", self.session.connection.session_id)
-                self._ended = True
+                self._advance(Life.ENDED)
                 inbox.clear()
                 self.close(CloseReason.INTERNAL_ERROR, "Internal error")
         self.inbox = None
-        if self._finished:
+        if self._torn_down is not None:
             try:
                 self._release()
             finally:
                 self._torn_down.set()
 
-    def _write(self):
-        outbox = self.outbox
-        while outbox:
-            if type(outbox[0]) is bytes:  # the rest of a frame written in place
-                rest = outbox.popleft()
-                self._send(rest, self.transport.send_bytes, 1, len(rest))
-                continue
-            texts, size = _take_texts(outbox)
-            if texts:
-                self._send(texts, self.transport.send_texts, len(texts), size)
-                continue
-            code, reason = outbox.popleft()
-            if not self._closed:
-                self._closed = True
-                self.transport.close(code, reason)
-        self.outbox = None
-
-    def _send(self, data, send, messages, size):
-        self.queued_bytes -= size
-        self.queued_messages -= messages
-        if self._closed or self.overflowed:
-            return  # the peer went away or fell behind: drop the rest until the close
-        try:
-            send(data)
-            metrics.inc("ddp_messages_sent_total", messages)
-        except OSError:
-            self._closed = True
-
     def beat(self, now):
         """Ping a client silent for an interval, close one silent for a timeout more.
-        Called every fraction of the shorter of the two by :mod:`ddp.server.heartbeat`."""
-        if self._gave_up or self._closed:
+        Called every fraction of the shorter of the two by :mod:`ddp.runtime.heartbeat`."""
+        self.keepalive(now)
+        if self.life >= Life.CLOSING:
             return
         if self._probing is None:
             if now - self._heard < ddp_settings.HEARTBEAT_INTERVAL:
@@ -448,5 +338,4 @@ class DDPConnection:
         elif self._heard > self._probing or self.transport.answered():
             self._probing = None
         elif now - self._probing >= ddp_settings.HEARTBEAT_TIMEOUT:
-            self._gave_up = True
             self.close(CloseReason.GOING_AWAY, "Heartbeat timeout")
