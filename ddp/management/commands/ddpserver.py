@@ -172,9 +172,9 @@ class Command(BaseCommand):
 
         def serve(worker=None):
             """One whole server; with ``worker``, one of the master's (``--workers``)."""
-            pool = DatabasePool(pool_size)
-            hashing.install(eventlet_driver.in_os_thread, ddp_settings.PASSWORD_HASHING_THREADS)
             driver = eventlet_driver.EventletDriver()
+            pool = DatabasePool(pool_size)
+            hashing.install(driver.run_blocking, ddp_settings.PASSWORD_HASHING_THREADS)
             bus = Bus(
                 ServerRegistration(driver),
                 Listener(connections["default"].get_connection_params(), driver),
@@ -189,7 +189,7 @@ class Command(BaseCommand):
             app = DDPApplication(
                 pool.run,
                 eventlet_driver.mark_handled,
-                eventlet_driver.EventletDriver(),
+                driver,
                 max_message_size,
                 bus,
                 max_connections=max_connections,
