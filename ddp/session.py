@@ -206,8 +206,11 @@ class Session:
         changed=None,
         environ=None,
         resume=None,
+        clock=time.monotonic,
     ):
         self.connection = ServerConnection()
+        # The clock ``room`` measures its deadline on: the runtime's driver's.
+        self._clock = clock
         # Per collection, what the box remembers of what it sent (Collection.strategy).
         self.box = MergeBox(registry.strategies)
         environ = environ or {}
@@ -419,7 +422,7 @@ class Session:
         a client that reads slowly or not at all holds no worker, which every other
         client needs. The whole send has one deadline (``DDP["PUBLISH_TIMEOUT"]``).
         """
-        deadline = time.monotonic() + ddp_settings.PUBLISH_TIMEOUT
+        deadline = self._clock() + ddp_settings.PUBLISH_TIMEOUT
         for queryset, collection in self._run_db(self._start, state, publication):
             name = collection.get_name()
             pages = Pages(queryset, collection, PAGE_SIZE)

@@ -36,7 +36,6 @@ grace period may resume it on a new connection (:meth:`ConnectionRuntime._resume
 import collections
 import dataclasses
 import logging
-import time
 
 from wsproto.frame_protocol import CloseReason
 
@@ -85,6 +84,7 @@ class ConnectionRuntime(Outgoing):
             changed=self._change_arrived,
             environ=environ,
             resume=self._resume,
+            clock=self.driver.clock,
         )
         #: When the client was last heard from, and since when a ping waits for an answer.
         self._heard = self.driver.clock()
@@ -232,8 +232,7 @@ class ConnectionRuntime(Outgoing):
         self._forget()
         self.life = Life.HANDED_OVER
         held.ready = True
-        # The holder's clock (time.monotonic), which the eventlet driver's is too.
-        held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
+        held.deadline = self.driver.clock() + ddp_settings.DISCONNECT_GRACE_PERIOD
         self.transport.abort()
         return held
 

@@ -37,7 +37,6 @@ one OS thread of green threads, like the connections: no lock.
 """
 
 import logging
-import time
 
 from ddp import metrics
 from ddp.conf import ddp_settings
@@ -118,8 +117,8 @@ class Held:
 class Holder:
     """The sessions this server holds, by id; one per server (``DDPApplication``)."""
 
-    def __init__(self, spawn):
-        self._spawn = spawn
+    def __init__(self, driver):
+        self._driver = driver
         self._held = {}
         #: The connections of this server by the id of their session: where a session
         #: named by a client that came back before its old connection was seen to go is.
@@ -156,14 +155,14 @@ class Holder:
         if held.ended:
             _teardown(held.session)
             return
-        held.deadline = time.monotonic() + ddp_settings.DISCONNECT_GRACE_PERIOD
+        held.deadline = self._driver.clock() + ddp_settings.DISCONNECT_GRACE_PERIOD
         while self._held and len(self._held) >= ddp_settings.MAX_CONNECTIONS:
             oldest = next(iter(self._held.values()))
             oldest.end("full")
         self._held[held.id] = held
         if not self._sweeping:
             self._sweeping = True
-            self._spawn(self._sweep)
+            self._driver.spawn(self._sweep)
         held.changed()  # what came while the request ran
 
     def take(self, request, version):
@@ -181,7 +180,7 @@ class Holder:
                 metrics.inc("ddp_resumptions_refused_total")
                 return None
             self._held[held.id] = held
-        if time.monotonic() >= held.deadline:
+        if self._driver.clock() >= held.deadline:
             held.end("expired")
         elif held.count != request.received_count:
             held.end("count")
@@ -203,14 +202,14 @@ class Holder:
             return  # release() tears it down once the connection's request has ended
         if self._held.get(held.id) is held:
             del self._held[held.id]
-        self._spawn(lambda: _teardown(held.session))
+        self._driver.spawn(_teardown, held.session)
 
     def _sweep(self):
         """Expire held sessions while there are any."""
         while self._held:
             grace = ddp_settings.DISCONNECT_GRACE_PERIOD
-            time.sleep(min(1.0, max(grace, 0.05) / 4))
-            now = time.monotonic()
+            self._driver.sleep(min(1.0, max(grace, 0.05) / 4))
+            now = self._driver.clock()
             for held in list(self._held.values()):
                 if now >= held.deadline:
                     held.end("expired")

@@ -65,7 +65,7 @@ class DDPApplication:
         self.mark_handled = mark_handled
         self.django_app = django_app or get_wsgi_application()
         self.connections = set()
-        self.holder = Holder(driver.spawn)
+        self.holder = Holder(driver)
         self.sockjs = sockjs_server(
             run_db,
             bus,
