@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,16 @@ def main(argv):
     install_node_client()
     if "--quick" not in argv:
         install_debian_packages()
+    basetemp = None
+    if not any(arg == "--basetemp" or arg.startswith("--basetemp=") for arg in args):
+        # A folder of its own: pytest keeps only the newest three of /tmp/pytest-of-<user>,
+        # so a second suite on the machine would delete this one's, and its PostgreSQL's
+        # data with it. Kept after a failure, for its logs.
+        basetemp = tempfile.mkdtemp(prefix="ddp-tests-")
+        args = [f"--basetemp={basetemp}", *args]
     code = pytest.main(args)
+    if basetemp is not None and code == pytest.ExitCode.OK:
+        shutil.rmtree(basetemp, ignore_errors=True)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("runtests.py: no tests ran", file=sys.stderr)
         return 1
