@@ -1,4 +1,5 @@
-"""What every test shares: no replication slot outlives the servers that made it.
+"""What every test shares: servers started once per module, and no replication slot that
+outlives the servers that made it.
 
 ``ddpserver`` with ``DDP["CAPTURE"] = "auto"`` makes a slot on the test database; while it
 exists, this process's writers leave their changes to a reader, and the test database
@@ -8,7 +9,8 @@ stopped (module-scoped fixtures stop after the module's last test), and at the e
 
 import pytest
 
-from ddp.testing.live import drop_capture
+from ddp.testing.live import ServerProcess, drop_capture
+from tests.live import SIGNALS
 
 pytest_plugins = ["pytester"]
 
@@ -29,3 +31,41 @@ def _no_slot_after_a_tests_servers():
 def django_db_setup(django_db_setup):
     yield
     drop_capture()
+
+
+@pytest.fixture(scope="module")
+def start_server(django_db_setup, django_db_blocker):
+    """``start_server(*args, **options)``: a started :class:`ServerProcess` (same
+    arguments) that serves every test of the module and stops after its last one.
+
+    Starting a ``ddpserver`` costs about a second; a module whose tests can share one
+    server asks for it here rather than starting one per test.
+    """
+    started = []
+
+    def start(*args, **options):
+        with django_db_blocker.unblock():
+            server = ServerProcess(*args, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def capture_signals(settings):
+    """This process captures its writes through model signals, as servers started with
+    ``ddp=SIGNALS`` do (``tests.live.SIGNALS``)."""
+    settings.DDP = SIGNALS
+
+
+@pytest.fixture
+def pool():
+    """A database pool of one worker, closed after the test."""
+    from ddp.server.pool import DatabasePool
+
+    pool = DatabasePool(1)
+    yield pool
+    pool.close()

@@ -10,8 +10,8 @@ from django.db import connection
 
 from bookstore.models import Author, Book
 from ddp.testing.live import ServerProcess
-from tests.live import metric
-from tests.resuming import ResumingClient, call, messages_until_result, wait_metric
+from tests.live import metric, wait_metric
+from tests.resuming import ResumingClient, call, messages_until_result
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,11 +23,8 @@ def book(db):
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        server = ServerProcess().start()
-    yield server
-    server.stop()
+def server(start_server):
+    return start_server()
 
 
 def held(server):
