@@ -4,12 +4,9 @@ It counts what it receives from its session, pings and pongs left out (``receive
 and after :meth:`ResumingClient.drop` reconnects naming the session and that count.
 """
 
-import time
-
 import websocket
 
 from tests.ddpclient import DDPClient
-from tests.live import metric
 
 CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
@@ -54,18 +51,6 @@ class ResumingClient(DDPClient):
         count = self.received if received is None else received
         self.send({**CONNECT, "session": self.session, "receivedCount": count})
         return self._connected(self.recv())
-
-
-def wait_metric(server, name, predicate, timeout=20):
-    """Poll ``/metrics`` until ``predicate(value)``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = metric(server, name)
-        if predicate(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} stayed at {value}\n{server.output()[-3000:]}")
-        time.sleep(0.02)
 
 
 def messages_until_result(client, method_id):

@@ -11,27 +11,35 @@ from django.utils import timezone
 from ddp import MeteorError
 from ddp.accounts.models import LoginToken
 from ddp.testing import ServerProcess, WebSocketDDPClient
+from ddp.testing.database import database_url
 from tests.testapp.models import Shelf
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_revoked_token_closes_its_connection_on_another_server():
+@pytest.fixture(scope="module")
+def two_servers(start_server):
+    """Two servers on the one database, for the tests of what one tells the other; each
+    test makes the account it logs in with, and its connections end with the test."""
+    return start_server(), start_server()
+
+
+def test_revoked_token_closes_its_connection_on_another_server(two_servers):
     alice = User.objects.create_user("alice", password="pw")
     Shelf.objects.create(owner=alice, name="hers")
-    with ServerProcess() as first, ServerProcess() as second:
-        here = WebSocketDDPClient(first.ws_url)
-        there = WebSocketDDPClient(second.ws_url)
-        there.subscribe("MyShelves")
-        there.call("login", {"user": {"username": "alice"}, "password": "pw"})
-        assert len(there.collection("testapp.shelf")) == 1
-        here.call("login", {"user": {"username": "alice"}, "password": "pw"})
-        here.call("removeOtherTokens")
-        with pytest.raises(AssertionError, match="closed the connection"):
-            there.assert_added("never", "sent")
-        # The connection that revoked the others goes on.
-        assert here.call("test.echo", "still here") == ["still here"]
-        here.close()
+    first, second = two_servers
+    here = WebSocketDDPClient(first.ws_url)
+    there = WebSocketDDPClient(second.ws_url)
+    there.subscribe("MyShelves")
+    there.call("login", {"user": {"username": "alice"}, "password": "pw"})
+    assert len(there.collection("testapp.shelf")) == 1
+    here.call("login", {"user": {"username": "alice"}, "password": "pw"})
+    here.call("removeOtherTokens")
+    with pytest.raises(AssertionError, match="closed the connection"):
+        there.assert_added("never", "sent")
+    # The connection that revoked the others goes on.
+    assert here.call("test.echo", "still here") == ["still here"]
+    here.close()
 
 
 @pytest.mark.parametrize("capture", ["auto", "signals"])
@@ -87,27 +95,27 @@ def assert_closed(client):
 
 
 @pytest.mark.parametrize("change", ["password", "deactivation", "deletion"])
-def test_a_new_password_or_the_end_of_an_account_logs_it_out_on_every_server(change):
+def test_a_new_password_or_the_end_of_an_account_logs_it_out_on_every_server(change, two_servers):
     alice = User.objects.create_user("alice", password="pw")
-    with ServerProcess() as first, ServerProcess() as second:
-        here, token = logged_in(first)
-        there, _ = logged_in(second)
-        # In this process, as a Django view, the admin or a shell would do it.
-        if change == "password":
-            alice.set_password("new")
-            alice.save()
-        elif change == "deactivation":
-            alice.is_active = False
-            alice.save(update_fields=["is_active"])
-        else:
-            alice.delete()
-        assert_closed(here)
-        assert_closed(there)
-        again = WebSocketDDPClient(first.ws_url)
-        with pytest.raises(MeteorError) as info:
-            again.call("login", {"resume": token})
-        assert info.value.error == 403
-        again.close()
+    first, second = two_servers
+    here, token = logged_in(first)
+    there, _ = logged_in(second)
+    # In this process, as a Django view, the admin or a shell would do it.
+    if change == "password":
+        alice.set_password("new")
+        alice.save()
+    elif change == "deactivation":
+        alice.is_active = False
+        alice.save(update_fields=["is_active"])
+    else:
+        alice.delete()
+    assert_closed(here)
+    assert_closed(there)
+    again = WebSocketDDPClient(first.ws_url)
+    with pytest.raises(MeteorError) as info:
+        again.call("login", {"resume": token})
+    assert info.value.error == 403
+    again.close()
 
 
 def test_expired_tokens_are_swept_and_their_connections_closed():
@@ -122,7 +130,10 @@ def test_expired_tokens_are_swept_and_their_connections_closed():
 
 def test_a_revocation_sent_while_the_listener_was_away_is_found_at_its_resync():
     User.objects.create_user("alice", password="pw")
-    with ServerProcess() as server:
+    # Its connections named, so that only its listener is cut (the module's servers run).
+    name = "ddp-resync"
+    url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
+    with ServerProcess(env={"DATABASE_URL": url}) as server:
         client, token = logged_in(server)
         with connection.cursor() as cursor:
             # Deleted in SQL, no notice: as one sent while the listener was reconnecting.
@@ -130,6 +141,8 @@ def test_a_revocation_sent_while_the_listener_was_away_is_found_at_its_resync():
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+                " AND application_name = %s",
+                [name],
             )
             assert cursor.fetchall() == [(True,)]
         assert_closed(client)

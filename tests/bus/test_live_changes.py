@@ -19,28 +19,18 @@ from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.testing.database import database_url
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from tests.live import SIGNALS, ServerProcess
 from tests.testapp.models import Article
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
 
 JANET = "janet@evanovich.com"
-SIGNALS = {"CAPTURE": "signals"}
-
-
-@pytest.fixture(autouse=True)
-def _signals(settings):
-    settings.DDP = SIGNALS
 
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker):
+def servers(start_server):
     """Three ddpserver processes on the one test database."""
-    with django_db_blocker.unblock():
-        started = [ServerProcess(ddp=SIGNALS).start() for _ in range(3)]
-    yield started
-    for server in started:
-        server.stop()
+    return [start_server(ddp=SIGNALS) for _ in range(3)]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ slot).
 """
 
 import threading
-import time
 import urllib.request
 
 import psycopg2
@@ -23,17 +22,9 @@ from bookstore.models import Author, Book
 from ddp.bus.registry import LOCK, lock_shared
 from ddp.testing.database import database_url
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from tests.live import SIGNALS, ServerProcess, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-SIGNALS = {"CAPTURE": "signals"}
-
-
-@pytest.fixture(autouse=True)
-def signals(settings):
-    settings.DDP = SIGNALS
-
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
 
 JANET = "janet@evanovich.com"
 #: The bound the issue sets on a writer's save while a subscription waits for the lock.
@@ -69,13 +60,6 @@ def exclusive_request_waiting():
             [LOCK],
         )
         return cursor.fetchone()[0] > 0
-
-
-def wait_until(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.001)
 
 
 def rename(book, title):
@@ -123,7 +107,8 @@ def test_writes_go_on_while_a_subscription_waits_for_the_lock(janet, holder):
         try:
             for n in range(3):
                 # Each save starts while the server's request is queued for the lock.
-                wait_until(exclusive_request_waiting)
+                # Polled every millisecond: the server's request may wait only briefly at a time.
+                wait_until(exclusive_request_waiting, interval=0.001)
                 writers.append(rename(book, f"Take {n}"))
                 writers[-1].join(SAVE_WITHIN)
                 assert not writers[-1].is_alive(), f"save {n} waited behind the subscription"

@@ -26,25 +26,15 @@ from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.bus.recording import Record, read
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from tests.live import SIGNALS, ServerProcess
 from tests.testapp.models import Article
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-SIGNALS = {"CAPTURE": "signals"}
-
-
-@pytest.fixture(autouse=True)
-def _signals(settings):
-    settings.DDP = SIGNALS
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        started = ServerProcess(ddp=SIGNALS).start()
-    yield started
-    started.stop()
+def server(start_server):
+    return start_server(ddp=SIGNALS)
 
 
 class Capture:

@@ -14,7 +14,7 @@ import pytest
 from bookstore.models import Author, Book
 from ddp.testing.live import ServerProcess
 from tests.interop.test_node_clients import NODE_DIR, node_or_fail
-from tests.resuming import wait_metric
+from tests.live import wait_metric
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -4,8 +4,8 @@ Whatever a client sends, :meth:`ServerConnection.receive` must not raise, and ev
 returns must be something the server can act on: a server message that encodes to JSON a
 client reads (with the exact reasons of PROTOCOL.md 4.2), ``CLOSE`` after ``failed``, or a
 well-typed request for the session. Valid requests must reach the session with their EJSON
-parameters intact. The strategies are shared with ``tests/test_fuzz_live.py``, which sends the
-same frames to a real server.
+parameters intact. The strategies are shared with ``tests/server/test_fuzz_live.py``, which
+sends the same frames to a real server.
 """
 
 import datetime

@@ -25,6 +25,7 @@ from ddp.replication import setup
 from ddp.replication.stream import ReplicationStream
 from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url, write_server_settings
+from tests.live import wait_until
 
 TABLES = ["bookstore_author", "bookstore_book"]
 #: What a ``ddpserver`` prints once elected to read the slot.
@@ -42,13 +43,6 @@ def cursor():
         setup.drop(cursor)
 
 
-def wait_for(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.05)
-
-
 def slot_active(cursor):
     """Whether a reader holds the slot of ``cursor``'s database."""
     status = setup.slot_status(cursor)
@@ -58,8 +52,8 @@ def slot_active(cursor):
 def wait_until_reading(cursor, *servers, timeout=30):
     """Wait until one of ``servers`` is elected and its stream holds the slot of
     ``cursor``'s database; return that server."""
-    wait_for(lambda: any(ELECTED in s.output() for s in servers), timeout=timeout)
-    wait_for(lambda: slot_active(cursor), timeout=timeout)
+    wait_until(lambda: any(ELECTED in s.output() for s in servers), timeout=timeout)
+    wait_until(lambda: slot_active(cursor), timeout=timeout)
     [reader] = [s for s in servers if ELECTED in s.output()]
     return reader
 
@@ -113,12 +107,12 @@ def reading_slot(cursor):
         reader.cursor().start_replication(
             slot_name=name, options={"proto_version": "1", "publication_names": name}
         )
-        wait_for(lambda: setup.slot_status(cursor).active)
+        wait_until(lambda: setup.slot_status(cursor).active)
         yield name
     finally:
         reader.close()
         # The server lets go of the slot once it sees the connection gone.
-        wait_for(lambda: not setup.slot_status(cursor).active)
+        wait_until(lambda: not setup.slot_status(cursor).active)
 
 
 def start_embedded_server(data):

@@ -18,8 +18,8 @@ from django.test import override_settings
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess, metric
-from tests.replication.conftest import slot_active, titles, wait_for, wait_until_reading
+from tests.live import ServerProcess, metric, wait_until
+from tests.replication.conftest import slot_active, titles, wait_until_reading
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,4 +82,4 @@ def test_a_million_row_transaction_is_streamed_in_bounded_memory(cursor):
         client.close()
     finally:
         server.stop()
-        wait_for(lambda: not slot_active(cursor), timeout=30)  # for ``cursor`` to drop it
+        wait_until(lambda: not slot_active(cursor), timeout=30)  # for ``cursor`` to drop it

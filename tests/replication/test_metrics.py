@@ -3,7 +3,6 @@
 import pytest
 
 from ddp.replication import setup
-from ddp.server.pool import DatabasePool
 from tests.replication.conftest import reading_slot
 from tests.server.test_observability import scrape, server_state
 
@@ -11,13 +10,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 LAG_BYTES = ("ddp_replication_slot_lag_bytes", ())
 LAG_SECONDS = ("ddp_replication_slot_lag_seconds", ())
-
-
-@pytest.fixture
-def pool():
-    pool = DatabasePool(1)
-    yield pool
-    pool.close()
 
 
 def test_no_slot_no_lag_series(pool, cursor):

@@ -12,7 +12,8 @@ import pytest
 from django.db import OperationalError, connection, connections
 
 from ddp.replication.reader import Reader
-from tests.replication.conftest import slot_active, wait_for
+from tests.live import wait_until
+from tests.replication.conftest import slot_active
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,12 +43,12 @@ def test_a_database_error_while_announcing_is_a_warning_and_the_reader_goes_on(c
     caplog.set_level(logging.INFO, logger="ddp.replication")
     reader.start()
     try:
-        wait_for(lambda: slot_active(cursor), timeout=30)
+        wait_until(lambda: slot_active(cursor), timeout=30)
         cursor.execute("INSERT INTO bookstore_author (name, email) VALUES ('R', 'r@example.com')")
         assert run_db.ran.wait(60), "the reader never announced again"
     finally:
         reader.stop()
-        wait_for(lambda: not slot_active(cursor), timeout=30)
+        wait_until(lambda: not slot_active(cursor), timeout=30)
     records = [r for r in caplog.records if r.name == "ddp.replication"]
     assert [r.levelno for r in records if r.levelno >= logging.WARNING] == [logging.WARNING]
     [warning] = [r for r in records if r.levelno == logging.WARNING]

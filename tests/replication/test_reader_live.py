@@ -16,8 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from bookstore.models import Author, Book
 from ddp.replication import setup
 from ddp.testing.database import database_url
-from tests.live import ServerProcess
-from tests.replication.conftest import wait_for
+from tests.live import ServerProcess, wait_until
 from tests.testapp.models import Article, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,12 +28,12 @@ DATABASE = {"CAPTURE": "database"}
 def server():
     """A server reading the changes, once it has made its slot and reads it."""
     with override_settings(DDP=DATABASE), ServerProcess(ddp=DATABASE) as server:
-        wait_for(lambda: "reads the database's changes" in server.output(), timeout=30)
+        wait_until(lambda: "reads the database's changes" in server.output(), timeout=30)
         with connection.cursor() as cursor:
-            wait_for(lambda: setup.slot_status(cursor).active, timeout=30)
+            wait_until(lambda: setup.slot_status(cursor).active, timeout=30)
         yield server
     with connection.cursor() as cursor:
-        wait_for(lambda: not setup.slot_status(cursor).active)
+        wait_until(lambda: not setup.slot_status(cursor).active)
         setup.drop(cursor)
 
 
@@ -167,6 +166,6 @@ def test_writes_to_tables_nobody_publishes_do_not_make_the_slot_keep_wal(server)
                     " SELECT repeat('x', 200) FROM generate_series(1, 500)"
                 )
             assert setup.slot_status(cursor).lag_bytes > 1024 * 1024
-            wait_for(lambda: setup.slot_status(cursor).lag_bytes < 64 * 1024, timeout=60)
+            wait_until(lambda: setup.slot_status(cursor).lag_bytes < 64 * 1024, timeout=60)
         finally:
             cursor.execute("DROP TABLE scratch_unpublished")

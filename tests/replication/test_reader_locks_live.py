@@ -19,8 +19,8 @@ from django.db import connection
 from ddp.bus.registry import LOCK
 from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.live import ServerProcess
-from tests.replication.conftest import slot_active, titles, wait_for, wait_until_reading
+from tests.live import ServerProcess, wait_until
+from tests.replication.conftest import slot_active, titles, wait_until_reading
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,19 +59,19 @@ def test_a_reader_waiting_for_one_table_holds_no_other(cursor):
         writer[0].commit()
         book_lock[1].execute("LOCK TABLE bookstore_book IN ACCESS EXCLUSIVE MODE")
         registry[0].commit()  # the reader reads the author, then waits for the book table
-        wait_for(lambda: waiting_for(cursor, "bookstore_book"), timeout=30)
+        wait_until(lambda: waiting_for(cursor, "bookstore_book"), timeout=30)
         migration[1].execute(f"SET lock_timeout = '{MIGRATION_WAIT}'")
         migration[1].execute("LOCK TABLE bookstore_author IN ACCESS EXCLUSIVE MODE")
         migration[0].rollback()
         book_lock[0].rollback()
         # Nothing is lost: the reader announces the batch once the tables are free.
-        wait_for(lambda: "locked" in titles_after(client), timeout=60)
+        wait_until(lambda: "locked" in titles_after(client), timeout=60)
         client.close()
     finally:
         for conn, _ in (registry, book_lock, migration, writer):
             conn.close()
         server.stop()
-        wait_for(lambda: not slot_active(cursor), timeout=30)  # for ``cursor`` to drop it
+        wait_until(lambda: not slot_active(cursor), timeout=30)  # for ``cursor`` to drop it
 
 
 def titles_after(client):

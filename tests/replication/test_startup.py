@@ -11,8 +11,7 @@ from bookstore.models import Author
 from ddp.replication import setup
 from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.live import ServerProcess
-from tests.replication.conftest import wait_for
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +22,7 @@ def changes_line(server):
     def lines():
         return [line for line in server.lines if line.startswith("  changes: ")]
 
-    wait_for(lines)
+    wait_until(lines)
     (line,) = lines()
     return line.strip()
 

@@ -12,7 +12,7 @@ import pytest
 
 from ddp.replication.pgoutput import Begin, Commit, Insert, parse_lsn
 from ddp.replication.stream import Received, StreamLost
-from tests.live import ROOT
+from tests.live import ROOT, wait_until
 
 #: Seconds a test waits for something the server does at once: generous, for a busy machine.
 PATIENCE = 30
@@ -64,13 +64,6 @@ def terminate_reader(db, slot):
             [slot],
         )
     )
-
-
-def wait_for(condition, what):
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {PATIENCE} s"
-        time.sleep(0.02)
 
 
 def test_messages_come_with_their_transaction(books, slot, open_stream):
@@ -131,14 +124,16 @@ def test_after_a_lost_connection_only_unconfirmed_transactions_come_again(
     first_commit, second_commit = [r.message for r in received if isinstance(r.message, Commit)]
     stream.confirm(first_commit.end_lsn)
     assert stream.confirmed_lsn == first_commit.end_lsn
-    wait_for(lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, "the confirmation")
+    wait_until(
+        lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, PATIENCE, "the confirmation"
+    )
     assert slot_confirmed(books, slot) < second_commit.end_lsn
 
     terminate_reader(books, slot)
     with pytest.raises(StreamLost, match=f"Lost the replication of slot {slot}"):
         read_transactions(stream, 1)
 
-    wait_for(lambda: not slot_active(books, slot), "the walsender's exit")
+    wait_until(lambda: not slot_active(books, slot), PATIENCE, "the walsender's exit")
     if reader == "the same stream":
         stream.connect()
     else:
@@ -161,9 +156,11 @@ def test_a_confirmation_made_while_disconnected_reaches_the_slot_on_reconnecting
     # The first transaction's events commit while the connection is down.
     stream.confirm(first_commit.end_lsn)
     assert slot_confirmed(books, slot) < first_commit.end_lsn
-    wait_for(lambda: not slot_active(books, slot), "the walsender's exit")
+    wait_until(lambda: not slot_active(books, slot), PATIENCE, "the walsender's exit")
     stream.connect()
-    wait_for(lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, "the confirmation")
+    wait_until(
+        lambda: slot_confirmed(books, slot) >= first_commit.end_lsn, PATIENCE, "the confirmation"
+    )
     assert inserted_ids(read_transactions(stream, 1)) == [2]
 
 

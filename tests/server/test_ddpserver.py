@@ -62,36 +62,47 @@ def test_eventlet_patches_before_django_opens_anything(command):
     assert "Eventlet is deprecated" not in output
 
 
-def test_each_database_worker_has_its_own_connection():
-    with ServerProcess("--db-pool", "3") as server:
-        clients = [DDPClient(server.ws_url) for _ in range(12)]
-        for client in clients:
-            client.send({"msg": "method", "id": "pid", "method": "test.backendPid", "params": []})
-        pids = set()
-        for client in clients:
-            pids.add(client.recv_until(lambda m: m["msg"] == "result")[-1]["result"])
-            client.close()
+#: The ``application_name`` of :func:`three_workers`' connections to PostgreSQL.
+POOL_BOUND = "ddp-pool-bound"
+
+
+@pytest.fixture(scope="module")
+def three_workers(start_server):
+    """A server with three database workers, its connections named :data:`POOL_BOUND`."""
+    url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": POOL_BOUND}})
+    return start_server("--db-pool", "3", env={"DATABASE_URL": url})
+
+
+def test_each_database_worker_has_its_own_connection(three_workers):
+    server = three_workers
+    clients = [DDPClient(server.ws_url) for _ in range(12)]
+    for client in clients:
+        client.send({"msg": "method", "id": "pid", "method": "test.backendPid", "params": []})
+    pids = set()
+    for client in clients:
+        pids.add(client.recv_until(lambda m: m["msg"] == "result")[-1]["result"])
+        client.close()
     assert 1 < len(pids) <= 3
 
 
-def test_two_hundred_subscribers_use_at_most_the_pool_the_listener_and_the_reader():
-    name = "ddp-pool-bound"
-    url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
+def test_two_hundred_subscribers_use_at_most_the_pool_the_listener_and_the_reader(
+    three_workers,
+):
     count_sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
     seen = []
-    with ServerProcess("--db-pool", "3", env={"DATABASE_URL": url}) as server:
-        clients = [DDPClient(server.ws_url) for _ in range(200)]
-        for n, client in enumerate(clients):
-            client.send({"msg": "sub", "id": f"s{n}", "name": "SlowBooks", "params": []})
-        readies = 0
-        with connection.cursor() as cursor:
-            for client in clients:
-                cursor.execute(count_sql, [name])
-                seen.append(cursor.fetchone()[0])
-                client.recv_until(lambda m: m["msg"] == "ready")
-                readies += 1
+    server = three_workers
+    clients = [DDPClient(server.ws_url) for _ in range(200)]
+    for n, client in enumerate(clients):
+        client.send({"msg": "sub", "id": f"s{n}", "name": "SlowBooks", "params": []})
+    readies = 0
+    with connection.cursor() as cursor:
         for client in clients:
-            client.close()
+            cursor.execute(count_sql, [POOL_BOUND])
+            seen.append(cursor.fetchone()[0])
+            client.recv_until(lambda m: m["msg"] == "ready")
+            readies += 1
+    for client in clients:
+        client.close()
     assert readies == 200
     # The pool, the bus listener, and the replication reader ("auto" capture on a
     # database that allows it): its advisory lock's connection and its stream.
@@ -108,19 +119,24 @@ def test_sigterm_and_sigint_close_clients_and_exit_zero():
         assert server.stop(signum) == 0, server.output()
 
 
-def test_heartbeat_pings_then_closes_a_silent_client():
-    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
-    with ServerProcess(ddp=ddp) as server:
-        silent = DDPClient(server.ws_url)
-        assert silent.recv() == {"msg": "ping"}
-        assert silent.close_code() == 1001
-        lively = DDPClient(server.ws_url)
-        for _ in range(3):
-            assert lively.recv() == {"msg": "ping"}
-            lively.send({"msg": "pong"})
-        lively.send({"msg": "ping", "id": "still"})
-        assert lively.recv_until(lambda m: m["msg"] == "pong")[-1] == {"msg": "pong", "id": "still"}
-        lively.close()
+@pytest.fixture(scope="module")
+def heartbeat_server(start_server):
+    """A server that pings after 0.3 s of silence and closes 0.3 s later."""
+    return start_server(ddp={"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3})
+
+
+def test_heartbeat_pings_then_closes_a_silent_client(heartbeat_server):
+    server = heartbeat_server
+    silent = DDPClient(server.ws_url)
+    assert silent.recv() == {"msg": "ping"}
+    assert silent.close_code() == 1001
+    lively = DDPClient(server.ws_url)
+    for _ in range(3):
+        assert lively.recv() == {"msg": "ping"}
+        lively.send({"msg": "pong"})
+    lively.send({"msg": "ping", "id": "still"})
+    assert lively.recv_until(lambda m: m["msg"] == "pong")[-1] == {"msg": "pong", "id": "still"}
+    lively.close()
 
 
 def pre1_client(server):
@@ -130,46 +146,44 @@ def pre1_client(server):
     return client
 
 
-def test_no_ping_before_the_handshake_nor_in_pre1():
-    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
-    with ServerProcess(ddp=ddp) as server:
-        never_connects = DDPClient(server.ws_url, connect=False)
-        # Closed for silence, without a DDP ping: no message comes before the close frame.
-        assert never_connects.close_code() == 1001
-        assert never_connects.log == []
-        old = pre1_client(server)
-        # Five heartbeat intervals of DDP silence; the socket answers WebSocket pings, as
-        # every WebSocket client does by itself while it reads.
-        pings = 0
-        deadline = time.monotonic() + 1.5
-        old.ws.settimeout(0.1)
-        while time.monotonic() < deadline:
-            try:
-                opcode, _ = old.ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                continue
-            assert opcode == websocket.ABNF.OPCODE_PING
-            pings += 1
-        assert pings >= 2
-        result, messages = old.call("test.echo", "pre1")
-        assert result["result"] == ["pre1"]
-        assert [m for m in old.log if m["msg"] == "ping"] == []
-        old.close()
+def test_no_ping_before_the_handshake_nor_in_pre1(heartbeat_server):
+    server = heartbeat_server
+    never_connects = DDPClient(server.ws_url, connect=False)
+    # Closed for silence, without a DDP ping: no message comes before the close frame.
+    assert never_connects.close_code() == 1001
+    assert never_connects.log == []
+    old = pre1_client(server)
+    # Five heartbeat intervals of DDP silence; the socket answers WebSocket pings, as
+    # every WebSocket client does by itself while it reads.
+    pings = 0
+    deadline = time.monotonic() + 1.5
+    old.ws.settimeout(0.1)
+    while time.monotonic() < deadline:
+        try:
+            opcode, _ = old.ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        assert opcode == websocket.ABNF.OPCODE_PING
+        pings += 1
+    assert pings >= 2
+    result, messages = old.call("test.echo", "pre1")
+    assert result["result"] == ["pre1"]
+    assert [m for m in old.log if m["msg"] == "ping"] == []
+    old.close()
 
 
-def test_a_dead_pre1_peer_is_closed():
-    ddp = {"HEARTBEAT_INTERVAL": 0.3, "HEARTBEAT_TIMEOUT": 0.3}
-    with ServerProcess(ddp=ddp) as server:
-        dead = pre1_client(server)
-        # recv_frame reads frames as they come and answers none: a peer that stopped.
-        frames = [dead.ws.recv_frame() for _ in range(2)]
-        assert [frame.opcode for frame in frames] == [
-            websocket.ABNF.OPCODE_PING,
-            websocket.ABNF.OPCODE_CLOSE,
-        ]
-        assert frames[1].data[:2] == (1001).to_bytes(2, "big")
-        assert frames[1].data[2:] == b"Heartbeat timeout"
-        dead.ws.shutdown()
+def test_a_dead_pre1_peer_is_closed(heartbeat_server):
+    server = heartbeat_server
+    dead = pre1_client(server)
+    # recv_frame reads frames as they come and answers none: a peer that stopped.
+    frames = [dead.ws.recv_frame() for _ in range(2)]
+    assert [frame.opcode for frame in frames] == [
+        websocket.ABNF.OPCODE_PING,
+        websocket.ABNF.OPCODE_CLOSE,
+    ]
+    assert frames[1].data[:2] == (1001).to_bytes(2, "big")
+    assert frames[1].data[2:] == b"Heartbeat timeout"
+    dead.ws.shutdown()
 
 
 def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_live_server):

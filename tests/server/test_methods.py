@@ -3,16 +3,8 @@
 import pytest
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.quick]
-
-
-@pytest.fixture
-def client(ddp_live_server):
-    client = DDPClient(ddp_live_server.ws_url)
-    yield client
-    client.close()
 
 
 def only(messages, kind):

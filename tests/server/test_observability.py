@@ -18,7 +18,6 @@ from bookstore.models import Author, Book
 from ddp import metrics
 from ddp.protocol import SubscriptionOwner
 from ddp.server import observability
-from ddp.server.pool import DatabasePool
 from ddp.server.wsgi import DDPApplication
 from ddp.session import Subscription
 from tests.ddpclient import DDPClient
@@ -60,13 +59,6 @@ def parse(text):
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-@pytest.fixture
-def pool():
-    pool = DatabasePool(1)
-    yield pool
-    pool.close()
 
 
 def server_state(run_db, connected=True, publications=()):

@@ -8,8 +8,6 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from ddp.server.pool import DatabasePool
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -17,13 +15,6 @@ def backend_pid():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
-
-
-@pytest.fixture
-def pool():
-    pool = DatabasePool(1)
-    yield pool
-    pool.close()
 
 
 def test_a_connection_ended_while_idle_is_replaced_before_the_next_job(pool):

@@ -11,7 +11,7 @@ from django.db import connection
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,13 +91,6 @@ def registry_rows():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ddp_subscription")
         return cursor.fetchone()[0]
-
-
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
 
 
 def test_a_client_that_never_reads_holds_no_database_worker():

@@ -3,7 +3,6 @@
 import pytest
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.quick]
 
@@ -19,13 +18,6 @@ def books():
         "seven_up": Book.objects.create(title="Seven Up", author=janet),
         "killing_floor": Book.objects.create(title="Killing Floor", author=lee),
     }
-
-
-@pytest.fixture
-def client(ddp_live_server):
-    client = DDPClient(ddp_live_server.ws_url)
-    yield client
-    client.close()
 
 
 def added(messages, collection):

@@ -11,20 +11,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.quick]
 CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
 
-@pytest.fixture
-def raw(ddp_live_server):
-    client = DDPClient(ddp_live_server.ws_url, connect=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def client(ddp_live_server):
-    client = DDPClient(ddp_live_server.ws_url)
-    yield client
-    client.close()
-
-
 def test_connect_gets_a_17_character_session(raw):
     raw.send(CONNECT)
     reply = raw.recv()

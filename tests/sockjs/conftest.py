@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.sockjs.process import SockJSTestServer
+from tests.live import SockJSTestServer
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from ddp.protocol import loads, to_ejson
 from ddp.sockjs.framing import MAX_NESTING
-from ddp.testing import ServerProcess, WebSocketDDPClient
+from ddp.testing import WebSocketDDPClient
 from tests.protocol.test_fuzz import (
     CONNECT,
     ERROR_REASONS,
@@ -60,11 +60,8 @@ LIVE = settings(
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        process = ServerProcess("--max-message-size", str(LIMIT)).start()
-    yield process
-    process.stop()
+def server(start_server):
+    return start_server("--max-message-size", str(LIMIT))
 
 
 # -- DDP messages -----------------------------------------------------------------------

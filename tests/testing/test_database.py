@@ -22,7 +22,7 @@ from ddp.testing.database import database_settings, database_url
 
 pytestmark = pytest.mark.quick
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONNECTION_KEYS = ["NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS"]
 embedded = pytest.mark.skipif(
     bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL replaces the embedded server"

@@ -1,6 +1,6 @@
 """``manage.py ddp_publications``: the listing against golden files, ``--check``, one publication.
 
-The golden files in ``tests/golden/`` are the command's real output for :func:`example`. After
+The golden files in ``golden/`` here are the command's real output for :func:`example`. After
 an intended change of the output, rewrite them with ``DDP_UPDATE_GOLDEN=1`` and read the diff.
 Every test but one runs the command on a registry of its own, so the project's ``API`` (which
 other apps keep adding to) changes neither the goldens nor the checks.
@@ -240,7 +240,7 @@ def test_check_reports_a_name_registered_twice():
         r"PROBLEM: Books: registered 2 times \((\S+), (\S+)\); only the last is served", line
     )
     first, second = (place.split(":") for place in places.groups())
-    assert first[0] == second[0] == "tests.test_ddp_publications"
+    assert first[0] == second[0] == "tests.management.commands.test_ddp_publications"
     assert int(first[1]) < int(second[1])
 
 

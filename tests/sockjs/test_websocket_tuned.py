@@ -7,8 +7,8 @@ import pytest
 import websocket
 from websocket import ABNF
 
+from tests.live import SockJSTestServer
 from tests.sockjs.checks import close_status
-from tests.sockjs.process import SockJSTestServer
 from tests.sockjs.wire import Connection, fetch, session_url
 
 

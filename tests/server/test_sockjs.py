@@ -33,10 +33,11 @@ def post(port, path, body=b"", headers=None):
     return response.status, data
 
 
-@pytest.fixture
-def server():
-    with ServerProcess() as server:
-        yield server
+@pytest.fixture(scope="module")
+def server(start_server):
+    """One server for the tests that need no settings of their own: each opens sessions
+    of its own."""
+    return start_server()
 
 
 def test_info(server):

@@ -11,6 +11,7 @@ import pytest
 from bookstore.models import Author, Book
 from ddp.api import API, Collection, Registry
 from ddp.protocol import NO_MERGE, NO_MERGE_MULTI, SERVER_MERGE, SubscriptionOwner
+from tests.live import SIGNALS
 
 IDS = "nomerge.book"
 MULTI = "nomergemulti.book"
@@ -30,17 +31,12 @@ def whole(collection, book, kind="changed"):
 
 
 @pytest.fixture(scope="module")
-def ddp_live_server(django_db_setup, django_db_blocker):
+def ddp_live_server(start_server):
     """The plugin's, capturing through signals. ``NO_MERGE`` sends every event as it
     comes; with database capture a write committed just before a subscription's initial
     query may be announced after it, as one more ``changed`` of what the client holds,
     which the exact messages of test_no_merge_on_a_live_server would count."""
-    from ddp.testing.live import ServerProcess
-
-    with django_db_blocker.unblock():
-        server = ServerProcess(ddp={"CAPTURE": "signals"}).start()
-    yield server
-    server.stop()
+    return start_server(ddp=SIGNALS)
 
 
 @pytest.fixture
