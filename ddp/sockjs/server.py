@@ -2,11 +2,9 @@
 
 The host mounts it at a prefix and passes it every request whose path is under that
 prefix, unchanged. The app is any object with ``connect(transport)``, which returns what
-receives the client's messages (``receive(text)``), and ``disconnect(that)``: each SockJS
-session, xhr (:mod:`ddp.sockjs.session`) or websocket (:mod:`ddp.sockjs.websocket`), is a
-transport the app drives (:mod:`ddp.runtime.transport`). The raw websocket calls
-``on_open(session)``, ``on_message(session, text)`` and ``on_close(session)`` instead
-(:mod:`ddp.sockjs.raw`).
+receives the client's messages (``receive(text)``), and ``disconnect(that)``: each session,
+xhr (:mod:`ddp.sockjs.session`), websocket (:mod:`ddp.sockjs.websocket`) or raw websocket
+(:mod:`ddp.sockjs.raw`), is a transport the app drives (:mod:`ddp.runtime.transport`).
 
 URLs under the prefix, as sockjs-node 0.3.24 dispatches them (``src/sockjs.coffee``):
 
@@ -80,11 +78,10 @@ class SockJSServer:
     websocket), and ``spawn(function)`` starts a thread; under ``ddpserver`` they are
     :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``. ``websocket`` is the
     WebSocket class (:class:`ddp.websocket.WebSocket`; without one, no websocket is
-    served); a websocket session is no session of this layer but a transport
-    (:class:`~ddp.sockjs.websocket.SockJSWebSocket`) the app drives in the same way, for
-    as long as its socket lasts. ``connections`` holds the live xhr and raw sessions;
-    each has ``shut_down(code, reason)``, which the host's one shutdown path calls
-    (:mod:`ddp.runtime.shutdown`).
+    served); a websocket, framed or raw, is no session of this layer but a transport the
+    app drives in the same way, for as long as its socket lasts. ``connections`` holds
+    the live xhr sessions; each has ``shut_down(code, reason)``, which the host's one
+    shutdown path calls (:mod:`ddp.runtime.shutdown`).
 
     An xhr session's id is all its requests carry, a bearer secret: a session answers
     only the client address that opened it, and to any other as if it did not exist
@@ -242,17 +239,6 @@ class SockJSServer:
         with self._lock:
             session = self._sessions.get(session_id)
         return session is not None and session.address != self.client_address(environ)
-
-    def raw_session(self, ws):
-        """A session for the raw websocket ``ws``, counted in ``connections`` while it runs."""
-        session = raw.RawSession(ws, self.app, self._forget_raw)
-        with self._lock:
-            self.connections.add(session)
-        return session
-
-    def _forget_raw(self, session):
-        with self._lock:
-            self.connections.discard(session)
 
     def _new_session(self, session_id, environ):
         session = SockJSSession(

@@ -57,7 +57,7 @@ class Close(Echo):
 
 
 class AppConnection(Outgoing):
-    """A hosted app's SockJS session, websocket or xhr, driven as ``ddpserver`` drives a
+    """A hosted app's session, of any transport, driven as ``ddpserver`` drives a
     DDP client's: what the app sends waits in a bounded outbox (``max_queued_*``; an xhr
     session's messages waiting for a poll count too) that the runtime writes, and the
     heartbeat thread pings. The thread that brings each message (a websocket's reader, an
@@ -100,24 +100,14 @@ class AppConnection(Outgoing):
 
 
 class Hosted:
-    """An app as the SockJS server sees it: a SockJS session becomes an
-    :class:`AppConnection`, kept in ``live``; a raw websocket's session goes to the app as
-    it is (it writes through, and holds nothing)."""
+    """An app as the SockJS server sees it: each session, of any transport, becomes an
+    :class:`AppConnection`, kept in ``live``."""
 
     def __init__(self, app, live, max_bytes, max_messages):
         self.app = app
         self.live = live
         self.max_bytes = max_bytes
         self.max_messages = max_messages
-
-    def on_open(self, session):
-        self.app.on_open(session)
-
-    def on_message(self, session, text):
-        self.app.on_message(session, text)
-
-    def on_close(self, session):
-        self.app.on_close(session)
 
     def connect(self, transport):
         connection = AppConnection(transport, self.app, self.max_bytes, self.max_messages)
