@@ -199,7 +199,8 @@ class Outgoing:
         else:
             self.outbox = None
 
-    def _overflow(self, waiting_bytes=0, waiting_messages=0):
+    def _overflow(self, waiting_bytes, waiting_messages):
+        """Cut the client off: ``waiting_*`` is what its transport holds besides."""
         self._advance(Life.CUT_OFF)
         metrics.inc("ddp_slow_client_disconnects_total")
         logger.warning(
