@@ -165,7 +165,7 @@ class ConnectionRuntime(Outgoing):
                     return not leaving
                 give_up = min(stalled, deadline)
                 if leaving or clock() >= give_up:
-                    self._overflow()
+                    self._overflow(waiting_bytes, waiting_messages)
                     break
                 if self._room is None:
                     self._room = self.driver.event()

@@ -5,7 +5,8 @@ while something waits in it. What is queued in one turn of the hub is written by
 flusher for every client (:class:`_Flusher`), as far as each socket takes it without
 waiting; what a socket does not take goes to a writer of that client's own, which may
 wait. Nothing that produces messages ever waits on a slow client's socket. The outbox is
-bounded: a client that overflows it stopped reading, and is cut off, logged and counted
+bounded, with what the transport holds (an xhr session's messages waiting for a poll): a
+client that overflows it stopped reading, and is cut off, logged and counted
 (``ddp_slow_client_disconnects_total``).
 
 :class:`Outgoing` is the part of :class:`~ddp.runtime.connection.ConnectionRuntime` that
@@ -149,15 +150,18 @@ class Outgoing:
             self._room.set()
 
     def _enqueue(self, text):
-        """Queue one message to send, or drop the client if its buffer is full."""
+        """Queue one message to send, or drop the client if what waits for it is too much:
+        the outbox and what the transport holds (an xhr session's messages waiting for
+        the next poll), together under the one bound."""
         if self.life >= Life.CUT_OFF:
             return
         size = len(text)
+        waiting_bytes, waiting_messages = self.transport.backlog()
         if (
-            self.queued_bytes + size > self.max_bytes
-            or self.queued_messages + 1 > self.max_messages
+            self.queued_bytes + waiting_bytes + size > self.max_bytes
+            or self.queued_messages + waiting_messages + 1 > self.max_messages
         ):
-            self._overflow()
+            self._overflow(waiting_bytes, waiting_messages)
             return
         self.queued_bytes += size
         self.queued_messages += 1
@@ -195,15 +199,16 @@ class Outgoing:
         else:
             self.outbox = None
 
-    def _overflow(self):
+    def _overflow(self, waiting_bytes, waiting_messages):
+        """Cut the client off: ``waiting_*`` is what its transport holds besides."""
         self._advance(Life.CUT_OFF)
         metrics.inc("ddp_slow_client_disconnects_total")
         logger.warning(
             "Disconnecting slow %s %s: %d messages, %d bytes waiting",
             self.kind,
             self.name(),
-            self.queued_messages,
-            self.queued_bytes,
+            self.queued_messages + waiting_messages,
+            self.queued_bytes + waiting_bytes,
         )
         # Its socket is full, so no close frame would get through: cut it. The writer,
         # blocked on it, fails and drops the rest.

@@ -2,7 +2,7 @@
 
 :mod:`ddp.sockjs` knows nothing of DDP; this is the app it hosts: each SockJS session
 carries one :class:`~ddp.runtime.connection.ConnectionRuntime`, exactly as a raw WebSocket
-does; a SockJS websocket is a transport the runtime drives directly. Meteor's server
+does: a SockJS session, websocket or xhr, is a transport the runtime drives. Meteor's server
 settings are used (T8): heartbeats every 45 s, sessions kept 60 s
 without a receiving connection.
 """
@@ -12,47 +12,6 @@ from ddp.addresses import client_address
 from ddp.runtime.connection import ConnectionRuntime
 from ddp.sockjs.server import SockJSOptions, SockJSServer
 from ddp.websocket import WebSocket
-
-
-class SockJSTransport:
-    """What a ConnectionRuntime needs of an xhr SockJS session."""
-
-    def __init__(self, session, closed):
-        self.session = session
-        self.environ = session.environ
-        self.closed = closed
-
-    def send_now(self, texts):
-        self.send_texts(texts)  # the SockJS session queues them: nothing is left
-        return b""
-
-    def send_texts(self, texts):
-        for text in texts:
-            self.session.send(text)
-
-    def close(self, code, reason):
-        # The session answers with its close frame until SockJS forgets it; for the
-        # server the client is gone now (shutdown need not wait for that).
-        self.session.close(int(code), reason or "Normal closure")
-        self.closed()
-
-    def backlog(self):
-        return self.session.backlog()
-
-    def ping(self):
-        """None here: SockJS finds dead peers itself (websocket pings answered within
-        10 s; an xhr session nobody polls expires)."""
-        return False
-
-    def answered(self):
-        return False
-
-    def keepalive(self, now):
-        return None  # the DDP heartbeat is enough
-
-    def abort(self):
-        # The session's own bounds (max_queued_*) cut slow clients; this is the same call.
-        self.session.close(1008, "Too slow")
 
 
 def _log(event, connection):
@@ -70,10 +29,10 @@ class DDPOverSockJS:
         self.driver = driver
         self.bus = bus
         self.connections = connections
-        self._by_session = {}
 
     def connect(self, transport):
-        """A SockJS websocket: the runtime drives it directly, as a raw WebSocket."""
+        """A SockJS session of any transport: the runtime drives it, as a raw WebSocket;
+        what it returns receives the client's messages."""
         connection = ConnectionRuntime(
             transport,
             self.run_db,
@@ -88,36 +47,11 @@ class DDPOverSockJS:
         return connection
 
     def disconnect(self, connection):
+        """The session is closed or gone: it leaves ``connections`` now (shutdown waits
+        for nobody's ``disconnect_delay``), and its session ends or is held."""
         self.connections.discard(connection)
         connection.finish()
         _log("disconnect", connection)
-
-    def on_open(self, session):
-        transport = SockJSTransport(session, lambda: self.connections.discard(connection))
-        connection = ConnectionRuntime(
-            transport,
-            self.run_db,
-            self.bus,
-            self.driver,
-            environ=session.environ,
-            holder=self.holder,
-        )
-        self._by_session[session] = connection
-        self.connections.add(connection)
-        connection.open()
-        _log("connect", connection)
-
-    def on_message(self, session, text):
-        connection = self._by_session.get(session)
-        if connection is not None:
-            connection.receive(text)
-
-    def on_close(self, session):
-        connection = self._by_session.pop(session, None)
-        if connection is not None:
-            self.connections.discard(connection)
-            connection.finish()
-            _log("disconnect", connection)
 
 
 def sockjs_server(
@@ -126,7 +60,6 @@ def sockjs_server(
     connections,
     mark_handled,
     max_message_size,
-    settings,
     driver,
     admit=None,
     holder=None,
@@ -138,8 +71,6 @@ def sockjs_server(
         heartbeat_delay=45.0,
         disconnect_delay=60.0,
         max_message_size=max_message_size,
-        max_queued_bytes=settings.OUTBOX_MAX_BYTES,
-        max_queued_messages=settings.OUTBOX_MAX_MESSAGES,
     )
     app = DDPOverSockJS(run_db, bus, connections, driver, holder)
     return SockJSServer(
@@ -151,5 +82,4 @@ def sockjs_server(
         client_address=client_address,
         admit=admit,
         websocket=WebSocket,
-        slow_client=lambda: metrics.inc("ddp_slow_client_disconnects_total"),
     )

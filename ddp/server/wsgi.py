@@ -72,7 +72,6 @@ class DDPApplication:
             self.connections,
             mark_handled,
             max_message_size,
-            ddp_settings,
             driver,
             self.admits_another,
             self.holder,

@@ -1,9 +1,10 @@
 """``SockJSServer``: a SockJS 0.3 server as a WSGI application, hosting any app.
 
 The host mounts it at a prefix and passes it every request whose path is under that
-prefix, unchanged. The app is any object with ``on_open(session)``,
-``on_message(session, text)`` and ``on_close(session)``; see :mod:`ddp.sockjs.session`
-for when each is called and what a session offers.
+prefix, unchanged. The app is any object with ``connect(transport)``, which returns what
+receives the client's messages (``receive(text)``), and ``disconnect(that)``: each session,
+xhr (:mod:`ddp.sockjs.session`), websocket (:mod:`ddp.sockjs.websocket`) or raw websocket
+(:mod:`ddp.sockjs.raw`), is a transport the app drives (:mod:`ddp.runtime.transport`).
 
 URLs under the prefix, as sockjs-node 0.3.24 dispatches them (``src/sockjs.coffee``):
 
@@ -56,10 +57,6 @@ class SockJSOptions:
     #: Largest message a client may send, in bytes; None for no limit. A bigger websocket
     #: frame closes the socket with 1009, a bigger ``xhr_send`` body gets 413.
     max_message_size: int | None = None
-    #: Text (counted in characters, as DDP's ``OUTBOX_MAX_BYTES``) and messages that may
-    #: wait for a client; beyond, it is cut off. None, as sockjs-node, for no limit.
-    max_queued_bytes: int | None = None
-    max_queued_messages: int | None = None
 
 
 def remote_addr(environ):
@@ -70,22 +67,21 @@ def remote_addr(environ):
 class SockJSServer:
     """A WSGI application serving SockJS under ``prefix`` for ``app``.
 
-    ``app.on_open(session)``, ``app.on_message(session, text)`` and
-    ``app.on_close(session)`` run on the session's own worker thread, one at a time and in
-    that order; a session offers ``send(text)``, ``close(code=3000, reason="Go away!")``,
-    ``id`` and ``environ``. ``options`` is a :class:`SockJSOptions`.
+    ``app.connect(session)`` is called when a session opens, and ``app.disconnect`` with
+    what it returned once the session is closed or gone (see the module's docstring); a
+    session offers what a transport does, ``id`` and ``environ``. What waits for a client
+    is bounded by the app, which counts a session's ``backlog()`` and cuts off
+    (``abort()``) a client that stopped reading or polling. ``options`` is a
+    :class:`SockJSOptions`.
 
     ``mark_handled`` tells the WSGI server that a request took over its socket (a
     websocket), and ``spawn(function)`` starts a thread; under ``ddpserver`` they are
     :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``. ``websocket`` is the
     WebSocket class (:class:`ddp.websocket.WebSocket`; without one, no websocket is
-    served); a websocket session is no session of this layer but a transport
-    (:class:`~ddp.sockjs.websocket.SockJSWebSocket`) the app drives:
-    ``app.connect(transport)`` returns what receives its messages (``receive(text)``), and
-    ``app.disconnect(that)`` is called when the socket is gone. ``slow_client()`` is
-    called for each client cut off for what waits for it (the host counts them).
-    ``connections`` holds the live xhr and raw sessions; each has ``shut_down(code,
-    reason)``, which the host's one shutdown path calls (:mod:`ddp.runtime.shutdown`).
+    served); a websocket, framed or raw, is no session of this layer but a transport the
+    app drives in the same way, for as long as its socket lasts. ``connections`` holds
+    the live xhr sessions; each has ``shut_down(code, reason)``, which the host's one
+    shutdown path calls (:mod:`ddp.runtime.shutdown`).
 
     An xhr session's id is all its requests carry, a bearer secret: a session answers
     only the client address that opened it, and to any other as if it did not exist
@@ -109,11 +105,9 @@ class SockJSServer:
         client_address=None,
         admit=None,
         websocket=None,
-        slow_client=None,
     ):
         self.app = app
         self.websocket = websocket
-        self.slow_client = slow_client or (lambda: None)
         self.admit = admit or (lambda: True)
         self.client_address = client_address or remote_addr
         self.spawn = spawn or spawn_thread
@@ -246,17 +240,6 @@ class SockJSServer:
             session = self._sessions.get(session_id)
         return session is not None and session.address != self.client_address(environ)
 
-    def raw_session(self, ws):
-        """A session for the raw websocket ``ws``, counted in ``connections`` while it runs."""
-        session = raw.RawSession(ws, self.app, self._forget_raw)
-        with self._lock:
-            self.connections.add(session)
-        return session
-
-    def _forget_raw(self, session):
-        with self._lock:
-            self.connections.discard(session)
-
     def _new_session(self, session_id, environ):
         session = SockJSSession(
             session_id,
@@ -267,7 +250,6 @@ class SockJSServer:
             self._forget,
             self.spawn,
             address=self.client_address(environ),
-            slow_client=self.slow_client,
             sweeper=self._sweeper,
         )
         self.connections.add(session)

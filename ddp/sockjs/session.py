@@ -1,4 +1,4 @@
-"""One SockJS session: the messages waiting for its client, who receives them, when it ends.
+"""One xhr SockJS session: the messages waiting for its client, who receives them, when it ends.
 
 The rules are sockjs-node's (``src/transport.coffee``; PROTOCOL.md T7):
 
@@ -12,15 +12,15 @@ The rules are sockjs-node's (``src/transport.coffee``; PROTOCOL.md T7):
 * With no receiving request it expires after ``disconnect_delay``; at once when that request
   was broken off (its client went away). One :class:`Sweeper` per server expires them, a
   thread that runs only while some session waits to, not a timer per session.
-* What waits is bounded (``max_queued_bytes``, ``max_queued_messages``): a client that
-  stopped reading or polling is cut off when it overflows, logged and counted (by the
-  host's ``slow_client`` callback), so it cannot grow the server's memory.
+* What waits is bounded by the host: the session is a transport
+  (:mod:`ddp.runtime.transport`) whose :meth:`~SockJSSession.backlog` counts against the
+  host's outbox, which cuts off (:meth:`~SockJSSession.abort`) a client that stopped
+  polling when it overflows.
 
-The app hears of all this on a worker thread of the session's own, in order: ``on_open``,
-each ``on_message``, ``on_close``. So ``on_message`` never runs twice at once for one
-session, and a slow app holds up neither the requests nor other sessions. The thread runs
-only while there is something to tell: an idle thread costs ~14 KB, and a server holds
-thousands of idle sessions.
+The first receiving request hands the session to the app, ``app.connect(session)``, which
+returns what receives the client's messages (``receive(text)``), called in order as each
+``xhr_send`` brings them; ``app.disconnect(that)`` follows once, when the session closes
+or expires, from a thread of its own (the app's teardown may wait; the lock is held).
 
 A receiver is whatever a transport attaches while it holds a request open; the session calls
 its ``wake()`` whenever there is something new to take, and its ``cut()`` to drop the client
@@ -32,14 +32,11 @@ and one lock keeps the registry of sessions and their states consistent.
 
 import collections
 import enum
-import logging
 import threading
 import time
 
 from ddp.sockjs.framing import OPEN, close_frame, messages_frame
 from ddp.sockjs.redact import hint
-
-logger = logging.getLogger("ddp.sockjs")
 
 ANOTHER_CONNECTION = close_frame(2010, "Another connection still open")
 
@@ -92,18 +89,20 @@ class Sweeper:
 class State(enum.Enum):
     #: Messages flow both ways.
     OPEN = "open"
-    #: Closed by the app or the server: receiving requests get the close frame.
+    #: Closed by the app or the server: receiving requests get the close frame, and the
+    #: app is done with it.
     CLOSING = "closing"
-    #: Expired: forgotten by the server, ``on_close`` called or about to be.
+    #: Expired: forgotten by the server.
     CLOSED = "closed"
 
 
 class SockJSSession:
-    """A session as its app sees it: ``send``, ``close``, ``id`` and ``environ``.
+    """A session as its app's runtime drives it: a transport (``send_now``, ``close``,
+    ``backlog``...), with ``id`` and ``environ``.
 
     ``environ`` is the WSGI environ of the request that opened the session, and
     ``address`` its client's address, the only one whose requests the session answers.
-    The other public methods are for the transports.
+    The other public methods are for the xhr requests.
     """
 
     def __init__(
@@ -116,7 +115,6 @@ class SockJSSession:
         forget,
         spawn=None,
         address="",
-        slow_client=None,
         sweeper=None,
     ):
         self.id = session_id
@@ -132,44 +130,69 @@ class SockJSSession:
         self._queued_bytes = 0
         self._close_frame = None
         self._receiver = None
+        #: What ``app.connect`` returned, until the app is told the session ended.
+        self._connection = None
         #: When it expires unless a receiving request attaches (None while one is).
         self.deadline = None
         self._expire_when_detached = False
-        self._events = collections.deque()
-        self._telling = False  # whether a worker thread runs the app's events
         self._spawn = spawn or spawn_thread
-        self._slow_client = slow_client or (lambda: None)
         self._sweeper = sweeper or Sweeper(lock, self._spawn)
 
     def __repr__(self):
         return f"<SockJSSession {hint(self.id)} {self.state.value}>"
 
-    # The app's side.
+    # The runtime's side: a transport.
 
-    def send(self, text):
-        """Queue one message for the client; dropped once the session is closing."""
+    def send_now(self, texts):
+        """Queue ``texts`` for the client's next receiving request: nothing is left over."""
+        self.send_texts(texts)
+        return b""
+
+    def send_texts(self, texts):
+        """Queue ``texts``, all in the next ``a`` frame; dropped once the session closes."""
         with self._lock:
             if self.state is not State.OPEN:
                 return
-            self._outgoing.append(text)
-            self._queued_bytes += len(text)
-            if self._overflowing():
-                self._cut_off()
-            elif self._receiver is not None:
+            self._outgoing.extend(texts)
+            self._queued_bytes += sum(map(len, texts))
+            if self._receiver is not None:
                 self._receiver.wake()
 
-    def backlog(self):
-        """``(bytes, messages)`` waiting for the client: an app streaming much data waits
-        for it to shrink, rather than have the client cut off for a full buffer."""
-        with self._lock:
-            return self._queued_bytes, len(self._outgoing)
+    def send_bytes(self, data):
+        """Never called: :meth:`send_now` leaves nothing to write."""
+        raise NotImplementedError
 
-    def close(self, code=3000, reason="Go away!"):
+    def backlog(self):
+        """``(bytes, messages)`` waiting for the client's next receiving request."""
+        return self._queued_bytes, len(self._outgoing)
+
+    def close(self, code, reason):
         """Close the session: the client gets ``c[code,"reason"]``, after what is queued."""
         with self._lock:
             self._close(code, reason)
 
-    # The transports' side.
+    def abort(self):
+        """Cut the client off (it stopped polling): its request, if one is open, ends
+        without a close frame, and the session expires at once."""
+        with self._lock:
+            if self.state is State.CLOSED:
+                return
+            receiver, self._receiver = self._receiver, None
+            if receiver is not None:
+                receiver.cut()  # its socket is full, so no close frame would get through
+            self._expire()
+
+    def ping(self):
+        """None: SockJS finds dead xhr clients itself (a session nobody polls expires)."""
+        return False
+
+    def answered(self):
+        return False
+
+    def keepalive(self, now):
+        return None  # the receiving requests' ``h`` frames are the requests' own
+
+    # The xhr requests' side.
 
     def attach(self, receiver):
         """Start a receiving request: return ``(frames, attached)``.
@@ -190,11 +213,12 @@ class SockJSSession:
                 self._start_timer()
                 return frames, False
             self._receiver = receiver
-            if not self._opened:
-                self._opened = True
-                self._tell("on_open")
-                return [OPEN], True
-            return self._take(), True
+            if self._opened:
+                return self._take(), True
+            self._opened = True
+        # Outside the lock: what the app sends meanwhile is queued, and wakes the request.
+        self._connection = self._app.connect(self)
+        return [OPEN], True
 
     def take(self):
         """Everything waiting for the attached request: ``(frames, closing)``.
@@ -222,9 +246,10 @@ class SockJSSession:
     def receive(self, messages):
         """Hand the client's messages to the app, in order, unless the session is closing."""
         with self._lock:
-            if self.state is State.OPEN:
-                for message in messages:
-                    self._tell("on_message", message)
+            connection = self._connection if self.state is State.OPEN else None
+        if connection is not None:
+            for message in messages:
+                connection.receive(message)
 
     def shut_down(self, code, reason):
         """Close and expire as soon as no request holds the session (server shutdown): a
@@ -246,34 +271,14 @@ class SockJSSession:
         self._queued_bytes = 0
         return [frame]
 
-    def _overflowing(self):
-        max_bytes = self._options.max_queued_bytes
-        max_messages = self._options.max_queued_messages
-        return (max_bytes is not None and self._queued_bytes > max_bytes) or (
-            max_messages is not None and len(self._outgoing) > max_messages
-        )
-
-    def _cut_off(self):
-        self._slow_client()
-        logger.warning(
-            "Disconnecting slow SockJS client %s: %d messages, %d bytes waiting",
-            hint(self.id),
-            len(self._outgoing),
-            self._queued_bytes,
-        )
-        receiver, self._receiver = self._receiver, None
-        if receiver is not None:
-            # Its socket is full, so no close frame would get through.
-            receiver.cut()
-        self._expire()
-
     def _close(self, code, reason):
         if self.state is not State.OPEN:
             return
         self.state = State.CLOSING
-        self._close_frame = close_frame(code, reason)
+        self._close_frame = close_frame(int(code), reason or "Normal closure")
         if self._receiver is not None:
             self._receiver.wake()
+        self._disconnect()
 
     def _start_timer(self):
         self.deadline = time.monotonic() + self._options.disconnect_delay
@@ -288,28 +293,11 @@ class SockJSSession:
         self._outgoing = []
         self._queued_bytes = 0
         self._forget(self)
-        self._tell("on_close")
+        self._disconnect()
 
-    def _tell(self, *event):
-        """Queue an event for the app, and start the worker if none runs. Nothing is told
-        of a session never opened."""
-        if not self._opened:
-            return
-        self._events.append(event)
-        if not self._telling:
-            self._telling = True
-            self._spawn(self._run_app)
-
-    # The worker thread.
-
-    def _run_app(self):
-        while True:
-            with self._lock:
-                if not self._events:
-                    self._telling = False
-                    return
-                name, *args = self._events.popleft()
-            try:
-                getattr(self._app, name)(self, *args)
-            except Exception:
-                logger.exception("SockJS app failed in %s for session %s", name, hint(self.id))
+    def _disconnect(self):
+        """Tell the app, once, that the session ended: in a thread of its own, as its
+        teardown may wait for a request in flight."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._spawn(self._app.disconnect, connection)

@@ -57,20 +57,17 @@ class Close(Echo):
 
 
 class AppConnection(Outgoing):
-    """A hosted app's session on a SockJS websocket, driven as ``ddpserver`` drives a DDP
-    client's: what the app sends waits in a bounded outbox (``max_queued_*``) that the
-    runtime writes, and the heartbeat thread pings. The reader's thread tells the app, so
-    ``on_open``, each ``on_message`` and ``on_close`` come one at a time and in order."""
+    """A hosted app's session, of any transport, driven as ``ddpserver`` drives a
+    DDP client's: what the app sends waits in a bounded outbox (``max_queued_*``; an xhr
+    session's messages waiting for a poll count too) that the runtime writes, and the
+    heartbeat thread pings. The thread that brings each message (a websocket's reader, an
+    ``xhr_send``) tells the app, so ``on_open``, each ``on_message`` and ``on_close``
+    come one at a time and in order."""
 
     kind = "SockJS client"
 
-    def __init__(self, transport, app, options):
-        super().__init__(
-            transport,
-            DRIVER,
-            options.max_queued_bytes or sys.maxsize,
-            options.max_queued_messages or sys.maxsize,
-        )
+    def __init__(self, transport, app, max_bytes, max_messages):
+        super().__init__(transport, DRIVER, max_bytes, max_messages)
         self.app = app
         self.id = transport.id
         self.environ = transport.environ
@@ -103,25 +100,17 @@ class AppConnection(Outgoing):
 
 
 class Hosted:
-    """An app as the SockJS server sees it: sessions of the xhr transports go to it as
-    they are; a websocket becomes an :class:`AppConnection`, kept in ``live``."""
+    """An app as the SockJS server sees it: each session, of any transport, becomes an
+    :class:`AppConnection`, kept in ``live``."""
 
-    def __init__(self, app, options, live):
+    def __init__(self, app, live, max_bytes, max_messages):
         self.app = app
-        self.options = options
         self.live = live
-
-    def on_open(self, session):
-        self.app.on_open(session)
-
-    def on_message(self, session, text):
-        self.app.on_message(session, text)
-
-    def on_close(self, session):
-        self.app.on_close(session)
+        self.max_bytes = max_bytes
+        self.max_messages = max_messages
 
     def connect(self, transport):
-        connection = AppConnection(transport, self.app, self.options)
+        connection = AppConnection(transport, self.app, self.max_bytes, self.max_messages)
         self.live.add(connection)
         connection.tell("on_open")
         return connection
@@ -131,11 +120,14 @@ class Hosted:
         connection.tell("on_close")
 
 
-def hosted_server(app, prefix, live, **options):
-    """A SockJSServer for ``app`` at ``prefix`` under eventlet, its websockets in ``live``."""
+def hosted_server(app, prefix, live, max_queued_bytes=None, max_queued_messages=None, **options):
+    """A SockJSServer for ``app`` at ``prefix`` under eventlet, its sessions in ``live``,
+    cut off beyond ``max_queued_bytes`` of text or ``max_queued_messages`` waiting (None,
+    as sockjs-node, for no limit)."""
     options = SockJSOptions(**options)
+    hosted = Hosted(app, live, max_queued_bytes or sys.maxsize, max_queued_messages or sys.maxsize)
     return SockJSServer(
-        Hosted(app, options, live),
+        hosted,
         prefix,
         options,
         mark_handled=eventlet_driver.mark_handled,

@@ -1,5 +1,7 @@
 """SIGTERM: stop accepting, close clients one by one, let methods in flight answer."""
 
+import http.client
+import json
 import signal
 import threading
 import time
@@ -95,5 +97,34 @@ def test_a_second_sigterm_during_the_graceful_shutdown_stops_at_once():
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(10) == 128 + signal.SIGTERM
         assert "again: stopping at once" in server.output()
+    finally:
+        server.stop()
+
+
+def post(server, path, *messages):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps([json.dumps(message) for message in messages]) if messages else ""
+    conn.request("POST", path, body=body.encode())
+    data = conn.getresponse().read().decode()
+    conn.close()
+    return data
+
+
+def test_a_closed_xhr_client_does_not_hold_up_the_end():
+    """An xhr client between two polls is closed at once, and its server is done with it
+    then, not when its SockJS session expires: the server stops without waiting out the
+    window plus 10 s (30 s here) for it to leave."""
+    server = ServerProcess(ddp={"SHUTDOWN_WINDOW": 20.0}).start()
+    try:
+        assert post(server, "/sockjs/000/idle/xhr") == "o\n"
+        post(
+            server,
+            "/sockjs/000/idle/xhr_send",
+            {"msg": "connect", "version": "1", "support": ["1"]},
+        )
+        assert '\\"msg\\":\\"connected\\"' in post(server, "/sockjs/000/idle/xhr")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 0
+        assert "DDP server stopped." in server.output()
     finally:
         server.stop()

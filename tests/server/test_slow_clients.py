@@ -1,5 +1,7 @@
 """A client that stops reading is cut off when its bounded buffer overflows; others go on."""
 
+import http.client
+import json
 import select
 import signal
 import socket
@@ -11,7 +13,7 @@ from django.db import connection
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
 from tests.ddpclient import DDPClient
-from tests.live import ServerProcess, wait_until
+from tests.live import ServerProcess, metric, wait_until
 from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +66,37 @@ def test_a_publication_larger_than_the_buffer_streams_at_the_clients_pace():
             assert len(client.collection("bookstore.book")) == 3000
             client.close()
     assert "Disconnecting slow" not in server.output()
+
+
+def xhr(server, session_id, kind, *messages):
+    """One SockJS xhr request of ``kind`` (``xhr``, ``xhr_send``) carrying ``messages``."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps([json.dumps(message) for message in messages]) if messages else ""
+    conn.request("POST", f"/sockjs/000/{session_id}/{kind}", body=body.encode())
+    data = conn.getresponse().read().decode()
+    conn.close()
+    return data
+
+
+def test_an_xhr_client_that_stops_polling_is_cut_off_once_as_any_client():
+    """What waits for an xhr client's next poll is bounded once, by the runtime's outbox:
+    it is cut off, logged and counted as a DDP client on any transport."""
+    for n in range(3):
+        Article.objects.create(title=str(n), body="x" * 200 * 1024)
+    with ServerProcess(ddp={"OUTBOX_MAX_BYTES": 256 * 1024}) as server:
+        assert xhr(server, "stopped", "xhr") == "o\n"
+        xhr(server, "stopped", "xhr_send", {"msg": "connect", "version": "1", "support": ["1"]})
+        (connected,) = json.loads(xhr(server, "stopped", "xhr")[1:])
+        session = json.loads(connected)["session"]
+        sub = {"msg": "sub", "id": "a", "name": "Articles", "params": []}
+        assert xhr(server, "stopped", "xhr_send", sub) == ""
+        wait_until(lambda: "Disconnecting slow" in server.output(), 30)
+        assert metric(server, "ddp_slow_client_disconnects_total") == 1
+        # Its SockJS session ended with it: the id opens a new one.
+        assert xhr(server, "stopped", "xhr") == "o\n"
+    output = server.output()
+    assert output.count("Disconnecting slow") == 1
+    assert f"Disconnecting slow client {session}" in output
 
 
 def many_books(count):

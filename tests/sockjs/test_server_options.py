@@ -30,27 +30,34 @@ class QuietHandler(WSGIRequestHandler):
 
 
 class Echo:
+    """An app that writes each message straight back to its session (a transport)."""
+
     def __init__(self):
         self.sessions = []
         self.opened = threading.Event()
         self.closed = threading.Event()
 
-    def on_open(self, session):
+    def connect(self, session):
         self.sessions.append(session)
         self.opened.set()
+        return Echoing(session)
 
     def only_session(self):
-        """The session opened, once the app has heard of it: the ``o`` frame can reach
-        the client before the session's thread has called ``on_open``."""
+        """The session opened, once the app has heard of it."""
         assert self.opened.wait(5)
         (session,) = self.sessions
         return session
 
-    def on_message(self, session, text):
-        session.send(text)
-
-    def on_close(self, session):
+    def disconnect(self, connection):
         self.closed.set()
+
+
+class Echoing:
+    def __init__(self, session):
+        self.session = session
+
+    def receive(self, text):
+        self.session.send_texts([text])
 
 
 @pytest.fixture
@@ -115,7 +122,7 @@ def test_sending_from_another_thread_reaches_a_held_poll(serve):
     session = app.only_session()
     with Connection(port) as held:
         held.send_request("POST", "/sockjs/0/s/xhr")
-        threading.Timer(0.1, session.send, args=("pushed",)).start()
+        threading.Timer(0.1, session.send_texts, args=(["pushed"],)).start()
         assert held.read_head().read_body() == 'a["pushed"]\n'
 
 
@@ -151,13 +158,12 @@ def test_shut_down(serve):
     assert sockjs.connections == set()
 
 
-def test_a_client_that_stops_polling_is_cut_off(serve):
+def test_a_session_its_app_aborts_is_gone_and_its_id_opens_a_new_one(serve):
+    """What the app's bounded outbox does to a client that stopped polling."""
     app = Echo()
-    port, sockjs = serve(app, max_queued_messages=5)
+    port, sockjs = serve(app)
     fetch(port, "POST", "/sockjs/0/s/xhr")
-    session = app.only_session()
-    for _ in range(6):
-        session.send("x")
+    app.only_session().abort()
     assert app.closed.wait(5)
     assert sockjs.connections == set()
     assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"

@@ -24,31 +24,28 @@ class Receiver:
 
 
 class Recorder:
-    """An app that notes its calls, and whether two ``on_message`` ever overlapped."""
+    """An app that notes what its sessions' clients send, and when it is told they ended."""
 
-    def __init__(self, delay=0.0):
+    def __init__(self):
         self.calls = []
-        self.delay = delay
-        self.active = 0
-        self.overlapped = False
+        self.connected = []
         self.closed = threading.Event()
 
-    def on_open(self, session):
+    def connect(self, session):
+        self.connected.append(session)
         self.calls.append("open")
+        return self  # receives the client's messages
 
-    def on_message(self, session, text):
-        self.active += 1
-        self.overlapped |= self.active > 1
-        time.sleep(self.delay)
+    def receive(self, text):
         self.calls.append(text)
-        self.active -= 1
 
-    def on_close(self, session):
+    def disconnect(self, connection):
+        assert connection is self
         self.calls.append("close")
         self.closed.set()
 
 
-def make_session(app=None, slow_client=None, **options):
+def make_session(app=None, **options):
     forgotten = []
     options.setdefault("disconnect_delay", 60.0)
     session = SockJSSession(
@@ -58,46 +55,58 @@ def make_session(app=None, slow_client=None, **options):
         threading.Lock(),
         SockJSOptions(**options),
         forgotten.append,
-        slow_client=slow_client,
     )
     return session, forgotten
 
 
 def test_open_then_batched_messages():
-    session, _ = make_session()
+    app = Recorder()
+    session, _ = make_session(app)
     receiver = Receiver()
     assert session.attach(receiver) == (["o"], True)
-    session.send("a")
-    session.send("b")
+    assert app.connected == [session]  # the first receiving request hands it to the app
+    session.send_now(["a"])
+    session.send_texts(["b", "c"])
     assert receiver.wakes == 2
-    assert session.take() == (['a["a","b"]'], False)
+    assert session.backlog() == (3, 3)
+    assert session.take() == (['a["a","b","c"]'], False)
+    assert session.backlog() == (0, 0)
     assert session.take() == ([], False)
 
 
 def test_one_receiver_at_a_time():
-    session, _ = make_session()
+    app = Recorder()
+    session, _ = make_session(app)
     first = Receiver()
     session.attach(first)
     assert session.attach(Receiver()) == ([ANOTHER_CONNECTION], False)
     session.detach(first, aborted=False)
-    session.send("a")
+    session.send_now(["a"])
     assert session.attach(Receiver()) == (['a["a"]'], True)
+    assert app.connected == [session]
 
 
 def test_closing_sends_what_is_queued_then_the_close_frame_to_every_request():
-    session, _ = make_session()
+    app = Recorder()
+    session, forgotten = make_session(app)
     receiver = Receiver()
     session.attach(receiver)
-    session.send("a")
-    session.close()
-    session.send("dropped")
+    session.send_now(["a"])
+    session.receive(["before"])
+    session.close(3000, "Go away!")
+    session.send_now(["dropped"])
+    session.receive(["after"])
     assert session.take() == (['a["a"]', 'c[3000,"Go away!"]'], True)
     session.detach(receiver, aborted=False)
     assert session.attach(Receiver()) == (['c[3000,"Go away!"]'], False)
     assert session.state is State.CLOSING
+    # The app is done with it at the close, not when SockJS forgets it.
+    assert app.closed.wait(5)
+    assert app.calls == ["open", "before", "close"]
+    assert forgotten == []
 
 
-def test_expires_after_the_disconnect_delay_and_calls_the_app_in_order():
+def test_expires_after_the_disconnect_delay_and_tells_the_app_once_in_order():
     app = Recorder()
     session, forgotten = make_session(app, disconnect_delay=0.1)
     receiver = Receiver()
@@ -107,6 +116,7 @@ def test_expires_after_the_disconnect_delay_and_calls_the_app_in_order():
     assert app.closed.wait(5)
     assert session.state is State.CLOSED
     assert forgotten == [session]
+    session.close(3000, "Go away!")  # too late: nothing more to tell
     assert app.calls == ["open", "a", "b", "close"]
     assert session.attach(Receiver()) is None
 
@@ -133,43 +143,24 @@ def test_an_aborted_request_ends_the_session_at_once():
     assert app.closed.wait(5)
 
 
-def test_messages_reach_the_app_one_at_a_time_in_order():
-    app = Recorder(delay=0.01)
-    session, _ = make_session(app)
-    receiver = Receiver()
-    session.attach(receiver)
-    senders = [
-        threading.Thread(target=session.receive, args=([f"{n}a", f"{n}b"],)) for n in range(10)
-    ]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join()
-    session.detach(receiver, aborted=True)
-    assert app.closed.wait(5)
-    assert not app.overlapped
-    messages = app.calls[1:-1]
-    assert len(messages) == 20
-    for n in range(10):
-        assert messages.index(f"{n}a") + 1 == messages.index(f"{n}b")
-
-
-def test_a_failing_app_does_not_stop_the_session(caplog):
-    class Failing(Recorder):
-        def on_message(self, session, text):
-            if text == "boom":
-                raise ValueError(text)
-            super().on_message(session, text)
-
-    app = Failing()
-    session, _ = make_session(app)
-    receiver = Receiver()
-    session.attach(receiver)
-    session.receive(["boom", "after"])
-    session.detach(receiver, aborted=True)
-    assert app.closed.wait(5)
-    assert app.calls == ["open", "after", "close"]
-    assert "on_message" in caplog.text
+def test_messages_go_straight_to_the_app_in_order_with_no_thread_of_the_sessions():
+    """The app's runtime orders and runs them (R7): the session starts nothing."""
+    spawned = []
+    app = Recorder()
+    session = SockJSSession(
+        "id",
+        {"PATH_INFO": "/"},
+        app,
+        threading.Lock(),
+        SockJSOptions(disconnect_delay=60.0),
+        lambda session: None,
+        spawn=spawned.append,
+    )
+    session.attach(Receiver())
+    session.receive(["a", "b"])
+    session.receive(["c"])
+    assert app.calls == ["open", "a", "b", "c"]
+    assert spawned == []
 
 
 def test_shut_down_waits_for_the_receiving_request():
@@ -185,63 +176,27 @@ def test_shut_down_waits_for_the_receiving_request():
     assert forgotten == [session]
 
 
-def test_a_client_that_falls_behind_is_cut_off():
+def test_abort_cuts_the_request_and_ends_the_session_at_once():
+    """What the host's bounded outbox does to a client that stopped polling."""
     app = Recorder()
-    slow = []
-    session, forgotten = make_session(app, lambda: slow.append(1), max_queued_messages=2)
+    session, forgotten = make_session(app)
     receiver = Receiver()
     session.attach(receiver)
-    session.send("a")
-    session.send("b")
-    assert not receiver.cut_off
-    session.send("c")
+    session.send_now(["a"])
+    session.abort()
     assert receiver.cut_off
     assert forgotten == [session]
-    assert slow == [1]  # the host is told, once: it counts
+    assert session.backlog() == (0, 0)
     assert session.take() == ([], True)
     session.detach(receiver, aborted=False)
+    session.abort()
     assert app.closed.wait(5)
     assert app.calls == ["open", "close"]
 
 
-def test_taking_makes_room():
-    session, forgotten = make_session(max_queued_bytes=3)
-    session.attach(Receiver())
-    session.send("ab")
-    session.take()
-    session.send("cd")
-    assert forgotten == []
-    session.send("ef")
-    assert forgotten == [session]
-
-
-def test_the_app_has_a_thread_only_while_it_has_events():
-    spawned = []
-    app = Recorder()
-    session = SockJSSession(
-        "id",
-        {"PATH_INFO": "/"},
-        app,
-        threading.Lock(),
-        SockJSOptions(disconnect_delay=60.0),
-        lambda session: None,
-        spawn=spawned.append,
-    )
-    session.attach(Receiver())
-    session.receive(["a", "b"])
-    assert len(spawned) == 1  # open, a and b: one thread, in order
-    spawned.pop()()
-    assert app.calls == ["open", "a", "b"]
-    assert spawned == []  # idle: no thread waits for the next message
-    session.receive(["c"])
-    assert len(spawned) == 1
-    spawned.pop()()
-    assert app.calls == ["open", "a", "b", "c"]
-
-
 def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn():
     """Not a timer thread per session between two polls: one, while any waits."""
-    lock, spawned, forgotten = threading.Lock(), [], []
+    lock, spawned, forgotten, told = threading.Lock(), [], [], []
     sweeper = Sweeper(lock, spawned.append)
     options = SockJSOptions(disconnect_delay=0.05)
     sessions = []
@@ -253,9 +208,8 @@ def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn():
             lock,
             options,
             forgotten.append,
-            spawned.append,
+            lambda *call: told.append(call),
             "",
-            None,
             sweeper,
         )
         receiver = Receiver()
@@ -267,3 +221,4 @@ def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn():
     sweeping()  # sleeps until each is due, then ends: none is left waiting
     assert [s.state for s in sessions] == [State.CLOSED, State.OPEN, State.CLOSED]
     assert forgotten == [sessions[0], sessions[2]]
+    assert len(told) == 2  # the app hears of each expired session, in a thread of its own

@@ -103,6 +103,21 @@ def test_a_raw_websocket_has_no_heartbeats(server):
     ws.close()
 
 
+def test_a_raw_websocket_client_that_stops_reading_is_cut_off(server):
+    """The app's texts wait in the same bounded outbox as on any transport."""
+    cut_off = server.output().count("Disconnecting slow SockJS client")
+    ws = websocket.create_connection(server.ws_url("/flood/websocket"), timeout=10)
+    ws.send("flood")
+    deadline = time.monotonic() + 10
+    while server.output().count("Disconnecting slow SockJS client") == cut_off:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    # What the kernel held is still there to read; then the connection ends.
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        while ws.recv_frame().opcode == ABNF.OPCODE_TEXT:
+            pass
+
+
 def test_a_raw_websocket_message_over_the_limit_closes_with_1009(server):
     ws = websocket.create_connection(server.ws_url("/flood/websocket"), timeout=10)
     ws.send("x" * 1000)
