@@ -31,12 +31,12 @@ __all__ = [
 
 
 class SockJSTestServer(ServerProcess):
-    """The SockJS test server (``python -m ddp.sockjs.testserver``), started and read like a
-    ``ddpserver``, with an environment cleaned of ``DJANGO_SETTINGS_MODULE``: the server
+    """The SockJS test server (``python -m ddp.server.sockjs_testserver``), started and read
+    like a ``ddpserver``, with an environment cleaned of ``DJANGO_SETTINGS_MODULE``: the server
     needs no project. ``module`` is run with ``python -m``; it prints ``listening on
     http://...`` when ready."""
 
-    def __init__(self, module="ddp.sockjs.testserver"):
+    def __init__(self, module="ddp.server.sockjs_testserver"):
         super().__init__(command=[sys.executable, "-m", module], cwd=ROOT)
 
     def environ(self):

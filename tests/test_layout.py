@@ -1,4 +1,12 @@
-"""The import rules of DESIGN.md: eventlet in one driver module, nothing imports ddp.testing."""
+"""The import rules of DESIGN.md, all of them.
+
+Imports flow one way, ``commands -> server -> (sockjs | websocket) -> runtime -> session ->
+bus -> api -> protocol``; ``ddp.protocol`` and ``ddp.sockjs`` import nothing else of
+``ddp``; only the eventlet driver imports eventlet; nothing imports ``ddp.testing``; and the
+modules beside the chain (settings, metrics, accounts, replication...) serve it from below,
+never importing the transports or the server. ``ddp.protocol`` loading no Django, eventlet
+or psycopg2 in a fresh interpreter is checked in tests/protocol/test_sans_io.py.
+"""
 
 import ast
 from pathlib import Path
@@ -12,14 +20,53 @@ PACKAGE = Path(ddp.__file__).resolve().parent
 
 pytestmark = pytest.mark.quick
 
+#: DESIGN.md's chain, top first; places on one rank may not import each other.
+CHAIN = [
+    {"ddp.management"},
+    {"ddp.server"},
+    {"ddp.sockjs", "ddp.websocket"},
+    {"ddp.runtime"},
+    {"ddp.session"},
+    {"ddp.bus"},
+    {"ddp.api"},
+    {"ddp.protocol"},
+]
+RANK = {place: rank for rank, places in enumerate(CHAIN) for place in places}
+#: What only the top of the chain may import: the transports and what runs them.
+ABOVE_THE_SESSION = {"ddp.management", "ddp.server", "ddp.sockjs", "ddp.websocket", "ddp.runtime"}
+
+
+def module_name(path):
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
 
 def imported_modules(path):
+    """Every module ``path`` imports, ``from ddp import x`` counted as ``ddp.x``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            yield node.module
+            if node.module == "ddp":
+                yield from (f"ddp.{alias.name}" for alias in node.names)
+            else:
+                yield node.module
+
+
+def place(name):
+    """The place of DESIGN's layout table a ``ddp`` module belongs to."""
+    for candidate in RANK:
+        if name == candidate or name.startswith(candidate + "."):
+            return candidate
+    return ".".join(name.split(".")[:2])
+
+
+def imports():
+    """``(importing module, imported ddp module)`` for every import inside ddp/."""
+    for path in PACKAGE.rglob("*.py"):
+        for name in imported_modules(path):
+            yield module_name(path), name
 
 
 def importers_of(prefix):
@@ -38,8 +85,48 @@ def test_nothing_outside_ddp_testing_imports_it():
     assert {p for p in importers_of("ddp.testing") if not p.startswith("ddp/testing/")} == set()
 
 
-def test_session_and_registry_know_no_transport():
+def test_imports_flow_down_the_chain():
+    upward = sorted(
+        (importer, name)
+        for importer, name in imports()
+        if name.startswith("ddp.")
+        and place(importer) in RANK
+        and place(name) in RANK
+        and place(importer) != place(name)
+        and RANK[place(name)] <= RANK[place(importer)]
+    )
+    assert upward == []
+
+
+@pytest.mark.parametrize("package", ["ddp.protocol", "ddp.sockjs"])
+def test_protocol_and_sockjs_import_nothing_else_of_ddp(package):
+    outside = sorted(
+        (importer, name)
+        for importer, name in imports()
+        if place(importer) == package and name.startswith("ddp") and place(name) != package
+    )
+    assert outside == []
+
+
+def test_what_serves_the_chain_from_below_never_imports_its_top():
+    upward = sorted(
+        (importer, name)
+        for importer, name in imports()
+        if place(importer) not in RANK
+        and not importer.startswith("ddp.testing")
+        and importer != "ddp"
+        and place(name) in ABOVE_THE_SESSION
+    )
+    assert upward == []
+
+
+def test_the_session_and_the_registry_know_no_transport():
     for module in ("ddp/session.py", "ddp/api.py", "ddp/serialize.py"):
         names = set(imported_modules(PACKAGE.parent / module))
         assert not {n for n in names if n.split(".")[0] in {"eventlet", "psycopg2", "socket"}}
-        assert not {n for n in names if n.startswith("ddp.server")}
+
+
+def test_the_rules_see_the_package():
+    """The checks above would pass on an empty list: the walk must find the chain."""
+    seen = {place(importer) for importer, _ in imports()}
+    assert set(RANK) <= seen

@@ -15,7 +15,8 @@ import sys  # noqa: E402
 
 from django.conf import settings  # noqa: E402
 
-from ddp.sockjs import testserver, websocket  # noqa: E402
+from ddp.server import sockjs_testserver as testserver  # noqa: E402
+from ddp.sockjs import websocket  # noqa: E402
 
 
 class Flood(testserver.Echo):

@@ -1,4 +1,4 @@
-"""``python -m ddp.sockjs.testserver [[addr:]port]``: the services sockjs-protocol tests.
+"""``python -m ddp.server.sockjs_testserver [[addr:]port]``: the services sockjs-protocol tests.
 
 The SockJS layer alone, no DDP (PROTOCOL.md section 11), on one port (default
 127.0.0.1:8081; port 0 picks a free one):
@@ -189,7 +189,7 @@ def parse_addrport(addrport):
 
 def main(argv):
     if len(argv) > 1:
-        sys.exit("usage: python -m ddp.sockjs.testserver [[addr:]port]")
+        sys.exit("usage: python -m ddp.server.sockjs_testserver [[addr:]port]")
     addr, port = parse_addrport(argv[0]) if argv else (DEFAULT_HOST, DEFAULT_PORT)
     logging.basicConfig(level=logging.WARNING)
     if not settings.configured:
