@@ -265,6 +265,9 @@ class Site:
             )
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=30)
+            # Closed at once: nginx logs the request when the connection ends, and would
+            # wait out its lingering close (5 s) for a client that keeps it open.
+            refused.value.close()
             assert refused.value.code == 404
             if self.upstream_of(f"POST {path}") == f"127.0.0.1:{server.port}":
                 return session
