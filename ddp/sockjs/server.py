@@ -133,8 +133,15 @@ class SockJSServer:
     def handle(self, environ, start_response):
         """The WSGI application, for a host to call as a method rather than through the
         instance: the reading thread of an idle websocket, whose stack is kept while it
-        waits, then costs 0.8 KB less (``bench/connections.py --transport sockjs``)."""
+        waits, then costs 0.8 KB less (``bench/connections.py --transport sockjs``).
+
+        A websocket is served by a direct call, not through :meth:`_route`'s handlers:
+        a ``functools.partial`` is called from C, and that C frame, the partial, its
+        arguments and the route's dict stayed in every idle websocket's stack (1.5 KB)."""
         path = environ.get("PATH_INFO", "")
+        session_id = self._websocket_session(path)
+        if session_id is not None and environ["REQUEST_METHOD"] == "GET":
+            return websocket.serve(self, environ, start_response, session_id)
         rest = path[len(self.prefix) :]
         methods = self._route(rest) if path.startswith(self.prefix) else None
         if methods is None:
@@ -143,6 +150,16 @@ class SockJSServer:
         if handler is None:
             return responses.method_not_allowed(start_response, methods)
         return handler(environ, start_response)
+
+    def _websocket_session(self, path):
+        """The session id of a SockJS websocket's ``path`` when websockets are served,
+        else None."""
+        if not path.startswith(self.prefix):
+            return None
+        match = SESSION_URL.fullmatch(path, len(self.prefix))
+        if match is None or match["transport"] != "websocket" or not self.options.websocket:
+            return None
+        return match["session"]
 
     def _route(self, rest):
         """The methods ``rest`` of a path answers, each with its handler; None for 404."""
@@ -162,9 +179,8 @@ class SockJSServer:
             handler = functools.partial(XHR_TRANSPORTS[transport], self, session_id=session_id)
             return {"POST": handler, "OPTIONS": self._xhr_options}
         if transport == "websocket":
-            if not self.options.websocket:
-                return {"GET": self._disabled}
-            return {"GET": functools.partial(websocket.serve, self, session_id=session_id)}
+            # A GET is served before routing (handle) unless websockets are off.
+            return {"GET": self._disabled}
         return None
 
     # Answers.
