@@ -139,9 +139,8 @@ class SockJSServer:
         a ``functools.partial`` is called from C, and that C frame, the partial, its
         arguments and the route's dict stayed in every idle websocket's stack (1.5 KB)."""
         path = environ.get("PATH_INFO", "")
-        session_id = self._websocket_session(path)
-        if session_id is not None and environ["REQUEST_METHOD"] == "GET":
-            return websocket.serve(self, environ, start_response, session_id)
+        if environ["REQUEST_METHOD"] == "GET" and self._is_websocket(path):
+            return websocket.serve(self, environ, start_response)
         rest = path[len(self.prefix) :]
         methods = self._route(rest) if path.startswith(self.prefix) else None
         if methods is None:
@@ -151,15 +150,12 @@ class SockJSServer:
             return responses.method_not_allowed(start_response, methods)
         return handler(environ, start_response)
 
-    def _websocket_session(self, path):
-        """The session id of a SockJS websocket's ``path`` when websockets are served,
-        else None."""
+    def _is_websocket(self, path):
+        """Whether ``path`` is a SockJS websocket's, and websockets are served."""
         if not path.startswith(self.prefix):
-            return None
+            return False
         match = SESSION_URL.fullmatch(path, len(self.prefix))
-        if match is None or match["transport"] != "websocket" or not self.options.websocket:
-            return None
-        return match["session"]
+        return match is not None and match["transport"] == "websocket" and self.options.websocket
 
     def _route(self, rest):
         """The methods ``rest`` of a path answers, each with its handler; None for 404."""

@@ -82,13 +82,13 @@ def refused(server, environ, start_response):
     return None
 
 
-def serve(server, environ, start_response, session_id):
+def serve(server, environ, start_response):
     answer = refused(server, environ, start_response)
     if answer is not None:
         return answer
     try:
         ws = server.websocket(environ, max_message_size=server.options.max_message_size)
-        transport = SockJSWebSocket(ws, session_id, server.options.heartbeat_delay)
+        transport = SockJSWebSocket(ws, server.options.heartbeat_delay)
         try:
             ws.send_texts([OPEN])
         except OSError:
@@ -112,17 +112,22 @@ class SockJSWebSocket:
     what is written at once one ``a`` frame, the close a ``c`` frame, pings of its own."""
 
     # One per idle connection: no __dict__.
-    __slots__ = ("ws", "id", "environ", "receiver", "_heartbeat_delay", "_next_ping", "_pong_due")
+    __slots__ = ("ws", "environ", "receiver", "_heartbeat_delay", "_next_ping", "_pong_due")
 
-    def __init__(self, ws, session_id, heartbeat_delay):
+    def __init__(self, ws, heartbeat_delay):
         self.ws = ws
-        self.id = session_id
         self.environ = ws.environ
         self._heartbeat_delay = heartbeat_delay
         self._next_ping = None
         self._pong_due = None
         #: What receives the client's messages (the host's ``app.connect(self)``).
         self.receiver = None
+
+    @property
+    def id(self):
+        """The session id, read from the URL (``.../<session>/websocket``) the environ
+        keeps anyway: no copy per connection, for a name nothing looks up."""
+        return self.environ["PATH_INFO"].rstrip("/").rsplit("/", 2)[-2]
 
     def receive(self, data):
         """Hand each message of a client frame to :attr:`receiver`; broken framing closes

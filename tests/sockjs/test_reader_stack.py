@@ -92,5 +92,7 @@ def test_the_idle_reader_stack_holds_no_routing_and_no_closure():
     ]
     assert held == []
     # Frames are handed to the transport's own method: no closure, no cells.
-    assert isinstance(ws.on_message.__self__, SockJSWebSocket)
+    transport = ws.on_message.__self__
+    assert isinstance(transport, SockJSWebSocket)
+    assert transport.id == "abcdef"  # read from the URL the environ keeps, not copied
     assert [code.co_cellvars for code in codes] == [(), ()]
