@@ -15,6 +15,7 @@ import threading
 
 import simple_websocket
 from wsproto.events import CloseConnection, TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from ddp.conf import ddp_settings
 
@@ -130,9 +131,26 @@ class WebSocket(simple_websocket.Server):
 
     def run(self, on_message):
         """Read until the connection closes, calling ``on_message(data)`` with each message
-        (``str`` for text, ``bytes`` for binary) in the order they arrive."""
+        (``str`` for text, ``bytes`` for binary) in the order they arrive.
+
+        simple-websocket's loop (``_thread``, without its pings, which are not used
+        here), except that each chunk read is handed on in a call that returns before
+        the next read: its loop kept the last chunk in a local while it waited, so
+        every idle connection held the last thing its client sent."""
         self._on_message = on_message
-        self._thread()
+        try:
+            while self.connected:
+                self._receive(self.sock.recv(self.receive_bytes))
+        except (OSError, LocalProtocolError):
+            self.connected = False
+            self.event.set()
+        self.sock.close()
+
+    def _receive(self, data):
+        if not data:
+            raise OSError("The peer closed the connection")
+        self.ws.receive_data(data)
+        self.connected = self._handle_events()
 
     def _handle_events(self):
         keep_going = super()._handle_events()

@@ -19,6 +19,7 @@ which takes its socket from eventlet's environ.
 """
 
 import functools
+import json
 
 from ddp.sockjs import responses
 from ddp.sockjs.framing import (
@@ -27,7 +28,6 @@ from ddp.sockjs.framing import (
     client_messages,
     close_frame,
     messages_frame,
-    quote,
 )
 
 #: How long sockjs-node 0.3.24 waits for the pong to a heartbeat ping, in seconds.
@@ -37,8 +37,12 @@ PONG_TIMEOUT = 10.0
 @functools.lru_cache(maxsize=1024)
 def message_frame(text):
     """The ``a`` frame of one message. A message sent to many clients is framed once, and
-    its WebSocket frame then too (the host's cache is keyed by this very string)."""
-    return "a[" + quote(text) + "]"
+    its WebSocket frame then too (the host's cache is keyed by this very string).
+
+    Quoted without :func:`~ddp.sockjs.framing.quote`'s cache: this one already holds the
+    message, and a second entry for each message sent once (every ``connected``) cost
+    each idle connection a copy of its text and a cache link."""
+    return "a[" + json.dumps(text) + "]"
 
 
 def _frame(texts):
@@ -78,39 +82,25 @@ def refused(server, environ, start_response):
     return None
 
 
-def serve(server, environ, start_response, session_id):
+def serve(server, environ, start_response):
     answer = refused(server, environ, start_response)
     if answer is not None:
         return answer
     try:
         ws = server.websocket(environ, max_message_size=server.options.max_message_size)
-        transport = SockJSWebSocket(ws, session_id, server.options.heartbeat_delay)
+        transport = SockJSWebSocket(ws, server.options.heartbeat_delay)
         try:
             ws.send_texts([OPEN])
         except OSError:
             return []
-        receiver = server.app.connect(transport)
-
-        def on_message(data):
-            """Hand each client frame's messages to the app; broken framing closes the
-            socket at once, which ends the reading."""
-            if not data:
-                return
-            try:
-                text = data.decode() if isinstance(data, bytes) else data
-                messages = client_messages(text, single_allowed=True)
-            except (UnicodeDecodeError, FramingError):
-                ws.close_with(3000, "Broken framing.")
-                return
-            for message in messages:
-                receiver.receive(message)
-
+        transport.receiver = server.app.connect(transport)
         # Read here, not in a function of its own: an idle client's thread waits in
-        # this stack, and each frame of it costs every connection.
+        # this stack, and each frame of it costs every connection. The transport's own
+        # method takes the frames: no closure and cells per connection.
         try:
-            ws.run(on_message)
+            ws.run(transport.receive)
         finally:
-            server.app.disconnect(receiver)
+            server.app.disconnect(transport.receiver)
             ws.close_with(1000, "Normal closure")
     finally:
         server.mark_handled()
@@ -121,13 +111,37 @@ class SockJSWebSocket:
     """A SockJS websocket session as a transport (see :mod:`ddp.runtime.transport`):
     what is written at once one ``a`` frame, the close a ``c`` frame, pings of its own."""
 
-    def __init__(self, ws, session_id, heartbeat_delay):
+    # One per idle connection: no __dict__.
+    __slots__ = ("ws", "environ", "receiver", "_heartbeat_delay", "_next_ping", "_pong_due")
+
+    def __init__(self, ws, heartbeat_delay):
         self.ws = ws
-        self.id = session_id
         self.environ = ws.environ
         self._heartbeat_delay = heartbeat_delay
         self._next_ping = None
         self._pong_due = None
+        #: What receives the client's messages (the host's ``app.connect(self)``).
+        self.receiver = None
+
+    @property
+    def id(self):
+        """The session id, read from the URL (``.../<session>/websocket``) the environ
+        keeps anyway: no copy per connection, for a name nothing looks up."""
+        return self.environ["PATH_INFO"].rstrip("/").rsplit("/", 2)[-2]
+
+    def receive(self, data):
+        """Hand each message of a client frame to :attr:`receiver`; broken framing closes
+        the socket at once, which ends the reading."""
+        if not data:
+            return
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+            messages = client_messages(text, single_allowed=True)
+        except (UnicodeDecodeError, FramingError):
+            self.ws.close_with(3000, "Broken framing.")
+            return
+        for message in messages:
+            self.receiver.receive(message)
 
     def send_now(self, texts):
         return self.ws.send_now([_frame(texts)])

@@ -39,7 +39,7 @@ class FakeWebSocket:
 @pytest.fixture
 def transport():
     ws = FakeWebSocket()
-    return SockJSWebSocket(ws, "s", 1.0), ws
+    return SockJSWebSocket(ws, 1.0), ws
 
 
 def test_what_is_written_at_once_is_one_a_frame_and_the_close_a_c_frame(transport):
