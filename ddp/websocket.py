@@ -109,10 +109,23 @@ class WebSocket(simple_websocket.Server):
     reading in the caller's thread.
 
     :mod:`ddp.sockjs` is given this class by its host (it imports nothing else of
-    ``ddp``), and reads the handshake versions it serves from it."""
+    ``ddp``), and asks it which handshakes it takes (:meth:`refusal`)."""
 
-    versions = VERSIONS
-    unsupported_version = UNSUPPORTED_VERSION
+    @staticmethod
+    def refusal(environ):
+        """Why the GET ``environ`` is no WebSocket handshake this class can accept, or
+        None (T1). sockjs-node's answers, which Meteor gives at ``/websocket`` too: one
+        check for raw DDP and for SockJS's websocket transport."""
+        connection = environ.get("HTTP_CONNECTION", "").lower()
+        if (
+            "upgrade" not in {token.strip() for token in connection.split(",")}
+            or environ.get("HTTP_UPGRADE", "").lower() != "websocket"
+            or not environ.get("HTTP_SEC_WEBSOCKET_KEY")
+        ):
+            return b"Not a valid websocket request"
+        if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in VERSIONS:
+            return UNSUPPORTED_VERSION
+        return None
 
     def __init__(self, environ, **kwargs):
         #: Whether permessage-deflate may have been negotiated (then wsproto frames).
@@ -212,8 +225,5 @@ def bad_request(environ):
     """The HTTP answer to a request on ``/websocket`` that is no WebSocket upgrade (T1)."""
     if environ["REQUEST_METHOD"] != "GET":
         return "405 Method Not Allowed", [("Allow", "GET")], b""
-    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
-        return "400 Bad Request", [], b"Not a valid websocket request"
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in VERSIONS:
-        return "400 Bad Request", [], UNSUPPORTED_VERSION
-    return None
+    reason = WebSocket.refusal(environ)
+    return None if reason is None else ("400 Bad Request", [], reason)

@@ -1,6 +1,6 @@
 """What the connection runtime needs of whatever carries a client's messages.
 
-Raw WebSocket (:mod:`ddp.server.websocket`) and SockJS (:mod:`ddp.server.sockjs`) each
+Raw WebSocket (:mod:`ddp.server.raw_ddp`) and SockJS (:mod:`ddp.server.sockjs`) each
 implement :class:`Transport`, structurally: :mod:`ddp.sockjs` imports nothing else of
 ``ddp``, so it cannot subclass anything here. The runtime
 (:class:`~ddp.runtime.connection.ConnectionRuntime`) is the only caller, from green threads

@@ -27,7 +27,7 @@ from django.conf import settings  # noqa: E402
 
 from ddp.runtime import heartbeat, shutdown  # noqa: E402
 from ddp.runtime.outgoing import Life, Outgoing  # noqa: E402
-from ddp.sockjs import websocket  # noqa: E402
+from ddp.sockjs import websocket_transport  # noqa: E402
 from ddp.sockjs.redact import hint  # noqa: E402
 from ddp.sockjs.server import SockJSOptions, SockJSServer  # noqa: E402
 from ddp.websocket import WebSocket  # noqa: E402
@@ -148,7 +148,7 @@ class Services:
         self.servers = servers
         self.live = live
         delays = [server.options.heartbeat_delay for server in servers]
-        every = min(*delays, websocket.PONG_TIMEOUT) / 4
+        every = min(*delays, websocket_transport.PONG_TIMEOUT) / 4
         DRIVER.spawn(heartbeat.keep, live, DRIVER, every)
 
     def __call__(self, environ, start_response):

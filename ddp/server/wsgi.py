@@ -15,10 +15,10 @@ from django.core.wsgi import get_wsgi_application
 from ddp.conf import ddp_settings
 from ddp.origins import origin_allowed
 from ddp.runtime import heartbeat, shutdown
-from ddp.server import observability, websocket
+from ddp.server import observability, raw_ddp
 from ddp.server.resumption import Holder
 from ddp.server.sockjs import sockjs_server
-from ddp.sockjs import websocket as sockjs_websocket
+from ddp.sockjs import websocket_transport
 from ddp.websocket import WebSocket, bad_request
 
 logger = logging.getLogger("ddp.server")
@@ -77,7 +77,7 @@ class DDPApplication:
             self.holder,
         )
         # SockJS websockets' pings ride on the same beat: a fraction of their timeout too.
-        every = min(heartbeat.tick(), sockjs_websocket.PONG_TIMEOUT / 4)
+        every = min(heartbeat.tick(), websocket_transport.PONG_TIMEOUT / 4)
         driver.spawn(heartbeat.keep, self.connections, driver, every)
 
     def __call__(self, environ, start_response):
@@ -103,7 +103,7 @@ class DDPApplication:
             return [body]
         ws = WebSocket(environ, max_message_size=self.max_message_size)
         try:
-            websocket.serve(ws, self.run_db, self.bus, self.connections, self.driver, self.holder)
+            raw_ddp.serve(ws, self.run_db, self.bus, self.connections, self.driver, self.holder)
         finally:
             self.mark_handled()
         return []

@@ -15,11 +15,11 @@ from eventlet's environ).
 
 import uuid
 
-from ddp.sockjs import websocket
+from ddp.sockjs import websocket_transport
 
 
 def serve(server, environ, start_response):
-    answer = websocket.refused(server, environ, start_response)
+    answer = websocket_transport.refused(server, environ, start_response)
     if answer is not None:
         return answer
     try:

@@ -3,7 +3,7 @@
 The host mounts it at a prefix and passes it every request whose path is under that
 prefix, unchanged. The app is any object with ``connect(transport)``, which returns what
 receives the client's messages (``receive(text)``), and ``disconnect(that)``: each session,
-xhr (:mod:`ddp.sockjs.session`), websocket (:mod:`ddp.sockjs.websocket`) or raw websocket
+xhr (:mod:`ddp.sockjs.session`), websocket (:mod:`ddp.sockjs.websocket_transport`) or raw websocket
 (:mod:`ddp.sockjs.raw`), is a transport the app drives (:mod:`ddp.runtime.transport`).
 
 URLs under the prefix, as sockjs-node 0.3.24 dispatches them (``src/sockjs.coffee``):
@@ -26,7 +26,7 @@ import re
 import secrets
 import threading
 
-from ddp.sockjs import raw, responses, websocket, xhr
+from ddp.sockjs import raw, responses, websocket_transport, xhr
 from ddp.sockjs.framing import close_frame
 from ddp.sockjs.session import SockJSSession, Sweeper, spawn_thread
 
@@ -134,7 +134,7 @@ class SockJSServer:
         arguments and the route's dict stayed in every idle websocket's stack (1.5 KB)."""
         path = environ.get("PATH_INFO", "")
         if environ["REQUEST_METHOD"] == "GET" and self._is_websocket(path):
-            return websocket.serve(self, environ, start_response)
+            return websocket_transport.serve(self, environ, start_response)
         rest = path[len(self.prefix) :]
         methods = self._route(rest) if path.startswith(self.prefix) else None
         if methods is None:

@@ -285,6 +285,32 @@ def test_server_id_welcome_only_when_asked():
         client.close()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # A proxy that rewrote the Connection header: no upgrade can follow.
+        b"Upgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        # The 2010 draft (hixie-76): keys 1 and 2 and a nonce, no Sec-WebSocket-Key.
+        b"Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n",
+    ],
+    ids=["connection-close", "hixie-76"],
+)
+def test_a_handshake_that_cannot_upgrade_gets_the_same_400_as_over_sockjs(ddp_live_server, headers):
+    """/websocket and SockJS's websocket refuse a bad handshake with one check (T1)."""
+    with socket.create_connection(("127.0.0.1", ddp_live_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /websocket HTTP/1.1\r\nHost: localhost\r\n" + headers + b"\r\n")
+        reply = b""
+        while not reply.endswith(b"Not a valid websocket request"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert reply.endswith(b"\r\n\r\nNot a valid websocket request"), reply
+
+
 @pytest.mark.parametrize("version", [b"7", b"14"])
 def test_websocket_versions_other_than_8_and_13_get_400(ddp_live_server, version):
     with socket.create_connection(("127.0.0.1", ddp_live_server.port), timeout=10) as sock:

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from ddp.sockjs import websocket
+from ddp.sockjs import websocket_transport
 from ddp.sockjs.server import SockJSServer
-from ddp.sockjs.websocket import SockJSWebSocket
+from ddp.sockjs.websocket_transport import SockJSWebSocket
 
 pytestmark = pytest.mark.quick
 
@@ -39,9 +39,11 @@ class ProbeWebSocket:
     """The WebSocket class the host passes; its ``run``, where an idle client's thread
     waits, records the frames from there up to the WSGI call and what they hold."""
 
-    versions = ("13",)
-    unsupported_version = b"Only 13"
     opened = []
+
+    @staticmethod
+    def refusal(environ):
+        return None  # every handshake here is a good one
 
     def __init__(self, environ, max_message_size=None):
         self.environ = environ
@@ -83,7 +85,7 @@ def test_the_idle_reader_stack_holds_no_routing_and_no_closure():
 
     # Read straight in the transport's serve, called straight from the WSGI call.
     codes = [code for code, _ in ws.frames]
-    assert codes == [websocket.serve.__code__, SockJSServer.handle.__code__]
+    assert codes == [websocket_transport.serve.__code__, SockJSServer.handle.__code__]
     held = [
         (code.co_name, name, value)
         for code, names in ws.frames

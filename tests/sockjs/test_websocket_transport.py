@@ -3,8 +3,8 @@ SockJS's own schedule from the runtime's heartbeat beat; driven here without soc
 
 import pytest
 
-from ddp.sockjs import websocket
-from ddp.sockjs.websocket import SockJSWebSocket, message_frame
+from ddp.sockjs import websocket_transport
+from ddp.sockjs.websocket_transport import SockJSWebSocket, message_frame
 
 pytestmark = pytest.mark.quick
 
@@ -67,8 +67,8 @@ def test_pings_every_delay_one_at_a_time_and_an_unanswered_one_closes(transport)
     assert ws.pings == 2
     assert transport.keepalive(now + 3.0) is None  # one ping in flight at a time
     assert ws.pings == 2
-    assert transport.keepalive(now + 2.0 + websocket.PONG_TIMEOUT - 0.1) is None
-    closing = transport.keepalive(now + 2.0 + websocket.PONG_TIMEOUT)
+    assert transport.keepalive(now + 2.0 + websocket_transport.PONG_TIMEOUT - 0.1) is None
+    closing = transport.keepalive(now + 2.0 + websocket_transport.PONG_TIMEOUT)
     assert closing == (3000, "No response from heartbeat")
 
 

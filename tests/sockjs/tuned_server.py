@@ -16,7 +16,7 @@ import sys  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from ddp.server import sockjs_testserver as testserver  # noqa: E402
-from ddp.sockjs import websocket  # noqa: E402
+from ddp.sockjs import websocket_transport  # noqa: E402
 
 
 class Flood(testserver.Echo):
@@ -27,7 +27,7 @@ class Flood(testserver.Echo):
             session.send("x" * 1000)
 
 
-websocket.PONG_TIMEOUT = 0.3
+websocket_transport.PONG_TIMEOUT = 0.3
 settings.configure()
 logging.basicConfig(level=logging.WARNING)
 addr, port = testserver.parse_addrport(sys.argv[1])

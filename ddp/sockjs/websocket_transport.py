@@ -53,23 +53,9 @@ def _frame(texts):
     return messages_frame(texts)
 
 
-def refusal(environ, websocket):
-    """Why this is no WebSocket handshake ``websocket`` (the class) accepts, or None (T1)."""
-    connection = {token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")}
-    if (
-        "upgrade" not in connection
-        or environ.get("HTTP_UPGRADE", "").lower() != "websocket"
-        or not environ.get("HTTP_SEC_WEBSOCKET_KEY")
-    ):
-        return b"Not a valid websocket request"
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in websocket.versions:
-        return websocket.unsupported_version
-    return None
-
-
 def refused(server, environ, start_response):
     """The answer to a websocket request ``server`` cannot take, or None to take it."""
-    reason = refusal(environ, server.websocket)
+    reason = server.websocket.refusal(environ)
     if reason is not None:
         return responses.respond(start_response, "400 Bad Request", [responses.TEXT], reason)
     if not server.admit():
