@@ -37,6 +37,13 @@ def server(start_server):
     return start_server(ddp=SIGNALS)
 
 
+def _ctrl_c_stops_it():
+    """In the child: SIGINT's default, as in a terminal. A suite started in the background
+    has SIGINT ignored (bash does that to ``&`` jobs), the child would inherit it, and
+    the capture the test stops with SIGINT would never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Capture:
     """``manage.py ddp_capture`` in a subprocess, as an operator runs it next to servers."""
 
@@ -47,6 +54,7 @@ class Capture:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_ctrl_c_stops_it,
         )
         first = self.process.stdout.readline()
         assert first.startswith("Listening on "), first + self.process.stderr.read()
