@@ -6,14 +6,17 @@ The request's own green thread reads frames and hands them to a
 
 from ddp import metrics
 from ddp.runtime.connection import ConnectionRuntime
+from ddp.sockjs.websocket_transport import PlainWebSocket
 
 
-class WebSocketTransport:
-    """What a ConnectionRuntime needs of a :class:`ddp.websocket.WebSocket`."""
+class WebSocketTransport(PlainWebSocket):
+    """What a ConnectionRuntime needs of a :class:`ddp.websocket.WebSocket`: the plain
+    transport, with the WebSocket ping a ``pre1`` peer needs."""
+
+    __slots__ = ("_pinged",)
 
     def __init__(self, ws):
-        self.ws = ws
-        self.environ = ws.environ
+        super().__init__(ws)
         self._pinged = False
 
     def ping(self):
@@ -24,28 +27,6 @@ class WebSocketTransport:
     def answered(self):
         """Whether a pong came since the last :meth:`ping`."""
         return self._pinged and self.ws.pong_received
-
-    def keepalive(self, now):
-        return None  # the DDP heartbeat is enough
-
-    def send_now(self, texts):
-        return self.ws.send_now(texts)
-
-    def send_bytes(self, data):
-        self.ws.sock.send(data)
-
-    def send_texts(self, texts):
-        self.ws.send_texts(texts)
-
-    def close(self, code, reason):
-        self.ws.close_with(code, reason)
-
-    def abort(self):
-        self.ws.abort()
-
-    def backlog(self):
-        """Nothing waits here: the connection's writer writes through, blocking."""
-        return 0, 0
 
 
 def serve(ws, run_db, bus, connections, driver, holder=None):

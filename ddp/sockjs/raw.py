@@ -41,40 +41,12 @@ def serve(server, environ, start_response):
     return []
 
 
-class RawWebSocket:
-    """A raw websocket as a transport (see :mod:`ddp.runtime.transport`): each text one
-    frame, the close the socket's, no pings of its own."""
+class RawWebSocket(websocket_transport.PlainWebSocket):
+    """A raw websocket as a transport, with an id for the app."""
+
+    __slots__ = ("id",)
 
     def __init__(self, ws):
-        self.ws = ws
+        super().__init__(ws)
         #: No client chose it: for the app and the logs to tell sessions apart.
         self.id = uuid.uuid4().hex
-        self.environ = ws.environ
-
-    def send_now(self, texts):
-        return self.ws.send_now(texts)
-
-    def send_texts(self, texts):
-        self.ws.send_texts(texts)
-
-    def send_bytes(self, data):
-        self.ws.sock.send(data)
-
-    def close(self, code, reason):
-        self.ws.close_with(code, reason)
-
-    def abort(self):
-        self.ws.abort()
-
-    def backlog(self):
-        """Nothing waits here: the app's writer writes through, blocking."""
-        return 0, 0
-
-    def ping(self):
-        return False
-
-    def answered(self):
-        return False
-
-    def keepalive(self, now):
-        return None

@@ -93,16 +93,56 @@ def serve(server, environ, start_response):
     return []
 
 
-class SockJSWebSocket:
-    """A SockJS websocket session as a transport (see :mod:`ddp.runtime.transport`):
-    what is written at once one ``a`` frame, the close a ``c`` frame, pings of its own."""
+class PlainWebSocket:
+    """A WebSocket (the host's class) as a transport (see :mod:`ddp.runtime.transport`):
+    each text one frame, the close the socket's, no pings of its own. The websocket
+    transports here and raw DDP's (:mod:`ddp.server.raw_ddp`) are this, and differ only
+    where they say so."""
 
-    # One per idle connection: no __dict__.
-    __slots__ = ("ws", "environ", "receiver", "_heartbeat_delay", "_next_ping", "_pong_due")
+    # One per idle connection: no __dict__, here or in a subclass.
+    __slots__ = ("ws", "environ")
 
-    def __init__(self, ws, heartbeat_delay):
+    def __init__(self, ws):
         self.ws = ws
         self.environ = ws.environ
+
+    def send_now(self, texts):
+        return self.ws.send_now(texts)
+
+    def send_texts(self, texts):
+        self.ws.send_texts(texts)
+
+    def send_bytes(self, data):
+        self.ws.sock.send(data)
+
+    def close(self, code, reason):
+        self.ws.close_with(code, reason)
+
+    def abort(self):
+        self.ws.abort()
+
+    def backlog(self):
+        """Nothing waits here: the runtime's writer writes through, blocking."""
+        return 0, 0
+
+    def ping(self):
+        return False
+
+    def answered(self):
+        return False
+
+    def keepalive(self, now):
+        return None
+
+
+class SockJSWebSocket(PlainWebSocket):
+    """A SockJS websocket session as a transport: what is written at once one ``a``
+    frame, the close a ``c`` frame, pings of its own (:meth:`keepalive`)."""
+
+    __slots__ = ("receiver", "_heartbeat_delay", "_next_ping", "_pong_due")
+
+    def __init__(self, ws, heartbeat_delay):
+        super().__init__(ws)
         self._heartbeat_delay = heartbeat_delay
         self._next_ping = None
         self._pong_due = None
@@ -135,29 +175,12 @@ class SockJSWebSocket:
     def send_texts(self, texts):
         self.ws.send_texts([_frame(texts)])
 
-    def send_bytes(self, data):
-        self.ws.sock.send(data)
-
     def close(self, code, reason):
         try:
             self.ws.send_texts([close_frame(int(code), reason or "Normal closure")])
         except OSError:
             pass  # gone: the socket is closed below anyway
         self.ws.close_with(1000, "Normal closure")
-
-    def abort(self):
-        self.ws.abort()
-
-    def backlog(self):
-        """Nothing waits here: the runtime's writer writes through, blocking."""
-        return 0, 0
-
-    def ping(self):
-        """None on demand: :meth:`keepalive` pings on SockJS's own schedule."""
-        return False
-
-    def answered(self):
-        return False
 
     def keepalive(self, now):
         """Ping every ``heartbeat_delay``, one ping in flight at a time; give up on a
