@@ -58,6 +58,21 @@ def messages_until_result(client, method_id):
     return client.recv_until(lambda m: m.get("msg") == "result" and m["id"] == method_id)
 
 
+def messages_until_answered(client, method_id):
+    """Every message until both ``result`` and ``updated`` of ``method_id`` came: all a
+    client has of a method it is done with, whichever the server sent first."""
+    seen = set()
+
+    def answered(message):
+        if message.get("msg") == "result" and message["id"] == method_id:
+            seen.add("result")
+        elif message.get("msg") == "updated" and method_id in message["methods"]:
+            seen.add("updated")
+        return len(seen) == 2
+
+    return client.recv_until(answered)
+
+
 def call(client, method, *params):
     """Send a method call with a fresh id; return the id."""
     method_id = f"m{next(client.ids)}"
