@@ -2,7 +2,8 @@
 
 simple-websocket does the handshake and the reading. Three of its habits are corrected
 here: it writes with ``socket.send`` and ignores partial writes, so a large frame to a slow
-reader arrived cut (every write here is a full ``sendall``, serialised per connection);
+reader arrived cut (every write here is a full ``sendall``, one writer at a time per
+connection);
 it accepts permessage-deflate whenever a browser offers it, which triples the cost per
 frame and adds about 120 KB per connection (off unless ``DDP["WEBSOCKET_COMPRESSION"]``);
 and it reads in a thread of its own. An idle green thread holds about 14 KB, so here the
@@ -11,7 +12,6 @@ request's own thread reads (:meth:`WebSocket.run`) and hands each message to a c
 
 import functools
 import socket
-import threading
 
 import simple_websocket
 from wsproto.events import CloseConnection, TextMessage
@@ -50,30 +50,49 @@ def text_frame(text):
 
 class FullWriteSocket:
     """A socket whose ``send`` writes everything, one writer at a time, and whose
-    ``send_nowait`` writes what the kernel takes at once."""
+    ``send_nowait`` writes what the kernel takes at once.
 
-    def __init__(self, sock):
+    Several green threads write to one connection: the runtime's writer, the heartbeat's
+    ping, the reader's close on a bad frame, a shutdown's close. A ``send`` to a full
+    socket yields in the middle of a frame, so the others must wait for it to end: a
+    flag says a frame is under way (on the driver's one OS thread, testing and setting it
+    without a yield between is atomic), and an event of ``driver``'s, made only when a
+    second writer has to wait, wakes the waiting ones when it ends."""
+
+    __slots__ = ("_sock", "_os_socket", "_driver", "_writing", "_written")
+
+    def __init__(self, sock, driver):
         self._sock = sock
-        self._lock = threading.Lock()
+        self._driver = driver
         # The OS socket under eventlet's green one, non-blocking: a write to it never
         # waits (a green socket's send would wait, in the caller's thread, when full).
         self._os_socket = sock.fd
+        self._writing = False
+        self._written = None  # the event writers waiting for this frame wait on
 
     def send_nowait(self, data):
         """Write what the socket takes without waiting; return how many bytes that was
         (0 while another thread writes: it must finish its frame first)."""
-        if not self._lock.acquire(blocking=False):
+        if self._writing:
             return 0
         try:
             return self._os_socket.send(data)
         except OSError:  # full (BlockingIOError), or gone: the writer finds out which
             return 0
-        finally:
-            self._lock.release()
 
     def send(self, data):
-        with self._lock:
+        while self._writing:
+            if self._written is None:
+                self._written = self._driver.event()
+            self._written.wait()
+        self._writing = True
+        try:
             self._sock.sendall(data)
+        finally:
+            self._writing = False
+            written, self._written = self._written, None
+            if written is not None:
+                written.set()
         return len(data)
 
     def __getattr__(self, name):
@@ -109,7 +128,9 @@ class WebSocket(simple_websocket.Server):
     reading in the caller's thread.
 
     :mod:`ddp.sockjs` is given this class by its host (it imports nothing else of
-    ``ddp``), and asks it which handshakes it takes (:meth:`refusal`)."""
+    ``ddp``), and asks it which handshakes it takes (:meth:`refusal`). ``driver`` (a
+    :class:`ddp.runtime.driver.Driver`) is the one the connection runs on: writers that
+    meet on it wait on its events."""
 
     @staticmethod
     def refusal(environ):
@@ -127,12 +148,12 @@ class WebSocket(simple_websocket.Server):
             return UNSUPPORTED_VERSION
         return None
 
-    def __init__(self, environ, **kwargs):
+    def __init__(self, environ, driver, **kwargs):
         #: Whether permessage-deflate may have been negotiated (then wsproto frames).
         self.compression = ddp_settings.WEBSOCKET_COMPRESSION
         raw = environ["eventlet.input"].get_socket()
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        handshake = {**environ, "gunicorn.socket": FullWriteSocket(raw)}
+        handshake = {**environ, "gunicorn.socket": FullWriteSocket(raw, driver)}
         if not self.compression:
             handshake.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         if handshake.get("HTTP_SEC_WEBSOCKET_VERSION") == "8":

@@ -75,10 +75,10 @@ def sockjs_server(
     app = DDPOverSockJS(run_db, bus, connections, driver, holder)
     return SockJSServer(
         app,
+        driver,
         prefix="/sockjs",
         options=options,
         mark_handled=mark_handled,
-        spawn=driver.spawn,
         client_address=client_address,
         admit=admit,
         websocket=WebSocket,

@@ -128,10 +128,10 @@ def hosted_server(app, prefix, live, max_queued_bytes=None, max_queued_messages=
     hosted = Hosted(app, live, max_queued_bytes or sys.maxsize, max_queued_messages or sys.maxsize)
     return SockJSServer(
         hosted,
+        DRIVER,
         prefix,
         options,
         mark_handled=eventlet_driver.mark_handled,
-        spawn=eventlet_driver.spawn,
         websocket=WebSocket,
     )
 

@@ -101,7 +101,7 @@ class DDPApplication:
             status, headers, body = refusal
             start_response(status, [("Content-Type", "text/plain"), *headers])
             return [body]
-        ws = WebSocket(environ, max_message_size=self.max_message_size)
+        ws = WebSocket(environ, self.driver, max_message_size=self.max_message_size)
         try:
             raw_ddp.serve(ws, self.run_db, self.bus, self.connections, self.driver, self.holder)
         finally:

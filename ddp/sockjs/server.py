@@ -24,11 +24,10 @@ import functools
 import json
 import re
 import secrets
-import threading
 
 from ddp.sockjs import raw, responses, websocket_transport, xhr
 from ddp.sockjs.framing import close_frame
-from ddp.sockjs.session import SockJSSession, Sweeper, spawn_thread
+from ddp.sockjs.session import SockJSSession, Sweeper
 
 SESSION_URL = re.compile(r"/([^/.]+)/(?P<session>[^/.]+)/(?P<transport>[a-z_]+)/?")
 
@@ -74,11 +73,14 @@ class SockJSServer:
     (``abort()``) a client that stopped reading or polling. ``options`` is a
     :class:`SockJSOptions`.
 
+    ``driver`` runs it (:class:`ddp.runtime.driver.Driver`: threads, clock, sleeps and
+    waits; the eventlet driver's under ``ddpserver``, a fake clock's in tests), and
     ``mark_handled`` tells the WSGI server that a request took over its socket (a
-    websocket), and ``spawn(function)`` starts a thread; under ``ddpserver`` they are
-    :func:`ddp.server.eventlet_driver.mark_handled` and ``spawn``. ``websocket`` is the
-    WebSocket class (:class:`ddp.websocket.WebSocket`; without one, no websocket is
-    served); a websocket, framed or raw, is no session of this layer but a transport the
+    websocket; :func:`ddp.server.eventlet_driver.mark_handled`). No lock guards the
+    sessions: the driver's one OS thread runs every request, and nothing between reading
+    the registry and changing it yields. ``websocket`` is the WebSocket class
+    (:class:`ddp.websocket.WebSocket`, made with ``driver=``; without one, no websocket
+    is served); a websocket, framed or raw, is no session of this layer but a transport the
     app drives in the same way, for as long as its socket lasts. ``connections`` holds
     the live xhr sessions; each has ``shut_down(code, reason)``, which the host's one
     shutdown path calls (:mod:`ddp.runtime.shutdown`).
@@ -98,19 +100,19 @@ class SockJSServer:
     def __init__(
         self,
         app,
+        driver,
         prefix="/sockjs",
         options=None,
         mark_handled=None,
-        spawn=None,
         client_address=None,
         admit=None,
         websocket=None,
     ):
         self.app = app
+        self.driver = driver
         self.websocket = websocket
         self.admit = admit or (lambda: True)
         self.client_address = client_address or remote_addr
-        self.spawn = spawn or spawn_thread
         self.prefix = prefix.rstrip("/")
         self.options = options or SockJSOptions()
         if websocket is None:
@@ -118,8 +120,7 @@ class SockJSServer:
         self.mark_handled = mark_handled or (lambda: None)
         self.connections = set()
         self._sessions = {}
-        self._lock = threading.Lock()
-        self._sweeper = Sweeper(self._lock, self.spawn)
+        self._sweeper = Sweeper(driver)
 
     def __call__(self, environ, start_response):
         return self.handle(environ, start_response)
@@ -227,20 +228,18 @@ class SockJSServer:
         None when none could open (``admit()`` refused).
         """
         while True:
-            with self._lock:
-                session = self._sessions.get(session_id)
-                if session is None:
-                    if not self.admit():
-                        return None, [FULL], False
-                    session = self._sessions[session_id] = self._new_session(session_id, environ)
+            session = self._sessions.get(session_id)
+            if session is None:
+                if not self.admit():
+                    return None, [FULL], False
+                session = self._sessions[session_id] = self._new_session(session_id, environ)
             attached = session.attach(receiver)
             if attached is not None:
                 return (session, *attached)
 
     def find(self, session_id, environ):
         """The session ``session_id`` if the request ``environ`` may use it, else None."""
-        with self._lock:
-            session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id)
         if session is None or session.address != self.client_address(environ):
             return None
         return session
@@ -248,8 +247,7 @@ class SockJSServer:
     def foreign(self, session_id, environ):
         """Whether ``session_id`` is a live session opened from another address than the
         request ``environ``'s: that request must be answered as if it did not exist."""
-        with self._lock:
-            session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id)
         return session is not None and session.address != self.client_address(environ)
 
     def _new_session(self, session_id, environ):
@@ -257,18 +255,17 @@ class SockJSServer:
             session_id,
             environ,
             self.app,
-            self._lock,
             self.options,
             self._forget,
-            self.spawn,
+            self.driver,
+            self._sweeper,
             address=self.client_address(environ),
-            sweeper=self._sweeper,
         )
         self.connections.add(session)
         return session
 
     def _forget(self, session):
-        """Called by an expiring session, with the lock held."""
+        """Called by an expiring session."""
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
         self.connections.discard(session)

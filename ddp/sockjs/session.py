@@ -20,32 +20,26 @@ The rules are sockjs-node's (``src/transport.coffee``; PROTOCOL.md T7):
 The first receiving request hands the session to the app, ``app.connect(session)``, which
 returns what receives the client's messages (``receive(text)``), called in order as each
 ``xhr_send`` brings them; ``app.disconnect(that)`` follows once, when the session closes
-or expires, from a thread of its own (the app's teardown may wait; the lock is held).
+or expires, from a thread of its own (the app's teardown may wait, and the session's
+state changes must not).
 
 A receiver is whatever a transport attaches while it holds a request open; the session calls
 its ``wake()`` whenever there is something new to take, and its ``cut()`` to drop the client
-at once (after an overflow), both while holding the lock and so without blocking.
+at once (after an overflow), neither of which may wait.
 
-All the sessions of a server share the server's lock: sections are short and never wait,
-and one lock keeps the registry of sessions and their states consistent.
+No locks: the session runs on its host's driver (:mod:`ddp.runtime.driver`: one OS thread,
+no preemption between yields), and no method here yields between reading a state and
+changing it (a wake, a cut, a spawn never yield). The driver also gives the sweeper its
+clock and sleep, and the app's teardown its thread.
 """
 
 import collections
 import enum
-import threading
-import time
 
 from ddp.sockjs.framing import OPEN, close_frame, messages_frame
 from ddp.sockjs.redact import hint
 
 ANOTHER_CONNECTION = close_frame(2010, "Another connection still open")
-
-
-def spawn_thread(function, *args):
-    """Run ``function(*args)`` in a new thread. Under eventlet ``ddpserver`` passes its
-    own spawn: a green thread that starts without the caller giving way, so that messages
-    told together are run, and their answers sent, together."""
-    threading.Thread(target=function, args=args, daemon=True).start()
 
 
 class Sweeper:
@@ -55,35 +49,32 @@ class Sweeper:
 
     Every session waits the same delay, so they come due in the order they were queued:
     the thread sleeps until the first is due. A session polled again meanwhile is skipped
-    (its deadline changed). ``lock`` is the server's, which session methods hold.
+    (its deadline changed). ``driver`` gives the thread, the clock and the sleep.
     """
 
-    def __init__(self, lock, spawn):
-        self._lock = lock
-        self._spawn = spawn
+    def __init__(self, driver):
+        self._driver = driver
         self._due = collections.deque()  # (deadline, session), in deadline order
         self._running = False
 
     def add(self, session, deadline):
-        """Queue ``session`` to expire at ``deadline`` (``time.monotonic``); lock held."""
+        """Queue ``session`` to expire at ``deadline`` (on the driver's clock)."""
         self._due.append((deadline, session))
         if not self._running:
             self._running = True
-            self._spawn(self._run)
+            self._driver.spawn(self._run)
 
     def _run(self):
         while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    deadline, session = self._due.popleft()
-                    if session.deadline == deadline:
-                        session._expire()
-                if not self._due:
-                    self._running = False
-                    return
-                wait = self._due[0][0] - now
-            time.sleep(wait)
+            now = self._driver.clock()
+            while self._due and self._due[0][0] <= now:
+                deadline, session = self._due.popleft()
+                if session.deadline == deadline:
+                    session._expire()
+            if not self._due:
+                self._running = False
+                return
+            self._driver.sleep(self._due[0][0] - now)
 
 
 class State(enum.Enum):
@@ -102,26 +93,16 @@ class SockJSSession:
 
     ``environ`` is the WSGI environ of the request that opened the session, and
     ``address`` its client's address, the only one whose requests the session answers.
-    The other public methods are for the xhr requests.
+    The other public methods are for the xhr requests. ``driver`` is the host's
+    (:class:`ddp.runtime.driver.Driver`); ``sweeper`` the server's :class:`Sweeper`.
     """
 
-    def __init__(
-        self,
-        session_id,
-        environ,
-        app,
-        lock,
-        options,
-        forget,
-        spawn=None,
-        address="",
-        sweeper=None,
-    ):
+    def __init__(self, session_id, environ, app, options, forget, driver, sweeper, address=""):
         self.id = session_id
         self.environ = environ
         self.address = address
         self._app = app
-        self._lock = lock
+        self._driver = driver
         self._options = options
         self._forget = forget
         self.state = State.OPEN
@@ -135,8 +116,7 @@ class SockJSSession:
         #: When it expires unless a receiving request attaches (None while one is).
         self.deadline = None
         self._expire_when_detached = False
-        self._spawn = spawn or spawn_thread
-        self._sweeper = sweeper or Sweeper(lock, self._spawn)
+        self._sweeper = sweeper
 
     def __repr__(self):
         return f"<SockJSSession {hint(self.id)} {self.state.value}>"
@@ -150,13 +130,12 @@ class SockJSSession:
 
     def send_texts(self, texts):
         """Queue ``texts``, all in the next ``a`` frame; dropped once the session closes."""
-        with self._lock:
-            if self.state is not State.OPEN:
-                return
-            self._outgoing.extend(texts)
-            self._queued_bytes += sum(map(len, texts))
-            if self._receiver is not None:
-                self._receiver.wake()
+        if self.state is not State.OPEN:
+            return
+        self._outgoing.extend(texts)
+        self._queued_bytes += sum(map(len, texts))
+        if self._receiver is not None:
+            self._receiver.wake()
 
     def send_bytes(self, data):
         """Never called: :meth:`send_now` leaves nothing to write."""
@@ -168,19 +147,17 @@ class SockJSSession:
 
     def close(self, code, reason):
         """Close the session: the client gets ``c[code,"reason"]``, after what is queued."""
-        with self._lock:
-            self._close(code, reason)
+        self._close(code, reason)
 
     def abort(self):
         """Cut the client off (it stopped polling): its request, if one is open, ends
         without a close frame, and the session expires at once."""
-        with self._lock:
-            if self.state is State.CLOSED:
-                return
-            receiver, self._receiver = self._receiver, None
-            if receiver is not None:
-                receiver.cut()  # its socket is full, so no close frame would get through
-            self._expire()
+        if self.state is State.CLOSED:
+            return
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.cut()  # its socket is full, so no close frame would get through
+        self._expire()
 
     def ping(self):
         """None: SockJS finds dead xhr clients itself (a session nobody polls expires)."""
@@ -202,21 +179,21 @@ class SockJSSession:
         otherwise it must :meth:`detach` when it ends. ``None`` means the session expired
         meanwhile and a new one is needed.
         """
-        with self._lock:
-            if self.state is State.CLOSED:
-                return None
-            if self._receiver is not None:
-                return [ANOTHER_CONNECTION], False
-            self._cancel_timer()
-            if self.state is State.CLOSING:
-                frames = self._take() + [self._close_frame]
-                self._start_timer()
-                return frames, False
-            self._receiver = receiver
-            if self._opened:
-                return self._take(), True
-            self._opened = True
-        # Outside the lock: what the app sends meanwhile is queued, and wakes the request.
+        if self.state is State.CLOSED:
+            return None
+        if self._receiver is not None:
+            return [ANOTHER_CONNECTION], False
+        self._cancel_timer()
+        if self.state is State.CLOSING:
+            frames = self._take() + [self._close_frame]
+            self._start_timer()
+            return frames, False
+        self._receiver = receiver
+        if self._opened:
+            return self._take(), True
+        self._opened = True
+        # The app may yield in connect: what it sends meanwhile is queued, and wakes the
+        # request, which is attached already.
         self._connection = self._app.connect(self)
         return [OPEN], True
 
@@ -226,27 +203,24 @@ class SockJSSession:
         When ``closing`` is true the request should end once ``frames`` are written; the
         last one is the close frame, unless the client was cut off.
         """
-        with self._lock:
-            frames = self._take()
-            if self.state is State.CLOSING:
-                frames.append(self._close_frame)
-            return frames, self.state is not State.OPEN
+        frames = self._take()
+        if self.state is State.CLOSING:
+            frames.append(self._close_frame)
+        return frames, self.state is not State.OPEN
 
     def detach(self, receiver, aborted):
         """End a receiving request; ``aborted`` when its client went away."""
-        with self._lock:
-            if self._receiver is not receiver:
-                return
-            self._receiver = None
-            if aborted or self._expire_when_detached:
-                self._expire()
-            else:
-                self._start_timer()
+        if self._receiver is not receiver:
+            return
+        self._receiver = None
+        if aborted or self._expire_when_detached:
+            self._expire()
+        else:
+            self._start_timer()
 
     def receive(self, messages):
         """Hand the client's messages to the app, in order, unless the session is closing."""
-        with self._lock:
-            connection = self._connection if self.state is State.OPEN else None
+        connection = self._connection if self.state is State.OPEN else None
         if connection is not None:
             for message in messages:
                 connection.receive(message)
@@ -255,13 +229,12 @@ class SockJSSession:
         """Close and expire as soon as no request holds the session (server shutdown): a
         session with a receiving request open goes once that request has carried the close
         frame; the others at once, as nobody would poll them again."""
-        with self._lock:
-            self._close(code, reason)
-            self._expire_when_detached = True
-            if self._receiver is None and self.state is not State.CLOSED:
-                self._expire()
+        self._close(code, reason)
+        self._expire_when_detached = True
+        if self._receiver is None and self.state is not State.CLOSED:
+            self._expire()
 
-    # Internals, called with the lock held.
+    # Internals.
 
     def _take(self):
         if not self._outgoing:
@@ -281,7 +254,7 @@ class SockJSSession:
         self._disconnect()
 
     def _start_timer(self):
-        self.deadline = time.monotonic() + self._options.disconnect_delay
+        self.deadline = self._driver.clock() + self._options.disconnect_delay
         self._sweeper.add(self, self.deadline)
 
     def _cancel_timer(self):
@@ -300,4 +273,4 @@ class SockJSSession:
         teardown may wait for a request in flight."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            self._spawn(self._app.disconnect, connection)
+            self._driver.spawn(self._app.disconnect, connection)

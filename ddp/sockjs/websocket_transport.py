@@ -73,7 +73,9 @@ def serve(server, environ, start_response):
     if answer is not None:
         return answer
     try:
-        ws = server.websocket(environ, max_message_size=server.options.max_message_size)
+        ws = server.websocket(
+            environ, server.driver, max_message_size=server.options.max_message_size
+        )
         transport = SockJSWebSocket(ws, server.options.heartbeat_delay)
         try:
             ws.send_texts([OPEN])

@@ -3,16 +3,15 @@
 A receiving request (``xhr``, ``xhr_streaming``) is answered by a generator: the WSGI server
 writes each frame as it is yielded (eventlet.wsgi sends one HTTP chunk per item once
 ``eventlet.minimum_write_chunk_size`` is 0). Polling is streaming that stops after one
-frame. While it waits, the request's own green thread sleeps in ``select`` on two sockets:
-one end of a socket pair that the session pokes when it has something new, and the client's
-socket, whose end-of-file means that the client went away. That is how a broken-off poll is
-noticed at once (sockjs-protocol's HandlingClose tests) rather than at the next heartbeat.
+frame. While it waits, the request's own green thread waits (the server's driver's
+``wait_readable``) on two sockets: one end of a socket pair that the session pokes when it
+has something new, and the client's socket, whose end-of-file means that the client went
+away. That is how a broken-off poll is noticed at once (sockjs-protocol's HandlingClose
+tests) rather than at the next heartbeat.
 """
 
 import enum
-import select
 import socket
-import time
 
 from ddp.sockjs import responses
 from ddp.sockjs.framing import (
@@ -39,10 +38,15 @@ class Wakeup(enum.Enum):
 
 
 class Waiter:
-    """A held request's receiver: the session wakes it; it also watches its client leave."""
+    """A held request's receiver: the session wakes it; it also watches its client leave.
 
-    def __init__(self, client):
+    A socket pair rather than a driver's event: the wait must end on either the wake-up
+    or the client's socket, and a driver waits on several sockets at once, not on an
+    event and a socket."""
+
+    def __init__(self, client, driver):
         self._client = client
+        self._driver = driver
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_out.setblocking(False)
 
@@ -62,10 +66,11 @@ class Waiter:
         self.wake()
 
     def wait(self, timeout):
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
+        clock = self._driver.clock
+        deadline = clock() + timeout
+        while (remaining := deadline - clock()) > 0:
             watched = [self._wake_in] if self._client is None else [self._wake_in, self._client]
-            readable, _, _ = select.select(watched, [], [], remaining)
+            readable = self._driver.wait_readable(*watched, timeout=remaining)
             if self._wake_in in readable:
                 self._wake_in.recv(4096)
                 return Wakeup.WOKEN
@@ -133,7 +138,7 @@ def frames(server, environ, session_id, limit, prelude=None):
     """
     if prelude is not None:
         yield prelude
-    waiter = Waiter(client_socket(environ))
+    waiter = Waiter(client_socket(environ), server.driver)
     try:
         session, pending, attached = server.attach(session_id, environ, waiter)
         aborted = closing = False

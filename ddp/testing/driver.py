@@ -96,6 +96,8 @@ class FakeDriver:
         self._timers: list[tuple[float, int, _Timer]] = []  # a heap
         self._sequence = itertools.count()
         self._hub: greenlet.greenlet | None = None  # the greenlet running the loop, while one does
+        # The waits in wait_readable: each waiter with the files it waits for.
+        self._watches: dict[_Waiter, tuple[Any, ...]] = {}
 
     # The Driver protocol.
 
@@ -115,13 +117,16 @@ class FakeDriver:
         self._park(None, max(seconds, 0.0))
 
     def wait_readable(self, *files: Any, timeout: float | None = None) -> list[Any]:
-        """Those of ``files`` readable now; when none is, ``timeout`` passes on the fake
-        clock (a test decides what arrives, and writes it before it lets time pass)."""
+        """Those of ``files`` readable now, or once one is, or ``[]`` after ``timeout``
+        on the fake clock. Readiness is looked at whenever no green thread can run, before
+        the clock moves: what the test or a green thread writes wakes the waiter before
+        any timer, on a clock that has not moved (the test writes before it lets time
+        pass)."""
         readable = select.select(files, (), (), 0)[0]
-        if not readable and timeout:
-            self.sleep(timeout)
-            readable = select.select(files, (), (), 0)[0]
-        return readable
+        if readable or (timeout is not None and timeout <= 0):
+            return readable
+        self._park(None, timeout, files)
+        return select.select(files, (), (), 0)[0]
 
     def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
@@ -144,13 +149,21 @@ class FakeDriver:
 
     # Internals.
 
-    def _park(self, waiters: list[_Waiter] | None, timeout: float | None) -> bool:
-        """Suspend the caller until woken (True) or ``timeout`` seconds (False); the
-        test itself, not a green thread, runs the loop meanwhile."""
+    def _park(
+        self,
+        waiters: list[_Waiter] | None,
+        timeout: float | None,
+        files: tuple[Any, ...] = (),
+    ) -> bool:
+        """Suspend the caller until woken (True: by an event, or one of ``files``
+        became readable) or ``timeout`` seconds (False); the test itself, not a green
+        thread, runs the loop meanwhile."""
         hub, current = self._hub, greenlet.getcurrent()
         waiter = _Waiter(None if hub is None or current is hub else current)
         if waiters is not None:
             waiters.append(waiter)
+        if files:
+            self._watches[waiter] = files
         timer = None if timeout is None else self._schedule(timeout, waiter)
         if hub is None or current is hub:
             self._wait_as_test(waiter)
@@ -160,6 +173,7 @@ class FakeDriver:
             timer.cancel()
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
+        self._watches.pop(waiter, None)
         return waiter.woken
 
     def _end(self, waiter: _Waiter, woken: bool) -> None:
@@ -177,7 +191,7 @@ class FakeDriver:
                 return
             upcoming = self._next_timer()
             if upcoming is None:
-                raise Deadlock("the test waits for an event that nothing can set")
+                raise Deadlock("the test waits for something nothing can bring about")
             self._loop(upcoming)
 
     def _schedule(self, seconds: float, function: Callable[[], Any] | _Waiter) -> _Timer:
@@ -198,6 +212,8 @@ class FakeDriver:
             while True:
                 while self._ready:
                     self._switch(self._ready.popleft())
+                if self._wake_readable():
+                    continue
                 upcoming = self._next_timer()
                 if upcoming is None or upcoming > until:
                     break
@@ -210,6 +226,16 @@ class FakeDriver:
             self._now = max(self._now, until)
         finally:
             self._hub = None
+
+    def _wake_readable(self) -> bool:
+        """Wake the waits in :meth:`wait_readable` whose files can be read now; whether
+        any was."""
+        woken = False
+        for waiter, files in list(self._watches.items()):
+            if not waiter.ended and select.select(files, (), (), 0)[0]:
+                self._end(waiter, True)
+                woken = True
+        return woken
 
     def _switch(self, thread: greenlet.greenlet) -> None:
         if thread.dead:

@@ -89,8 +89,19 @@ def a_wait_for_sockets_names_those_readable(driver):
         assert driver.wait_readable(talking.fileno(), quiet, timeout=5) == [quiet]
 
 
+def a_wait_for_sockets_ends_when_another_thread_writes(driver):
+    """Not at its timeout: an xhr poll held on a socket pair answers when woken."""
+    quiet, talking = socket.socketpair()
+    with quiet, talking:
+        start = driver.clock()
+        driver.spawn(talking.send, b"x")
+        assert driver.wait_readable(quiet, timeout=30) == [quiet]
+        assert driver.clock() - start < 30
+
+
 CHECKS = [
     a_wait_for_sockets_names_those_readable,
+    a_wait_for_sockets_ends_when_another_thread_writes,
     spawned_threads_start_in_order_at_the_next_yield,
     timers_run_after_their_delay_and_never_once_cancelled,
     an_event_wakes_its_waiters_and_times_out_unset,

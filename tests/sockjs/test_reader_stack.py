@@ -15,6 +15,7 @@ import pytest
 from ddp.sockjs import websocket_transport
 from ddp.sockjs.server import SockJSServer
 from ddp.sockjs.websocket_transport import SockJSWebSocket
+from ddp.testing.driver import FakeDriver
 
 pytestmark = pytest.mark.quick
 
@@ -45,7 +46,7 @@ class ProbeWebSocket:
     def refusal(environ):
         return None  # every handshake here is a good one
 
-    def __init__(self, environ, max_message_size=None):
+    def __init__(self, environ, driver, max_message_size=None):
         self.environ = environ
         self.texts = []
         self.opened.append(self)
@@ -69,7 +70,7 @@ class ProbeWebSocket:
 
 
 def test_the_idle_reader_stack_holds_no_routing_and_no_closure():
-    server = SockJSServer(App(), "/sockjs", websocket=ProbeWebSocket)
+    server = SockJSServer(App(), FakeDriver(), "/sockjs", websocket=ProbeWebSocket)
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/sockjs/000/abcdef/websocket",

@@ -1,32 +1,15 @@
-"""Options the test server fixes, tried on a SockJSServer in this process with short delays.
+"""Options the test server fixes, tried on a SockJSServer in this process on the fake clock.
 
-wsgiref's threaded server stands in for eventlet here (the xhr transports need nothing of
-eventlet); it answers HTTP/1.0 and writes each yielded frame at once.
+Requests are WSGI calls in the driver's green threads (:mod:`tests.sockjs.inprocess`);
+heartbeats and ``disconnect_delay`` pass in ``driver.advance()``.
 """
-
-import json
-import socketserver
-import threading
-import time
-from types import SimpleNamespace
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
 from ddp.runtime.shutdown import close_all
-from ddp.sockjs.server import SockJSOptions, SockJSServer
-from tests.sockjs.wire import Connection, fetch
+from tests.sockjs.inprocess import Served
 
 pytestmark = pytest.mark.quick
-
-
-class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 class Echo:
@@ -34,22 +17,18 @@ class Echo:
 
     def __init__(self):
         self.sessions = []
-        self.opened = threading.Event()
-        self.closed = threading.Event()
+        self.closed = 0
 
     def connect(self, session):
         self.sessions.append(session)
-        self.opened.set()
         return Echoing(session)
 
     def only_session(self):
-        """The session opened, once the app has heard of it."""
-        assert self.opened.wait(5)
         (session,) = self.sessions
         return session
 
     def disconnect(self, connection):
-        self.closed.set()
+        self.closed += 1
 
 
 class Echoing:
@@ -62,54 +41,59 @@ class Echoing:
 
 @pytest.fixture
 def serve():
-    """``serve(app, **options)`` -> (port, server): a SockJSServer at ``/sockjs``."""
+    """``serve(app, **options)``: a :class:`Served` SockJSServer at ``/sockjs``."""
     running = []
 
     def start(app, **options):
-        sockjs = SockJSServer(app, "/sockjs", SockJSOptions(**options))
-        httpd = make_server(
-            "127.0.0.1", 0, sockjs, server_class=ThreadingWSGIServer, handler_class=QuietHandler
-        )
-        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-        running.append(httpd)
-        return httpd.server_port, sockjs
+        served = Served(app, **options)
+        running.append(served)
+        return served
 
     yield start
-    for httpd in running:
-        httpd.shutdown()
-        httpd.server_close()
+    for served in running:
+        served.close()
 
 
 def test_polling_heartbeat(serve):
-    port, _ = serve(Echo(), heartbeat_delay=0.2)
-    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
-    started = time.monotonic()
-    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "h\n"
-    assert time.monotonic() - started >= 0.2
+    served = serve(Echo(), heartbeat_delay=25)
+    assert served.fetch("POST", "/sockjs/0/s/xhr").body == "o\n"
+    poll = served.start("POST", "/sockjs/0/s/xhr")
+    served.driver.advance(24.9)
+    assert (poll.done, poll.body) == (False, "")
+    served.driver.advance(0.1)
+    assert (poll.done, poll.body) == (True, "h\n")
 
 
 def test_streaming_heartbeats(serve):
-    port, _ = serve(Echo(), heartbeat_delay=0.1)
-    with Connection(port) as c:
-        c.request("POST", "/sockjs/0/s/xhr_streaming")
-        assert c.read(2049 + 2) == "h" * 2048 + "\no\n"
-        assert c.read(4) == "h\nh\n"
+    served = serve(Echo(), heartbeat_delay=25)
+    stream = served.start("POST", "/sockjs/0/s/xhr_streaming")
+    assert stream.chunks == ["h" * 2048 + "\n", "o\n"]
+    served.driver.advance(24.9)
+    assert len(stream.chunks) == 2
+    served.driver.advance(25.1)
+    assert stream.chunks[2:] == ["h\n", "h\n"]
+    assert not stream.done
 
 
 def test_disconnect_delay(serve):
     app = Echo()
-    port, sockjs = serve(app, disconnect_delay=0.2)
-    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
-    assert sockjs.connections == {app.only_session()}
-    assert app.closed.wait(5)
-    assert sockjs.connections == set()
-    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["a"]').status == 404
+    served = serve(app, disconnect_delay=5)
+    assert served.fetch("POST", "/sockjs/0/s/xhr").body == "o\n"
+    assert served.server.connections == {app.only_session()}
+    served.driver.advance(4.9)
+    assert app.closed == 0
+    # Sending is no receiving request: it keeps no session alive.
+    assert served.fetch("POST", "/sockjs/0/s/xhr_send", '["a"]').status == 204
+    served.driver.advance(0.1)
+    assert app.closed == 1
+    assert served.server.connections == set()
+    assert served.fetch("POST", "/sockjs/0/s/xhr_send", '["a"]').status == 404
 
 
 def test_session_offers_its_id_and_environ(serve):
     app = Echo()
-    port, _ = serve(app)
-    fetch(port, "POST", "/sockjs/0/abc/xhr", headers={"X-Test": "yes"})
+    served = serve(app)
+    served.fetch("POST", "/sockjs/0/abc/xhr", headers={"X-Test": "yes"})
     session = app.only_session()
     assert session.id == "abc"
     assert session.environ["HTTP_X_TEST"] == "yes"
@@ -117,53 +101,53 @@ def test_session_offers_its_id_and_environ(serve):
 
 def test_sending_from_another_thread_reaches_a_held_poll(serve):
     app = Echo()
-    port, _ = serve(app)
-    fetch(port, "POST", "/sockjs/0/s/xhr")
+    served = serve(app)
+    served.fetch("POST", "/sockjs/0/s/xhr")
     session = app.only_session()
-    with Connection(port) as held:
-        held.send_request("POST", "/sockjs/0/s/xhr")
-        threading.Timer(0.1, session.send_texts, args=(["pushed"],)).start()
-        assert held.read_head().read_body() == 'a["pushed"]\n'
+    held = served.start("POST", "/sockjs/0/s/xhr")
+    assert not held.done
+    served.driver.timer(1, lambda: session.send_texts(["pushed"]))
+    served.driver.advance(1)
+    assert (held.done, held.body) == (True, 'a["pushed"]\n')
 
 
 def test_cors_off(serve):
-    port, _ = serve(Echo(), cors=False)
-    r = fetch(port, "GET", "/sockjs/info", headers={"Origin": "test"})
-    assert "origins" not in json.loads(r.body)
-    assert r["access-control-allow-origin"] is None
-    r = fetch(port, "POST", "/sockjs/0/s/xhr", headers={"Origin": "test"})
-    assert r["access-control-allow-origin"] is None
+    served = serve(Echo(), cors=False)
+    r = served.fetch("GET", "/sockjs/info", headers={"Origin": "test"})
+    assert "origins" not in served.info(headers={"Origin": "test"})
+    assert r.header("access-control-allow-origin") is None
+    r = served.fetch("POST", "/sockjs/0/s/xhr", headers={"Origin": "test"})
+    assert r.header("access-control-allow-origin") is None
 
 
 def test_max_message_size(serve):
-    port, _ = serve(Echo(), max_message_size=10)
-    fetch(port, "POST", "/sockjs/0/s/xhr")
-    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["' + "x" * 10 + '"]').status == 413
-    assert fetch(port, "POST", "/sockjs/0/s/xhr_send", '["x"]').status == 204
+    served = serve(Echo(), max_message_size=10)
+    served.fetch("POST", "/sockjs/0/s/xhr")
+    assert served.fetch("POST", "/sockjs/0/s/xhr_send", '["' + "x" * 10 + '"]').status == 413
+    assert served.fetch("POST", "/sockjs/0/s/xhr_send", '["x"]').status == 204
 
 
 def test_shut_down(serve):
     app = Echo()
-    port, sockjs = serve(app)
-    fetch(port, "POST", "/sockjs/0/idle/xhr")
-    fetch(port, "POST", "/sockjs/0/held/xhr")
-    with Connection(port) as held:
-        held.send_request("POST", "/sockjs/0/held/xhr")
-        time.sleep(0.1)
-        close_all(
-            sockjs.connections, 1001, "Server shutting down", 0, SimpleNamespace(sleep=time.sleep)
-        )
-        assert held.read_head().read_body() == 'c[1001,"Server shutting down"]\n'
+    served = serve(app)
+    served.fetch("POST", "/sockjs/0/idle/xhr")
+    served.fetch("POST", "/sockjs/0/held/xhr")
+    held = served.start("POST", "/sockjs/0/held/xhr")
+    close_all(served.server.connections, 1001, "Server shutting down", 0, served.driver)
+    served.driver.run()
+    assert (held.done, held.body) == (True, 'c[1001,"Server shutting down"]\n')
     # No one is left to hear a close frame: every session is gone at once.
-    assert sockjs.connections == set()
+    assert served.server.connections == set()
+    assert app.closed == 2
 
 
 def test_a_session_its_app_aborts_is_gone_and_its_id_opens_a_new_one(serve):
     """What the app's bounded outbox does to a client that stopped polling."""
     app = Echo()
-    port, sockjs = serve(app)
-    fetch(port, "POST", "/sockjs/0/s/xhr")
+    served = serve(app)
+    served.fetch("POST", "/sockjs/0/s/xhr")
     app.only_session().abort()
-    assert app.closed.wait(5)
-    assert sockjs.connections == set()
-    assert fetch(port, "POST", "/sockjs/0/s/xhr").body == "o\n"
+    served.driver.run()
+    assert app.closed == 1
+    assert served.server.connections == set()
+    assert served.fetch("POST", "/sockjs/0/s/xhr").body == "o\n"

@@ -1,12 +1,10 @@
-"""The session's rules without a server: a fake receiver, a recording app, real threads."""
-
-import threading
-import time
+"""The session's rules without a server: a fake receiver, a recording app, the fake clock."""
 
 import pytest
 
 from ddp.sockjs.server import SockJSOptions
 from ddp.sockjs.session import ANOTHER_CONNECTION, SockJSSession, State, Sweeper
+from ddp.testing.driver import FakeDriver
 
 pytestmark = pytest.mark.quick
 
@@ -29,7 +27,6 @@ class Recorder:
     def __init__(self):
         self.calls = []
         self.connected = []
-        self.closed = threading.Event()
 
     def connect(self, session):
         self.connected.append(session)
@@ -42,26 +39,31 @@ class Recorder:
     def disconnect(self, connection):
         assert connection is self
         self.calls.append("close")
-        self.closed.set()
 
 
-def make_session(app=None, **options):
+@pytest.fixture
+def driver():
+    return FakeDriver()
+
+
+def make_session(driver, app=None, **options):
     forgotten = []
     options.setdefault("disconnect_delay", 60.0)
     session = SockJSSession(
         "id",
         {"PATH_INFO": "/"},
         app or Recorder(),
-        threading.Lock(),
         SockJSOptions(**options),
         forgotten.append,
+        driver,
+        Sweeper(driver),
     )
     return session, forgotten
 
 
-def test_open_then_batched_messages():
+def test_open_then_batched_messages(driver):
     app = Recorder()
-    session, _ = make_session(app)
+    session, _ = make_session(driver, app)
     receiver = Receiver()
     assert session.attach(receiver) == (["o"], True)
     assert app.connected == [session]  # the first receiving request hands it to the app
@@ -74,9 +76,9 @@ def test_open_then_batched_messages():
     assert session.take() == ([], False)
 
 
-def test_one_receiver_at_a_time():
+def test_one_receiver_at_a_time(driver):
     app = Recorder()
-    session, _ = make_session(app)
+    session, _ = make_session(driver, app)
     first = Receiver()
     session.attach(first)
     assert session.attach(Receiver()) == ([ANOTHER_CONNECTION], False)
@@ -86,9 +88,9 @@ def test_one_receiver_at_a_time():
     assert app.connected == [session]
 
 
-def test_closing_sends_what_is_queued_then_the_close_frame_to_every_request():
+def test_closing_sends_what_is_queued_then_the_close_frame_to_every_request(driver):
     app = Recorder()
-    session, forgotten = make_session(app)
+    session, forgotten = make_session(driver, app)
     receiver = Receiver()
     session.attach(receiver)
     session.send_now(["a"])
@@ -100,20 +102,25 @@ def test_closing_sends_what_is_queued_then_the_close_frame_to_every_request():
     session.detach(receiver, aborted=False)
     assert session.attach(Receiver()) == (['c[3000,"Go away!"]'], False)
     assert session.state is State.CLOSING
-    # The app is done with it at the close, not when SockJS forgets it.
-    assert app.closed.wait(5)
+    # The app is done with it at the close (in a thread of its own), not when SockJS
+    # forgets it.
+    assert app.calls == ["open", "before"]
+    driver.run()
     assert app.calls == ["open", "before", "close"]
     assert forgotten == []
 
 
-def test_expires_after_the_disconnect_delay_and_tells_the_app_once_in_order():
+def test_expires_after_the_disconnect_delay_and_tells_the_app_once_in_order(driver):
     app = Recorder()
-    session, forgotten = make_session(app, disconnect_delay=0.1)
+    session, forgotten = make_session(driver, app, disconnect_delay=5)
     receiver = Receiver()
     session.attach(receiver)
     session.receive(["a", "b"])
     session.detach(receiver, aborted=False)
-    assert app.closed.wait(5)
+    driver.advance(4.9)
+    assert session.state is State.OPEN
+    assert forgotten == []
+    driver.advance(0.1)
     assert session.state is State.CLOSED
     assert forgotten == [session]
     session.close(3000, "Go away!")  # too late: nothing more to tell
@@ -121,51 +128,49 @@ def test_expires_after_the_disconnect_delay_and_tells_the_app_once_in_order():
     assert session.attach(Receiver()) is None
 
 
-def test_a_new_request_stops_the_countdown():
+def test_a_new_request_stops_the_countdown(driver):
     app = Recorder()
-    session, _ = make_session(app, disconnect_delay=0.2)
+    session, _ = make_session(driver, app, disconnect_delay=5)
     receiver = Receiver()
     session.attach(receiver)
     session.detach(receiver, aborted=False)
-    time.sleep(0.1)
+    driver.advance(4)
     session.attach(receiver)
-    time.sleep(0.3)
+    driver.advance(60)
     assert session.state is State.OPEN
+    # Detached again, it gets the whole delay anew.
+    session.detach(receiver, aborted=False)
+    driver.advance(4.9)
+    assert session.state is State.OPEN
+    driver.advance(0.1)
+    assert session.state is State.CLOSED
 
 
-def test_an_aborted_request_ends_the_session_at_once():
+def test_an_aborted_request_ends_the_session_at_once(driver):
     app = Recorder()
-    session, forgotten = make_session(app)
+    session, forgotten = make_session(driver, app)
     receiver = Receiver()
     session.attach(receiver)
     session.detach(receiver, aborted=True)
     assert forgotten == [session]
-    assert app.closed.wait(5)
+    driver.run()
+    assert app.calls == ["open", "close"]
 
 
-def test_messages_go_straight_to_the_app_in_order_with_no_thread_of_the_sessions():
+def test_messages_go_straight_to_the_app_in_order_with_no_thread_of_the_sessions(driver):
     """The app's runtime orders and runs them (R7): the session starts nothing."""
-    spawned = []
     app = Recorder()
-    session = SockJSSession(
-        "id",
-        {"PATH_INFO": "/"},
-        app,
-        threading.Lock(),
-        SockJSOptions(disconnect_delay=60.0),
-        lambda session: None,
-        spawn=spawned.append,
-    )
+    session, _ = make_session(driver, app)
     session.attach(Receiver())
     session.receive(["a", "b"])
     session.receive(["c"])
     assert app.calls == ["open", "a", "b", "c"]
-    assert spawned == []
+    assert driver.idle
 
 
-def test_shut_down_waits_for_the_receiving_request():
+def test_shut_down_waits_for_the_receiving_request(driver):
     app = Recorder()
-    session, forgotten = make_session(app)
+    session, forgotten = make_session(driver, app)
     receiver = Receiver()
     session.attach(receiver)
     session.shut_down(1001, "Server shutting down")
@@ -176,10 +181,10 @@ def test_shut_down_waits_for_the_receiving_request():
     assert forgotten == [session]
 
 
-def test_abort_cuts_the_request_and_ends_the_session_at_once():
+def test_abort_cuts_the_request_and_ends_the_session_at_once(driver):
     """What the host's bounded outbox does to a client that stopped polling."""
     app = Recorder()
-    session, forgotten = make_session(app)
+    session, forgotten = make_session(driver, app)
     receiver = Receiver()
     session.attach(receiver)
     session.send_now(["a"])
@@ -190,35 +195,48 @@ def test_abort_cuts_the_request_and_ends_the_session_at_once():
     assert session.take() == ([], True)
     session.detach(receiver, aborted=False)
     session.abort()
-    assert app.closed.wait(5)
+    driver.run()
     assert app.calls == ["open", "close"]
 
 
-def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn():
+def test_detached_sessions_share_one_sweeper_thread_that_expires_them_in_turn(driver):
     """Not a timer thread per session between two polls: one, while any waits."""
-    lock, spawned, forgotten, told = threading.Lock(), [], [], []
-    sweeper = Sweeper(lock, spawned.append)
-    options = SockJSOptions(disconnect_delay=0.05)
+    spawned, forgotten, told = [], [], []
+
+    class Counting:
+        """The driver, counting the threads started on it."""
+
+        def __getattr__(self, name):
+            return getattr(driver, name)
+
+        def spawn(self, function, *args):
+            spawned.append(function)
+            driver.spawn(function, *args)
+
+    counting = Counting()
+    sweeper = Sweeper(counting)
+    options = SockJSOptions(disconnect_delay=5)
     sessions = []
     for n in range(3):
-        session = SockJSSession(
-            str(n),
-            {},
-            Recorder(),
-            lock,
-            options,
-            forgotten.append,
-            lambda *call: told.append(call),
-            "",
-            sweeper,
-        )
+        app = Recorder()
+        app.disconnect = told.append
+        session = SockJSSession(str(n), {}, app, options, forgotten.append, counting, sweeper)
         receiver = Receiver()
         session.attach(receiver)
         session.detach(receiver, aborted=False)
         sessions.append(session)
-    sessions[1].attach(Receiver())  # polled again: it stays
-    (sweeping,) = [thread for thread in spawned if getattr(thread, "__self__", None) is sweeper]
-    sweeping()  # sleeps until each is due, then ends: none is left waiting
+        driver.advance(1)
+    polling = Receiver()
+    sessions[1].attach(polling)  # polled again: it stays
+    assert [getattr(f, "__self__", None) for f in spawned] == [sweeper]
+    driver.advance(2.5)  # the first is due 5 s after its detach
+    assert [s.state for s in sessions] == [State.CLOSED, State.OPEN, State.OPEN]
+    driver.advance(2)
     assert [s.state for s in sessions] == [State.CLOSED, State.OPEN, State.CLOSED]
     assert forgotten == [sessions[0], sessions[2]]
-    assert len(told) == 2  # the app hears of each expired session, in a thread of its own
+    # The app hears of each expired session, in a thread of its own.
+    assert len(told) == 2
+    assert len(spawned) == 3
+    # The sweeper ended, none being left to wait: the next detach starts it again.
+    sessions[1].detach(polling, aborted=False)
+    assert [getattr(f, "__self__", None) for f in spawned[3:]] == [sweeper]
