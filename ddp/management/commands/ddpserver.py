@@ -173,7 +173,7 @@ class Command(BaseCommand):
         def serve(worker=None):
             """One whole server; with ``worker``, one of the master's (``--workers``)."""
             driver = eventlet_driver.EventletDriver()
-            pool = DatabasePool(pool_size)
+            pool = DatabasePool(pool_size, driver)
             hashing.install(driver.run_blocking, ddp_settings.PASSWORD_HASHING_THREADS)
             bus = Bus(
                 ServerRegistration(driver),
