@@ -174,7 +174,7 @@ class Command(BaseCommand):
             """One whole server; with ``worker``, one of the master's (``--workers``)."""
             driver = eventlet_driver.EventletDriver()
             pool = DatabasePool(pool_size, driver)
-            hashing.install(driver.run_blocking, ddp_settings.PASSWORD_HASHING_THREADS)
+            hashing.install(driver, ddp_settings.PASSWORD_HASHING_THREADS)
             bus = Bus(
                 ServerRegistration(driver),
                 Listener(connections["default"].get_connection_params(), driver),
