@@ -184,7 +184,9 @@ class Command(BaseCommand):
             bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
             reader = None
             if reading:
-                reader = Reader(connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run)
+                reader = Reader(
+                    connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run, driver
+                )
                 reader.start()
             app = DDPApplication(
                 pool.run,
