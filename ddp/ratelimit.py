@@ -32,7 +32,6 @@ Nothing here touches Django, a socket or a thread of its own, and the clock is i
 """
 
 import math
-import threading
 import time
 from dataclasses import dataclass
 
@@ -167,8 +166,10 @@ class RateLimiter:
         #: Per rule: key -> [window start in ms, calls in the window].
         self._windows = [{} for _ in self.rules]
         self._next_sweep = [0.0 for _ in self.rules]
-        # Every session of the process checks here, from its reader or its worker.
-        self._lock = threading.Lock()
+        # Every session of the process checks here, from its green threads, and no lock is
+        # needed (ddp/runtime/driver.py, guarantees 1 and 2): a rule's matchers may yield
+        # (the project's functions), but only before its counts are read, and nothing
+        # between that read and the write yields.
 
     @classmethod
     def from_settings(cls, config, clock=time.monotonic):
@@ -193,22 +194,21 @@ class RateLimiter:
         }
         now = self.clock() * 1000
         wait = None
-        with self._lock:
-            for index, rule in enumerate(self.rules):
-                key = rule.key(event)
-                if key is None:
-                    continue
-                windows = self._windows[index]
-                if now >= self._next_sweep[index]:
-                    self._sweep(windows, rule.interval_ms, now)
-                    self._next_sweep[index] = now + rule.interval_ms
-                window = windows.get(key)
-                if window is None or now >= window[0] + rule.interval_ms:
-                    window = windows[key] = [now, 0]
-                window[1] += 1
-                if window[1] > rule.limit:
-                    left = math.ceil(window[0] + rule.interval_ms - now)
-                    wait = left if wait is None else max(wait, left)
+        for index, rule in enumerate(self.rules):
+            key = rule.key(event)
+            if key is None:
+                continue
+            windows = self._windows[index]
+            if now >= self._next_sweep[index]:
+                self._sweep(windows, rule.interval_ms, now)
+                self._next_sweep[index] = now + rule.interval_ms
+            window = windows.get(key)
+            if window is None or now >= window[0] + rule.interval_ms:
+                window = windows[key] = [now, 0]
+            window[1] += 1
+            if window[1] > rule.limit:
+                left = math.ceil(window[0] + rule.interval_ms - now)
+                wait = left if wait is None else max(wait, left)
         return wait
 
     @staticmethod
@@ -218,7 +218,6 @@ class RateLimiter:
 
 
 _shared = (None, None)
-_shared_lock = threading.Lock()
 
 
 def shared_rate_limiter(config):
@@ -229,12 +228,11 @@ def shared_rate_limiter(config):
     does under ``override_settings`` in tests.
     """
     global _shared
-    with _shared_lock:
-        current, limiter = _shared
-        if limiter is None or current != config:
-            limiter = RateLimiter.from_settings(config)
-            _shared = (config, limiter)
-        return limiter
+    current, limiter = _shared
+    if limiter is None or current != config:
+        limiter = RateLimiter.from_settings(config)
+        _shared = (config, limiter)
+    return limiter
 
 
 class TokenBucket:

@@ -77,9 +77,11 @@ def capture_signals(settings):
 
 @pytest.fixture
 def pool():
-    """A database pool of one worker, closed after the test."""
+    """A database pool of one worker on a fake driver (``pool.driver``), closed after the
+    test. Its worker runs while the test waits for a job, on the test's own connection."""
     from ddp.server.pool import DatabasePool
+    from ddp.testing.driver import FakeDriver
 
-    pool = DatabasePool(1)
+    pool = DatabasePool(1, FakeDriver())
     yield pool
     pool.close()

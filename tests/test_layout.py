@@ -81,6 +81,33 @@ def test_only_the_driver_imports_eventlet():
     assert importers_of("eventlet") == {"ddp/server/eventlet_driver.py"}
 
 
+#: Who may use the standard library's threads and waits rather than a driver's, and why.
+#: Everything else runs on the driver it is given (ddp/runtime/driver.py).
+STANDARD_THREADS = {
+    # A cache every writer of a process shares: a Django process's writers are its WSGI
+    # server's OS threads, which no driver reaches.
+    "ddp/bus/matching.py",
+    # Plain blocking programs without a hub: the capture command, the master process of
+    # ``--workers`` (it forks the servers), the reloader's parent.
+    "ddp/management/commands/ddp_capture.py",
+    "ddp/server/workers.py",
+    "ddp/server/reloader.py",
+    # Not moved onto the driver yet (issue 16).
+    "ddp/sockjs/server.py",
+    "ddp/sockjs/session.py",
+    "ddp/sockjs/xhr.py",
+    "ddp/websocket.py",
+    # The fake driver itself, and the tests' live server.
+    "ddp/testing/driver.py",
+    "ddp/testing/live.py",
+}
+
+
+def test_only_what_runs_without_a_driver_uses_the_standard_librarys_threads():
+    users = importers_of("threading") | importers_of("select") | importers_of("queue")
+    assert users - STANDARD_THREADS == set()
+
+
 def test_nothing_outside_ddp_testing_imports_it():
     assert {p for p in importers_of("ddp.testing") if not p.startswith("ddp/testing/")} == set()
 

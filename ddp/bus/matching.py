@@ -404,7 +404,11 @@ class Matcher:
     def __init__(self, backend, refresh=60.0):
         self.backend = backend
         self.refresh = refresh
-        # Re-entrant: building a template runs the project's code, which may save a row.
+        # A lock of the standard library's, not the driver's: every writer of the process
+        # shares this cache, and a Django process's writers are its WSGI server's OS threads,
+        # which no driver reaches (in ``ddpserver``, eventlet has made it green). Held across
+        # the registry's queries, which yield. Re-entrant: building a template runs the
+        # project's code, which may save a row.
         self._lock = threading.RLock()
         self._version = 0
         self._read_at = None

@@ -13,7 +13,6 @@ collections that table publishes re-runs (an event every subscription is unsure 
 the differences, every document removed, reach the clients that held them.
 """
 
-import time
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -81,9 +80,10 @@ class Tables:
 VISIBILITY_POLL = 0.002
 
 
-def wait_visible(xids, using=DEFAULT_DB_ALIAS):
+def wait_visible(xids, using, sleep):
     """Wait until the transactions ``xids`` (32-bit ids, committed) are visible to new
-    snapshots.
+    snapshots, looking again every :data:`VISIBILITY_POLL` seconds of ``sleep`` (the
+    driver's: other green threads run meanwhile).
 
     PostgreSQL writes (and flushes) a commit record, and so may stream the transaction,
     before it takes the transaction out of the running ones: for a moment a new snapshot
@@ -105,7 +105,7 @@ def wait_visible(xids, using=DEFAULT_DB_ALIAS):
             )
             if cursor.fetchone()[0]:
                 return
-            time.sleep(VISIBILITY_POLL)
+            sleep(VISIBILITY_POLL)
 
 
 #: Milliseconds the reader waits for a table's lock while it announces a batch. A reader
@@ -116,7 +116,7 @@ def wait_visible(xids, using=DEFAULT_DB_ALIAS):
 LOCK_TIMEOUT = 200
 
 
-def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=(), position=None):
+def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=(), position=None, sleep=None):
     """Announce the documents ``changes`` (in commit order) change, in one transaction.
 
     Each document is announced once however many of the changes touch it, after the
@@ -124,9 +124,10 @@ def announce(changes, tables, using=DEFAULT_DB_ALIAS, xids=(), position=None):
     ``xids`` that made the changes are visible (:func:`wait_visible`). ``position``: the
     WAL position the batch ends at, when it ends at a transaction's end; its events' ids
     then say so, for servers to drop a second announcement of it
-    (:mod:`ddp.bus.announcements`).
+    (:mod:`ddp.bus.announcements`). ``sleep``: the driver's, for the wait; needed with
+    ``xids``.
     """
-    wait_visible(xids, using)
+    wait_visible(xids, using, sleep)
     keys = {}  # model -> {pk text: None}, an ordered set
     truncated = []
     for change in changes:

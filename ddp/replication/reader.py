@@ -22,14 +22,12 @@ committed up to that position, after those events' NOTIFYs, so they arrive first
 Memory is bounded: changes are announced every :data:`BATCH` rows even inside one large
 transaction (it has committed already; only the confirmation waits for its end).
 
-Written against the standard library and psycopg2: ``ddpserver`` has made ``select``,
-``threading`` and psycopg2 green before this runs.
+Its thread, events, sleeps, clock and waits for sockets are the driver's
+(:class:`ddp.runtime.driver.Driver`), which ``ddpserver`` passes in; psycopg2 is green
+because ``ddpserver`` has patched it before this runs.
 """
 
 import logging
-import select
-import threading
-import time
 
 import psycopg2
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
@@ -61,40 +59,48 @@ def lock_key(slot_name):
     return setup.advisory_key(f"ddp.replication.reader:{slot_name}")
 
 
-def wait_readable(*filenos, timeout=None):
-    """Wait until one of ``filenos`` can be read, at most ``timeout`` seconds (green)."""
-    select.select(list(filenos), [], [], timeout)
-
-
 class _FenceRequested(Exception):
     """A fence request arrived while the reader waited for the stream."""
 
 
 class Reader:
-    def __init__(self, connect_params, run_db, registry=API):
+    """Runs in a green thread of ``driver`` from :meth:`start` to :meth:`stop`; ``run_db``
+    runs a function on a database worker (:meth:`ddp.server.pool.DatabasePool.run`)."""
+
+    def __init__(self, connect_params, run_db, driver, registry=API):
         self.connect_params = connect_params
         self.run_db = run_db
+        self.driver = driver
         self.tables = Tables(registry)
         #: The slot and publication's name, ``ddp_<database>``, once connected.
         self.slot = None
-        self.elected = threading.Event()
+        self.elected = driver.event()
         #: The last position announced and confirmed (metrics, tests).
         self.confirmed_lsn = 0
         self._running = False
         self._fences = []  # (channel, token, position) waiting for the reader
-        self._thread = threading.Thread(target=self._run, name="ddp-reader", daemon=True)
+        self._stopping = driver.event()  # ends a pause between two elections
+        self._stopped = driver.event()
 
     def start(self):
         self._running = True
-        self._thread.start()
+        self.driver.spawn(self._run)
 
     def stop(self):
+        """Stop reading; wait for the thread to close its connections, 5 s at most."""
         self._running = False
-        self._thread.join(5)
+        self._stopping.set()
+        self._stopped.wait(5)
 
     # Election --------------------------------------------------------------------
 
     def _run(self):
+        try:
+            self._elect()
+        finally:
+            self._stopped.set()
+
+    def _elect(self):
         conn = None
         pause = ELECTION_INTERVAL
         while self._running:
@@ -121,7 +127,7 @@ class Reader:
                 self.elected.clear()
             if self._running:
                 # A server that is not the reader keeps its connection and asks again.
-                time.sleep(pause)
+                self._stopping.wait(pause)
         _closed(conn)
 
     def _take_lock(self, conn):
@@ -141,11 +147,13 @@ class Reader:
 
         def wait(fileno, timeout=None):
             # A fence request ends the wait for the stream: it is answered at once.
-            wait_readable(fileno, conn.fileno(), timeout=timeout)
+            self.driver.wait_readable(fileno, conn.fileno(), timeout=timeout)
             if conn.poll():
                 raise _FenceRequested
 
-        stream = ReplicationStream(self.connect_params, self.slot, [self.slot], wait)
+        stream = ReplicationStream(
+            self.connect_params, self.slot, [self.slot], wait, clock=self.driver.clock
+        )
         stream.connect()
         try:
             self._follow(conn, stream)
@@ -188,7 +196,13 @@ class Reader:
                 # and a server that had them drops a second announcement.
                 position = None if in_transaction else finished
                 self.run_db(
-                    announce, pending, self.tables, DEFAULT_DB_ALIAS, frozenset(xids), position
+                    announce,
+                    pending,
+                    self.tables,
+                    DEFAULT_DB_ALIAS,
+                    frozenset(xids),
+                    position,
+                    self.driver.sleep,
                 )
                 metrics.inc("ddp_replication_changes_total", len(pending))
                 pending = []

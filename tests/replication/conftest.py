@@ -49,6 +49,12 @@ def slot_active(cursor):
     return status is not None and status.active
 
 
+def drive_until(driver, condition, what, timeout=60):
+    """Let the reader's green threads run, a second of the fake clock at a time, until
+    ``condition()``; real time passes meanwhile for PostgreSQL to send what it sends."""
+    wait_until(lambda: driver.advance(1) or condition(), timeout=timeout, what=what)
+
+
 def wait_until_reading(cursor, *servers, timeout=30):
     """Wait until one of ``servers`` is elected and its stream holds the slot of
     ``cursor``'s database; return that server."""

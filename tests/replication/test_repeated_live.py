@@ -1,23 +1,22 @@
 """A batch the reader announced but could not confirm is announced again, and a server
 that had it drops the second copy.
 
-The reader runs in this process, on a ``run_db`` that fails right after its first batch
-committed (as when its server dies then): the position is not confirmed, so the reader
-reads the same transaction again and announces it again. The client follows a
-``NO_MERGE`` collection, whose merge box keeps no values and so would pass a second copy
-on as a ``changed``.
+The reader runs in this process, on the fake driver and a ``run_db`` that fails right
+after its first batch committed (as when its server dies then): the position is not
+confirmed, so the reader reads the same transaction again and announces it again. The
+client follows a ``NO_MERGE`` collection, whose merge box keeps no values and so would
+pass a second copy on as a ``changed``.
 """
 
-import threading
-
 import pytest
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection
 
 from bookstore.models import Author, Book
 from ddp.replication.reader import Reader
 from ddp.testing import WebSocketDDPClient
+from ddp.testing.driver import FakeDriver
 from tests.live import ServerProcess, metric, wait_until
-from tests.replication.conftest import slot_active
+from tests.replication.conftest import drive_until, slot_active
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,17 +29,12 @@ class DiesAfterItsFirstBatch:
 
     def __init__(self):
         self.done = 0
-        self.again = threading.Event()
 
     def __call__(self, func, *args):
-        try:
-            result = func(*args)
-        finally:
-            connections.close_all()  # this thread's, which the test database must not keep
+        result = func(*args)
         self.done += 1
         if self.done == 1:
             raise OperationalError("server closed the connection unexpectedly")
-        self.again.set()
         return result
 
 
@@ -63,15 +57,16 @@ def test_a_batch_announced_again_reaches_clients_once(cursor):
         client.subscribe("BooksNoMerge", "dup")
         client.assert_added(IDS, str(book.pk), title="dup-1")
         run_db = DiesAfterItsFirstBatch()
-        reader = Reader(connection.get_connection_params(), run_db)
+        driver = FakeDriver()
+        reader = Reader(connection.get_connection_params(), run_db, driver)
         reader.start()
         try:
-            wait_until(lambda: slot_active(cursor), timeout=30)
+            drive_until(driver, lambda: slot_active(cursor), "the reader's stream")
             cursor.execute("UPDATE bookstore_book SET title = 'dup-2' WHERE id = %s", [book.pk])
-            assert run_db.again.wait(60), "the reader never announced the batch again"
+            drive_until(driver, lambda: run_db.done >= 2, "the batch announced again")
             # A later write, after which a second copy would have arrived.
             cursor.execute("UPDATE bookstore_book SET title = 'dup-3' WHERE id = %s", [book.pk])
-            wait_until(lambda: "dup-3" in changed_titles(client, book), timeout=30)
+            drive_until(driver, lambda: "dup-3" in changed_titles(client, book), "dup-3")
         finally:
             reader.stop()
             wait_until(lambda: not slot_active(cursor), timeout=30)

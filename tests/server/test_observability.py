@@ -118,14 +118,12 @@ def test_healthz_names_the_database_error_but_not_its_details(caplog):
 @pytest.fixture
 def busy_pool(pool):
     """The one-worker pool, its worker held (a stuck database) until the test ends."""
-    release = threading.Event()
-    holder = threading.Thread(target=pool.run, args=(release.wait,))
-    holder.start()
-    while pool.waiting:  # the worker has taken the holding job
-        release.wait(0.01)
+    release = pool.driver.event()
+    pool.driver.spawn(pool.run, release.wait)
+    pool.driver.run()
+    assert pool.waiting == 0  # the worker has taken the holding job
     yield pool
     release.set()
-    holder.join()
 
 
 def test_healthz_fails_when_the_database_does_not_answer_in_time(busy_pool, monkeypatch):
@@ -137,11 +135,12 @@ def test_healthz_fails_when_the_database_does_not_answer_in_time(busy_pool, monk
     )
 
 
-def test_probes_that_time_out_do_not_pile_up_in_the_pool(busy_pool, monkeypatch):
-    monkeypatch.setattr(observability, "DB_TIMEOUT", 0.05)
+def test_probes_that_time_out_do_not_pile_up_in_the_pool(busy_pool):
     state = server_state(busy_pool.run)
+    start = busy_pool.driver.clock()
     for _ in range(5):
-        assert observability.health_problem(state) == "database: no answer within 0.05 s"
+        assert observability.health_problem(state) == "database: no answer within 5 s"
+    assert busy_pool.driver.clock() - start == 5 * observability.DB_TIMEOUT
     assert busy_pool.waiting == 0
     assert scrape(state).get(("ddp_notification_queue_usage", ())) is None
     assert busy_pool.waiting == 0

@@ -173,8 +173,8 @@ class Command(BaseCommand):
         def serve(worker=None):
             """One whole server; with ``worker``, one of the master's (``--workers``)."""
             driver = eventlet_driver.EventletDriver()
-            pool = DatabasePool(pool_size)
-            hashing.install(driver.run_blocking, ddp_settings.PASSWORD_HASHING_THREADS)
+            pool = DatabasePool(pool_size, driver)
+            hashing.install(driver, ddp_settings.PASSWORD_HASHING_THREADS)
             bus = Bus(
                 ServerRegistration(driver),
                 Listener(connections["default"].get_connection_params(), driver),
@@ -184,7 +184,9 @@ class Command(BaseCommand):
             bus.start(heartbeat=ddp_settings.SERVER_HEARTBEAT)
             reader = None
             if reading:
-                reader = Reader(connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run)
+                reader = Reader(
+                    connections[DEFAULT_DB_ALIAS].get_connection_params(), pool.run, driver
+                )
                 reader.start()
             app = DDPApplication(
                 pool.run,
