@@ -88,15 +88,12 @@ STANDARD_THREADS = {
     # server's OS threads, which no driver reaches.
     "ddp/bus/matching.py",
     # Plain blocking programs without a hub: the capture command, the master process of
-    # ``--workers`` (it forks the servers), the reloader's parent.
+    # ``--workers`` (it forks the servers).
     "ddp/management/commands/ddp_capture.py",
     "ddp/server/workers.py",
+    # Django's autoreloader, which sleeps with ``time.sleep`` and takes the main thread:
+    # Django cannot be handed a driver, so in the server it runs on eventlet's patching.
     "ddp/server/reloader.py",
-    # Not moved onto the driver yet (issue 16).
-    "ddp/sockjs/server.py",
-    "ddp/sockjs/session.py",
-    "ddp/sockjs/xhr.py",
-    "ddp/websocket.py",
     # The fake driver itself, and the tests' live server.
     "ddp/testing/driver.py",
     "ddp/testing/live.py",
