@@ -286,18 +286,31 @@ class Clients:
             self.send_message(sock, pong)
 
 
-class SockJSClients(Clients):
+class FanoutClients(Clients):
+    """This bench's clients on raw ``/websocket``: an ``added`` of COLLECTION, while
+    recording, is read by its beginning (:data:`ADDED`, then the id up to its quote),
+    anything else decoded in full. The clients share the CPUs with the servers; reading
+    the changes counted the same cheap way over both transports leaves them little of
+    those CPUs, and what they cost more over one transport is that transport's own
+    framing (the ``client us`` column shows it)."""
+
+    def text(self, sock, payload, received):
+        self.ddp(sock, payload.decode(), received)
+
+    def ddp(self, sock, text, received):
+        """One DDP message, ``text``."""
+        if self.recording and text.startswith(ADDED):
+            end = text.index('"', len(ADDED))
+            self.receipts.append((text[len(ADDED) : end], received))
+        else:
+            self.message(sock, json.loads(text), received)
+
+
+class SockJSClients(FanoutClients):
     """The same clients on SockJS's websocket transport, as Meteor's browser client: each
     message sent as ``["<message>"]``, received in ``a[...]`` frames (``o``, ``h`` and
-    ``c`` frames carry none). raw_push.py's frames, on /websocket, are raw DDP.
-
-    Each message is JSON inside a JSON string, and Meteor's client decodes it twice. These
-    clients decode it once, as the raw ones do: the ``a`` array in full, then an ``added``
-    of COLLECTION read by its beginning (:data:`ADDED`) rather than by a second
-    ``json.loads``; any other message is decoded in full. The clients share the CPUs with
-    the servers, so a client that pays more per message over one transport lowers that
-    transport's figure for the server's sake; with one decode each, both transports'
-    clients cost about the same per message (the ``client us`` column shows it)."""
+    ``c`` frames carry none), each of which is decoded in full, then each DDP message in
+    it read as over raw ``/websocket``. raw_push.py's frames, on /websocket, are raw DDP."""
 
     def path(self, n):
         return f"/sockjs/000/{n:08d}/websocket"
@@ -309,11 +322,7 @@ class SockJSClients(Clients):
     def text(self, sock, payload, received):
         if payload[:1] == b"a":
             for text in json.loads(payload[1:]):
-                if self.recording and text.startswith(ADDED):
-                    end = text.index('"', len(ADDED))
-                    self.receipts.append((text[len(ADDED) : end], received))
-                else:
-                    self.message(sock, json.loads(text), received)
+                self.ddp(sock, text, received)
         elif payload[:1] == b"{":
             super().text(sock, payload, received)
 
@@ -322,7 +331,7 @@ class SockJSClients(Clients):
 
 
 #: The clients of each ``--transport``.
-TRANSPORTS = {"websocket": Clients, "sockjs": SockJSClients}
+TRANSPORTS = {"websocket": FanoutClients, "sockjs": SockJSClients}
 
 
 def serve_clients(pipe, factory=Clients):
