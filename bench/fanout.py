@@ -61,6 +61,8 @@ PREFIX = "bench-"
 #: The author of those books; its ``.invalid`` address cannot be anyone's real one.
 AUTHOR_EMAIL = "bench@fanout.invalid"
 COLLECTION = "bookstore.book"
+#: How ddpserver's ``added`` of COLLECTION begins, up to its id: compact, keys in this order.
+ADDED = f'{{"msg":"added","collection":"{COLLECTION}","id":"'
 
 #: The earlier implementation's writer time per save, which re-ran every subscription per
 #: save, as quoted in the project's research: (subscribers, milliseconds).
@@ -219,6 +221,10 @@ class Clients:
     def answered(self):
         return self.ready + self.refused
 
+    def cpu(self):
+        """This process's CPU seconds so far: the bench asks before and after a phase."""
+        return time.process_time()
+
     def record(self, goal):
         """Note every change until ``goal`` arrived (or none for IDLE_TIMEOUT s)."""
         self.receipts = []
@@ -280,10 +286,31 @@ class Clients:
             self.send_message(sock, pong)
 
 
-class SockJSClients(Clients):
+class FanoutClients(Clients):
+    """This bench's clients on raw ``/websocket``: an ``added`` of COLLECTION, while
+    recording, is read by its beginning (:data:`ADDED`, then the id up to its quote),
+    anything else decoded in full. The clients share the CPUs with the servers; reading
+    the changes counted the same cheap way over both transports leaves them little of
+    those CPUs, and what they cost more over one transport is that transport's own
+    framing (the ``client us`` column shows it)."""
+
+    def text(self, sock, payload, received):
+        self.ddp(sock, payload.decode(), received)
+
+    def ddp(self, sock, text, received):
+        """One DDP message, ``text``."""
+        if self.recording and text.startswith(ADDED):
+            end = text.index('"', len(ADDED))
+            self.receipts.append((text[len(ADDED) : end], received))
+        else:
+            self.message(sock, json.loads(text), received)
+
+
+class SockJSClients(FanoutClients):
     """The same clients on SockJS's websocket transport, as Meteor's browser client: each
     message sent as ``["<message>"]``, received in ``a[...]`` frames (``o``, ``h`` and
-    ``c`` frames carry none). raw_push.py's frames, on /websocket, are raw DDP."""
+    ``c`` frames carry none), each of which is decoded in full, then each DDP message in
+    it read as over raw ``/websocket``. raw_push.py's frames, on /websocket, are raw DDP."""
 
     def path(self, n):
         return f"/sockjs/000/{n:08d}/websocket"
@@ -295,7 +322,7 @@ class SockJSClients(Clients):
     def text(self, sock, payload, received):
         if payload[:1] == b"a":
             for text in json.loads(payload[1:]):
-                self.message(sock, json.loads(text), received)
+                self.ddp(sock, text, received)
         elif payload[:1] == b"{":
             super().text(sock, payload, received)
 
@@ -304,7 +331,7 @@ class SockJSClients(Clients):
 
 
 #: The clients of each ``--transport``.
-TRANSPORTS = {"websocket": Clients, "sockjs": SockJSClients}
+TRANSPORTS = {"websocket": FanoutClients, "sockjs": SockJSClients}
 
 
 def serve_clients(pipe, factory=Clients):
@@ -386,6 +413,17 @@ def save_books(clients, count, rows, author, first, rate=None):
     return commits, saves, receipts
 
 
+def cpu_seconds(pid):
+    """utime + stime of ``pid`` and of its child processes (``--workers``), in seconds
+    (fields 14 and 15 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        workers = [int(child) for child in children.read().split()]
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(map(cpu_seconds, workers))
+
+
 def latencies(receipts):
     values = [(t - committed) * 1000 for committed, t in receipts]
     return percentile(values, 50), percentile(values, 99)
@@ -411,7 +449,11 @@ def run_ddp(clients, servers, count, rows, author, rate, paced_rows, workers=1):
         if ready < count:
             output = "".join(server.output()[-2000:] for server in started)
             raise RuntimeError(f"{ready} of {count} subscriptions ready; servers said:\n{output}")
+        pids = [server.process.pid for server in started]
+        cpu = sum(map(cpu_seconds, pids)), clients.ask("cpu")
         commits, saves, receipts = save_books(clients, count, rows, author, 0)
+        servers_cpu = sum(map(cpu_seconds, pids)) - cpu[0]
+        clients_cpu = clients.ask("cpu") - cpu[1]
         paced = save_books(clients, count, paced_rows, author, rows, rate)
     finally:
         for server in started:
@@ -431,6 +473,8 @@ def run_ddp(clients, servers, count, rows, author, rate, paced_rows, workers=1):
         "p99": p99,
         "save_mean": statistics.fmean(saves) * 1000,
         "save_p99": percentile(saves, 99) * 1000,
+        "servers_us": servers_cpu / len(receipts) * 1e6,
+        "clients_us": clients_cpu / len(receipts) * 1e6,
         "paced_delivered": len(paced[2]),
         "paced_expected": paced_rows * count,
         "paced_p50": paced_p50,
@@ -452,14 +496,16 @@ def added_text(book):
 def run_raw(clients, count, frames, text):
     """Push ``frames`` copies of ``text`` to ``count`` clients.
 
-    Returns frames/s received by the clients, and frames/s of raw_push.py's ``sendall``
-    loop alone: when the second is far above the first, the clients are the bound.
+    Returns frames/s received by the clients, frames/s of raw_push.py's ``sendall`` loop
+    alone (when the second is far above the first, the clients are the bound), and the
+    clients' CPU microseconds per frame.
     """
     from ddp.testing import ServerProcess
 
     server = ServerProcess(command=[sys.executable, str(RAW_PUSH)], cwd=ROOT).start()
     try:
         clients.ask("open", [server.port], count, False)
+        cpu = clients.ask("cpu")
         clients.send("record", frames * count)
         triggered = time.time()
         request = urllib.request.Request(
@@ -469,13 +515,15 @@ def run_raw(clients, count, frames, text):
         with urllib.request.urlopen(request, timeout=ANSWER_TIMEOUT) as response:
             pushed = json.load(response)
         receipts = clients.answer()
+        cpu = clients.ask("cpu") - cpu
         clients.ask("close")
     finally:
         server.stop()
     if len(receipts) < frames * count:
         raise RuntimeError(f"Raw push: {len(receipts)} of {frames * count} frames arrived")
     received = len(receipts) / (max(t for _, t in receipts) - triggered)
-    return received, pushed["clients"] * pushed["frames"] / pushed["seconds"]
+    sent = pushed["clients"] * pushed["frames"] / pushed["seconds"]
+    return received, sent, cpu / len(receipts) * 1e6
 
 
 def setup_django():
@@ -553,8 +601,12 @@ def report(args, results, raw, others, load):
         ("save p99 ms", 11, ".1f", lambda r, count: r["save_p99"]),
         ("raw frames/s", 12, ",.0f", lambda r, count: raw[count][0]),
         ("ddp/raw", 7, ".3f", lambda r, count: r["rate"] / raw[count][0]),
+        ("server us", 9, ".1f", lambda r, count: r["servers_us"]),
+        ("client us", 9, ".1f", lambda r, count: r["clients_us"]),
     ]
     table(results, "", burst)
+    print("(server us, client us: CPU microseconds per delivered message in the burst, of the")
+    print("ddpservers and of the clients' one process, which share the machine's CPUs)")
     print()
     print(f"Sustained: then {args.paced_rows} more saves at {args.rate:g} per second, on a fixed")
     print("schedule (latency from COMMIT to receipt when the servers keep up):")
@@ -567,9 +619,13 @@ def report(args, results, raw, others, load):
     table(results, "paced_", sustained)
     print()
     print(f"raw: bench/raw_push.py sends one pre-built added frame {args.rows} times to each of")
-    print("the same clients with sendall; frames/s received, and sent by its loop alone:")
-    for count, (received, sent) in raw.items():
-        print(f"  {count:>5} clients: {received:>10,.0f} received/s, {sent:>10,.0f} sent/s")
+    print("the same clients with sendall; frames/s received, sent by its loop alone, and the")
+    print("clients' CPU per frame:")
+    for count, (received, sent, cpu) in raw.items():
+        print(
+            f"  {count:>5} clients: {received:>10,.0f} received/s, {sent:>10,.0f} sent/s,"
+            f" {cpu:5.1f} us/frame"
+        )
     print()
     print("Writer's time per save against the earlier implementation, which re-ran every")
     print("subscription per save: 140 ms with 100 subscribers, 480 ms with 400.")

@@ -42,7 +42,7 @@ from wsproto.frame_protocol import CloseReason
 from ddp import metrics
 from ddp.conf import ddp_settings
 from ddp.protocol import Connected, ConnectionState, Error, Ping
-from ddp.runtime.outgoing import Life, Outgoing
+from ddp.runtime.outgoing import ENDED, Life, Outgoing
 from ddp.session import UNCOUNTED, WAKE, Session
 
 logger = logging.getLogger("ddp.server")
@@ -134,7 +134,7 @@ class ConnectionRuntime(Outgoing):
         if self.inbox is not None:
             self._submit(WAKE)  # the worker applies it after the request it runs
             return
-        if self.life >= Life.ENDED:
+        if self.life >= ENDED:
             return
         try:
             self.session.apply_changes()

@@ -45,12 +45,22 @@ def message_frame(text):
     return "a[" + json.dumps(text) + "]"
 
 
+@functools.lru_cache(maxsize=64)
+def batch_frame(texts):
+    """The ``a`` frame of several messages written at once (``texts``, a tuple). A server
+    that falls behind a burst hands every client of a fan-out the same batch in the same
+    turn: it is framed once, the tuple hashed and compared by its texts' identities, not
+    built and then hashed whole by the host's frame cache for each client. A batch is
+    reused within the turn that made it, so a few entries do."""
+    return messages_frame(texts)
+
+
 def _frame(texts):
     """One ``a`` frame for what the runtime writes at once, as sockjs-node sends what
-    waits together; the usual single message's is built once for all its clients."""
+    waits together; built once for all the clients that get the same messages."""
     if len(texts) == 1:
         return message_frame(texts[0])
-    return messages_frame(texts)
+    return batch_frame(tuple(texts))
 
 
 def refused(server, environ, start_response):

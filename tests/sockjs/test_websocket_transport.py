@@ -4,6 +4,7 @@ SockJS's own schedule from the runtime's heartbeat beat; driven here without soc
 import pytest
 
 from ddp.sockjs import websocket_transport
+from ddp.sockjs.framing import messages_frame
 from ddp.sockjs.websocket_transport import SockJSWebSocket, message_frame
 
 pytestmark = pytest.mark.quick
@@ -51,6 +52,20 @@ def test_what_is_written_at_once_is_one_a_frame_and_the_close_a_c_frame(transpor
     transport.close(1000, None)
     assert ws.texts[-1] == 'c[1000,"Normal closure"]'
     assert ws.closed == (1000, "Normal closure")
+
+
+def test_a_batch_to_many_clients_is_framed_once_as_each_client_alone_would_frame_it():
+    # A fan-out's texts are the same objects in every client's outbox; each client's
+    # writer hands the transport a list of its own.
+    texts = ['{"n":1}', 'two "2"', "\u2028"]
+    sockets = [FakeWebSocket() for _ in range(3)]
+    for ws in sockets:
+        assert SockJSWebSocket(ws, 1.0).send_now(list(texts)) == b""
+    frame = sockets[0].texts[0]
+    assert sockets[0].texts == [messages_frame(texts)]
+    assert frame == 'a["{\\"n\\":1}","two \\"2\\"","\\u2028"]'
+    # One frame object for all: the host's frame cache then finds it by identity.
+    assert all(ws.texts == [frame] and ws.texts[0] is frame for ws in sockets)
 
 
 def test_pings_every_delay_one_at_a_time_and_an_unanswered_one_closes(transport):
