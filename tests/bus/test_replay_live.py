@@ -25,7 +25,7 @@ from django.test.utils import override_settings
 from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.bus.recording import Record, read
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 from tests.live import SIGNALS, ServerProcess
 from tests.testapp.models import Article
 
@@ -66,7 +66,7 @@ class Capture:
 
 
 def book_messages(client, pk):
-    return [m for m in client.log if m.get("collection") == "bookstore.book" and m["id"] == pk]
+    return [m for m in client.messages if m.get("collection") == "bookstore.book" and m["id"] == pk]
 
 
 def replay(path, *args):
@@ -76,7 +76,7 @@ def replay(path, *args):
 
 
 def books_of(client):
-    return client.collections.get("bookstore.book", {})
+    return client.collection("bookstore.book")
 
 
 def records_on(path, channel):
@@ -87,8 +87,8 @@ def records_on(path, channel):
 
 def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp_path):
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    first = DDPClient(server.ws_url)
-    first.sub("AllBooks")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("AllBooks")
     path = tmp_path / "books.jsonl"
     capture = Capture(path)
 
@@ -111,30 +111,30 @@ def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp
     assert len(records_on(path, "ddp_bookstore.book")) == 3
 
     # The book is gone from the database: a new subscriber starts without it.
-    second = DDPClient(server.ws_url)
-    second.sub("AllBooks")
-    assert pk not in second.collections.get("bookstore.book", {})
-    before = len(first.log)
+    second = WebSocketDDPClient(server.ws_url)
+    second.subscribe("AllBooks")
+    assert pk not in second.collection("bookstore.book")
+    before = len(first.messages)
     summary = replay(path, "--filter-channel", "ddp_bookstore.book")
     assert summary.startswith(f"Replayed 3 events (3 notifications) from {path} in ")
     second.wait_for(lambda c: len(book_messages(c, pk)) == 3)
     first.wait_for(lambda c: len(book_messages(c, pk)) == 6)
     assert book_messages(second, pk) == originals
     # The first client gets the same again, and nothing else.
-    assert [m for m in first.log[before:] if m["msg"] != "ping"] == originals
+    assert [m for m in first.messages[before:] if m["msg"] != "ping"] == originals
     first.close()
     second.close()
 
 
 def test_a_chunked_event_is_replayed_from_its_original_chunks(server, tmp_path):
-    first = DDPClient(server.ws_url)
-    first.sub("Articles")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("Articles")
     path = tmp_path / "article.jsonl"
     capture = Capture(path, "--count", "1")
     body = "é" * 30_000  # 180,000 bytes once escaped: about two dozen chunks
     article = Article.objects.create(title="big", body=body)
     pk = str(article.pk)
-    first.wait_for(lambda c: pk in c.collections.get("testapp.article", {}))
+    first.wait_for(lambda c: pk in c.collection("testapp.article"))
     code, out, err = capture.wait()
     assert (code, err) == (0, "")
     assert out.splitlines()[-1].startswith("Captured 1 event in ")
@@ -145,21 +145,21 @@ def test_a_chunked_event_is_replayed_from_its_original_chunks(server, tmp_path):
     # Gone without a notification, so only the replay can bring it back.
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {Article._meta.db_table} WHERE id = %s", [article.pk])
-    second = DDPClient(server.ws_url)
-    second.sub("Articles")
-    assert pk not in second.collections.get("testapp.article", {})
+    second = WebSocketDDPClient(server.ws_url)
+    second.subscribe("Articles")
+    assert pk not in second.collection("testapp.article")
     assert replay(path).startswith(f"Replayed 1 event ({len(record.chunks)} notifications) ")
-    second.wait_for(lambda c: pk in c.collections.get("testapp.article", {}))
-    assert second.collections["testapp.article"][pk] == first.collections["testapp.article"][pk]
-    assert second.collections["testapp.article"][pk]["body"] == body
+    second.wait_for(lambda c: pk in c.collection("testapp.article"))
+    assert second.collection("testapp.article")[pk] == first.collection("testapp.article")[pk]
+    assert second.collection("testapp.article")[pk]["body"] == body
     first.close()
     second.close()
 
 
 def test_a_capture_signed_under_another_key_is_replayed_under_this_one(server, tmp_path):
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    first = DDPClient(server.ws_url)
-    first.sub("AllBooks")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("AllBooks")
     path = tmp_path / "elsewhere.jsonl"
     capture = Capture(path)
     # Written by a process with another SECRET_KEY: this server refuses its change...
