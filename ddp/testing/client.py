@@ -19,6 +19,7 @@ import itertools
 import json
 import pprint
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ class BaseClient:
     def __init__(self) -> None:
         #: Every message received, in order.
         self.messages: list[Message] = []
-        self._unread: list[Message] = []
+        self._unread: deque[Message] = deque()
         self._collections: dict[str, Documents] = {}
         #: Where request ids come from; a test that sends its own requests may draw on it.
         self.ids = itertools.count(1)
@@ -118,11 +119,13 @@ class BaseClient:
         waits up to ``timeout`` seconds (the client's own by default) for it.
         """
         deadline = time.monotonic() + (timeout or self.timeout)
+        checked = 0  # each message is tested once: a subscription's thousands of documents
         while True:
-            for message in self._unread:
+            for index, message in enumerate(itertools.islice(self._unread, checked, None)):
                 if predicate(message):
-                    self._unread.remove(message)
+                    del self._unread[checked + index]
                     return message
+            checked = len(self._unread)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"Expected {what}; {self._arrived()}")
@@ -148,7 +151,8 @@ class BaseClient:
     def read(self) -> list[Message]:
         """Consume and return every unread message that has arrived, in order."""
         self._pump(0)
-        unread, self._unread = self._unread, []
+        unread = list(self._unread)
+        self._unread.clear()
         return unread
 
     def wait_for(self, predicate: Callable[["BaseClient"], bool], timeout: float = 20) -> None:
@@ -163,7 +167,7 @@ class BaseClient:
     def _arrived(self) -> str:
         if not self._unread:
             return "no unread message arrived"
-        return "unread messages:\n" + pprint.pformat(self._unread, width=100)
+        return "unread messages:\n" + pprint.pformat(list(self._unread), width=100)
 
     # Requests ------------------------------------------------------------------------
 

@@ -104,10 +104,15 @@ def many_books(count):
     """``count`` books with long titles: far more bytes than socket buffers and a small
     outbox hold together, so a client that does not read leaves its publish waiting."""
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    Book.objects.bulk_create(
-        (Book(title=f"{n:06d}".ljust(200, "x"), author=janet) for n in range(count)),
-        batch_size=10_000,
-    )
+    # Titles "000000xxx...", "000001xxx..." (200 characters), written by PostgreSQL in one
+    # statement: Django's bulk_create of the same rows took four times as long.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Book._meta.db_table} (title, author_id)"
+            " SELECT rpad(lpad(n::text, 6, '0'), 200, 'x'), %s"
+            " FROM generate_series(0, %s - 1) AS n ORDER BY n",
+            [janet.pk, count],
+        )
     return Book.objects.order_by("pk").values_list("pk", flat=True).first()
 
 
@@ -202,7 +207,9 @@ def test_rows_written_between_pages_reach_a_late_reader_as_they_are():
         wanted = {
             str(b.pk): {"title": b.title, "author_id": str(b.author_id)} for b in Book.objects.all()
         }
-        client.wait_for(lambda c: {"msg": "ready", "subs": ["all"]} in c.messages, timeout=60)
+        # In order: a predicate over every message so far, checked at each of 30,000
+        # messages, took most of this test's time.
+        client.recv_until(lambda m: m == {"msg": "ready", "subs": ["all"]}, timeout=60)
         client.wait_for(lambda c: c.collection("bookstore.book") == wanted)
         client.close()
     # Its page was read after the rename: the document went out renamed, not changed later.
