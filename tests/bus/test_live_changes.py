@@ -9,7 +9,6 @@ the reader could hide one the writer failed to send. tests/replication covers th
 import os
 import signal
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -19,7 +18,7 @@ from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.live import SIGNALS, ServerProcess
+from tests.live import SIGNALS, ServerProcess, wait_until
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
@@ -287,10 +286,7 @@ def test_killed_server_stops_costing_the_writer(authors):
     client.subscribe("BooksByAuthorEmail", "killed@example.com")
     # Only this server's subscription costs the writer: the other tests' servers (the
     # module's) let go of theirs once their clients are gone, which takes a moment.
-    deadline = time.monotonic() + 30
-    while servers_subscribed() != 1:
-        assert time.monotonic() < deadline, "other servers kept their subscriptions"
-        time.sleep(0.05)
+    wait_until(lambda: servers_subscribed() == 1, 30, what="other servers to let go")
     with override_settings(DDP={**SIGNALS, "SERVER_TIMEOUT": 1.0}):
         alive = writer_queries(janet)
         os.kill(server.process.pid, signal.SIGKILL)

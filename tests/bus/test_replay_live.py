@@ -15,7 +15,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from django.core.management import call_command
@@ -26,7 +25,7 @@ from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.bus.recording import Record, read
 from ddp.testing import WebSocketDDPClient
-from tests.live import SIGNALS, ServerProcess
+from tests.live import SIGNALS, ServerProcess, wait_until
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
@@ -101,9 +100,7 @@ def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp
     originals = book_messages(first, pk)
     assert [m["msg"] for m in originals] == ["added", "changed", "removed"]
     # Stopped with Ctrl-C once it has the three; other channels may carry other writers'.
-    deadline = time.monotonic() + 20
-    while len(records_on(path, "ddp_bookstore.book")) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(records_on(path, "ddp_bookstore.book")) >= 3, what="three records")
     capture.process.send_signal(signal.SIGINT)
     code, out, err = capture.wait()
     assert (code, err) == (0, "")
@@ -169,9 +166,7 @@ def test_a_capture_signed_under_another_key_is_replayed_under_this_one(server, t
     after = Book.objects.create(title="From here", author=janet)
     first.wait_for(lambda c: str(after.pk) in books_of(c))
     assert pk not in books_of(first)
-    deadline = time.monotonic() + 20
-    while len(records_on(path, "ddp_bookstore.book")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(records_on(path, "ddp_bookstore.book")) >= 2, what="two records")
     capture.process.send_signal(signal.SIGINT)
     assert capture.wait()[0] == 0
     # ...and the capture holds it as it was sent, tag and all.

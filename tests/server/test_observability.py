@@ -3,7 +3,6 @@
 import logging
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from functools import partial
@@ -21,7 +20,7 @@ from ddp.server import observability
 from ddp.server.wsgi import DDPApplication
 from ddp.session import Subscription
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -330,9 +329,7 @@ def test_a_running_server_takes_client_addresses_from_its_trusted_proxies_only()
         elsewhere = get(server, "metrics", {"X-Forwarded-For": "192.168.1.1"})
         client = WebSocketDDPClient(server.ws_url, header=["X-Forwarded-For: 10.0.0.9"])
         client.close()
-        deadline = time.monotonic() + 10
-        while "ddp.disconnect" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "ddp.disconnect" in server.output(), 10, what="the disconnect logged")
     assert refused[0] == 403
     assert forwarded[0] == 200
     assert b"ddp_connections" in forwarded[2]

@@ -4,13 +4,12 @@ import http.client
 import json
 import signal
 import threading
-import time
 
 import pytest
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,10 +89,8 @@ def test_a_second_sigterm_during_the_graceful_shutdown_stops_at_once():
         # Open while it runs: the window is spent closing them, 20 s apart.
         _open = [WebSocketDDPClient(server.ws_url) for _ in range(3)]
         server.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while "closing clients" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "closing clients" in server.output()  # the graceful shutdown is under way
+        # The graceful shutdown is under way.
+        wait_until(lambda: "closing clients" in server.output(), 10, what="closing clients")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(10) == 128 + signal.SIGTERM
         assert "again: stopping at once" in server.output()

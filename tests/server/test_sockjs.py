@@ -2,14 +2,13 @@
 
 import http.client
 import json
-import time
 
 import pytest
 import websocket
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,9 +182,6 @@ def test_xhr_sessions_count_against_max_connections_with_websockets():
             )
         assert refused.value.status_code == 503
         raw.close()
-        deadline = time.monotonic() + 10
-        while connections_open(server) != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: connections_open(server) == 1, 10, what="one connection open")
         assert post(server.port, "/sockjs/000/third/xhr") == (200, "o\n")
         assert connections_open(server) == 2

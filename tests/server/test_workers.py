@@ -16,7 +16,7 @@ from django.db import connection
 
 from bookstore.models import Author, Book
 from ddp.testing import WebSocketDDPClient
-from tests.live import ServerProcess
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,16 +166,14 @@ def test_a_killed_worker_is_replaced_and_its_clients_reconnect_and_converge():
         held = scrape(server, 0)
         assert held >= 3
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while len(children(server.process.pid) - {survivor, victim}) != 1:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(children(server.process.pid) - {survivor, victim}) == 1,
+            30,
+            what="a replacement worker",
+        )
         (replacement,) = children(server.process.pid) - {survivor, victim}
         assert children(server.process.pid) == {survivor, replacement}
-        deadline = time.monotonic() + 30
-        while replacement not in registered_pids():
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        wait_until(lambda: replacement in registered_pids(), 30, what="the replacement registered")
         # Its clients lost their connection: they reconnect, as a Meteor client does.
         reconnected = []
         for n, client in enumerate(clients):
