@@ -9,6 +9,11 @@ matched, and on failure says what did arrive::
     book = Book.objects.create(title="Hot Six", author=janet)
     client.assert_added("bookstore.book", str(book.pk), title="Hot Six")
 
+A test of the wire itself reads in order instead: ``recv`` and ``recv_until`` consume the
+oldest unread messages, and ``sub`` and ``method`` send a request and return every message
+up to its end (``ready``; ``result`` and ``updated``), as DDP names those requests, where
+``subscribe`` and ``call`` return what Meteor's API would.
+
 The in-process client drives the server's own Session (the same registry, merge box and
 change path) with no socket, so it is fast and deterministic; its changes come through
 :class:`ddp.bus.memory.InMemoryBus`. The websocket client talks to a real ``ddpserver``
