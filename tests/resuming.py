@@ -4,36 +4,32 @@ It counts what it receives from its session, pings and pongs left out (``receive
 and after :meth:`ResumingClient.drop` reconnects naming the session and that count.
 """
 
-import websocket
-
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 
 CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
 
-class ResumingClient(DDPClient):
+class ResumingClient(WebSocketDDPClient):
     def __init__(self, url, **options):
-        self.url = url
         self.received = 0
         super().__init__(url, connect=False, **options)
         self.send(CONNECT)
         self._connected(self.recv())
 
-    def recv(self, timeout=None):
-        message = super().recv(timeout)
-        if message.get("msg") not in ("ping", "pong"):
+    def _received(self, text):
+        super()._received(text)
+        if self.messages[-1].get("msg") not in ("ping", "pong"):
             self.received += 1
-        return message
 
     def _connected(self, reply):
         assert reply["msg"] == "connected", reply
-        resumed = reply["session"] == self.session
+        resumed = reply["session"] == self.session_id
         if not resumed:
             # A new session: its count starts with this ``connected``, and what the old
             # one sent is gone with it (Meteor's client resets its store).
             self.received = 1
-            self.collections = {}
-        self.session = reply["session"]
+            self._collections.clear()
+        self.session_id = reply["session"]
         return resumed
 
     def leave(self):
@@ -47,30 +43,15 @@ class ResumingClient(DDPClient):
 
     def reconnect(self, url=None, received=None):
         """Connect again, asking for the session back; return whether it was."""
-        self.ws = websocket.create_connection(url or self.url, timeout=self.timeout)
+        self.reopen(url)
         count = self.received if received is None else received
-        self.send({**CONNECT, "session": self.session, "receivedCount": count})
+        self.send({**CONNECT, "session": self.session_id, "receivedCount": count})
         return self._connected(self.recv())
 
 
 def messages_until_result(client, method_id):
     """Every message up to the ``result`` of ``method_id``."""
     return client.recv_until(lambda m: m.get("msg") == "result" and m["id"] == method_id)
-
-
-def messages_until_answered(client, method_id):
-    """Every message until both ``result`` and ``updated`` of ``method_id`` came: all a
-    client has of a method it is done with, whichever the server sent first."""
-    seen = set()
-
-    def answered(message):
-        if message.get("msg") == "result" and message["id"] == method_id:
-            seen.add("result")
-        elif message.get("msg") == "updated" and method_id in message["methods"]:
-            seen.add("updated")
-        return len(seen) == 2
-
-    return client.recv_until(answered)
 
 
 def call(client, method, *params):

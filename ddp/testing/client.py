@@ -9,6 +9,11 @@ matched, and on failure says what did arrive::
     book = Book.objects.create(title="Hot Six", author=janet)
     client.assert_added("bookstore.book", str(book.pk), title="Hot Six")
 
+A test of the wire itself reads in order instead: ``recv`` and ``recv_until`` consume the
+oldest unread messages, and ``sub`` and ``method`` send a request and return every message
+up to its end (``ready``; ``result`` and ``updated``), as DDP names those requests, where
+``subscribe`` and ``call`` return what Meteor's API would.
+
 The in-process client drives the server's own Session (the same registry, merge box and
 change path) with no socket, so it is fast and deterministic; its changes come through
 :class:`ddp.bus.memory.InMemoryBus`. The websocket client talks to a real ``ddpserver``
@@ -19,6 +24,7 @@ import itertools
 import json
 import pprint
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +62,10 @@ class BaseClient:
     def __init__(self) -> None:
         #: Every message received, in order.
         self.messages: list[Message] = []
-        self._unread: list[Message] = []
+        self._unread: deque[Message] = deque()
         self._collections: dict[str, Documents] = {}
-        self._ids = itertools.count(1)
+        #: Where request ids come from; a test that sends its own requests may draw on it.
+        self.ids = itertools.count(1)
         #: The session id ``connected`` gave, once connected.
         self.session_id: str | None = None
 
@@ -84,48 +91,88 @@ class BaseClient:
         self._apply(message)
 
     def _apply(self, message: Message) -> None:
+        """Apply a data message to the local copy; fail, as Meteor's client does, on an
+        ``added`` for a document already held or a ``changed``/``removed`` for one not."""
         kind = message.get("msg")
+        if kind not in ("added", "changed", "removed"):
+            return
+        docs = self._collections.setdefault(message["collection"], {})
+        held = message["id"] in docs
+        if held == (kind == "added"):
+            raise AssertionError(f"{kind} for a document {'' if held else 'not '}held: {message}")
         if kind == "added":
-            self._collections.setdefault(message["collection"], {})[message["id"]] = dict(
-                message.get("fields", {})
-            )
+            docs[message["id"]] = dict(message.get("fields", {}))
         elif kind == "changed":
-            doc = self._collections.setdefault(message["collection"], {}).setdefault(
-                message["id"], {}
-            )
+            doc = docs[message["id"]]
             doc.update(message.get("fields", {}))
             for key in message.get("cleared", ()):
                 doc.pop(key, None)
-        elif kind == "removed":
-            self._collections.get(message["collection"], {}).pop(message["id"], None)
+        else:
+            del docs[message["id"]]
 
     def collection(self, name: str) -> Documents:
         """The client's copy of collection ``name``: ``{id: fields}``."""
         self._pump(0)
         return self._collections.get(name, {})
 
-    def _wait(self, predicate: Callable[[Message], bool], what: str) -> Message:
+    def _wait(
+        self, predicate: Callable[[Message], bool], what: str, timeout: float | None = None
+    ) -> Message:
         """Consume and return the first unread message matching ``predicate``.
 
         An in-process client fails as soon as nothing more can arrive; a socket client
-        waits up to ``timeout`` seconds for it.
+        waits up to ``timeout`` seconds (the client's own by default) for it.
         """
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (timeout or self.timeout)
+        checked = 0  # each message is tested once: a subscription's thousands of documents
         while True:
-            for message in self._unread:
+            for index, message in enumerate(itertools.islice(self._unread, checked, None)):
                 if predicate(message):
-                    self._unread.remove(message)
+                    del self._unread[checked + index]
                     return message
+            checked = len(self._unread)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"Expected {what}; {self._arrived()}")
             if not self._pump(min(remaining, 0.25)) and not self.waits:
                 raise AssertionError(f"Expected {what}; {self._arrived()}")
 
+    # Reading in order, for tests of the wire itself ----------------------------------
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """Consume and return the oldest unread message, waiting for one."""
+        return self._wait(lambda m: True, "a message", timeout)
+
+    def recv_until(
+        self, predicate: Callable[[Message], bool], timeout: float | None = None
+    ) -> list[Message]:
+        """Consume the unread messages in order up to and including the first for which
+        ``predicate`` holds; return them."""
+        received = [self.recv(timeout)]
+        while not predicate(received[-1]):
+            received.append(self.recv(timeout))
+        return received
+
+    def read(self) -> list[Message]:
+        """Consume and return every unread message that has arrived, in order."""
+        self._pump(0)
+        unread = list(self._unread)
+        self._unread.clear()
+        return unread
+
+    def wait_for(self, predicate: Callable[["BaseClient"], bool], timeout: float = 20) -> None:
+        """Receive until ``predicate(client)`` holds, e.g. on :meth:`collection`; fail
+        after ``timeout`` seconds. What arrived stays unread."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (not self._pump(min(remaining, 0.25)) and not self.waits):
+                raise AssertionError(f"gave up waiting; last messages: {self.messages[-5:]}")
+
     def _arrived(self) -> str:
         if not self._unread:
             return "no unread message arrived"
-        return "unread messages:\n" + pprint.pformat(self._unread, width=100)
+        return "unread messages:\n" + pprint.pformat(list(self._unread), width=100)
 
     # Requests ------------------------------------------------------------------------
 
@@ -138,18 +185,23 @@ class BaseClient:
         self.session_id = reply["session"]
         return self.session_id
 
-    def subscribe(self, name: str, *params: Any) -> str:
-        """Subscribe; return the sub id once ``ready`` (consumed; the initial documents
-        stay unread for assertions). Raises :class:`SubscriptionError` on ``nosub``."""
-        sub_id = str(next(self._ids))
+    def _send_sub(self, name: str, params: Sequence[Any]) -> tuple[str, Callable[[Message], bool]]:
+        """Send ``sub``; return its id and the test for the ``ready`` or ``nosub`` ending it."""
+        sub_id = str(next(self.ids))
         self.send({"msg": "sub", "id": sub_id, "name": name, "params": list(params)})
-        reply = self._wait(
+        return (
+            sub_id,
             lambda m: (
                 (m.get("msg") == "ready" and sub_id in m.get("subs", ()))
                 or (m.get("msg") == "nosub" and m.get("id") == sub_id)
             ),
-            f"ready or nosub for {name!r}",
         )
+
+    def subscribe(self, name: str, *params: Any) -> str:
+        """Subscribe; return the sub id once ``ready`` (consumed; the initial documents
+        stay unread for assertions). Raises :class:`SubscriptionError` on ``nosub``."""
+        sub_id, ended = self._send_sub(name, params)
+        reply = self._wait(ended, f"ready or nosub for {name!r}")
         if reply["msg"] == "nosub":
             raise SubscriptionError(name, reply.get("error"))
         return sub_id
@@ -163,8 +215,7 @@ class BaseClient:
 
     def call(self, method: str, *params: Any) -> Any:
         """Call a method; return its result, or raise the :class:`MeteorError` it sent."""
-        call_id = str(next(self._ids))
-        self.send({"msg": "method", "id": call_id, "method": method, "params": list(params)})
+        call_id = self._send_method(method, params)
         result = self._wait(
             lambda m: m.get("msg") == "result" and m.get("id") == call_id, f"result of {method}"
         )
@@ -176,6 +227,36 @@ class BaseClient:
             error = result["error"]
             raise MeteorError(error.get("error"), error.get("reason"), error.get("details"))
         return result.get("result")
+
+    def _send_method(self, method: str, params: Sequence[Any]) -> str:
+        call_id = str(next(self.ids))
+        self.send({"msg": "method", "id": call_id, "method": method, "params": list(params)})
+        return call_id
+
+    # Requests that return the wire's messages ------------------------------------------
+
+    def sub(self, name: str, *params: Any) -> tuple[str, list[Message]]:
+        """Send ``sub``; return its id and the unread messages up to and including its
+        ``ready`` or ``nosub``, in order (consumed): what a test of the wire compares."""
+        sub_id, ended = self._send_sub(name, params)
+        return sub_id, self.recv_until(ended)
+
+    def method(self, method: str, *params: Any) -> tuple[Message, list[Message]]:
+        """Send ``method``; return its ``result`` message (an error one too, not raised)
+        and the unread messages up to both it and its ``updated``, in order (consumed)."""
+        call_id = self._send_method(method, params)
+        seen = set()
+
+        def done(m: Message) -> bool:
+            if m.get("msg") == "result" and m.get("id") == call_id:
+                seen.add("result")
+            if m.get("msg") == "updated" and call_id in m.get("methods", ()):
+                seen.add("updated")
+            return seen == {"result", "updated"}
+
+        messages = self.recv_until(done)
+        result = next(m for m in messages if m.get("msg") == "result" and m["id"] == call_id)
+        return result, messages
 
     # Assertions ----------------------------------------------------------------------
 
@@ -346,11 +427,18 @@ class WebSocketDDPClient(BaseClient):
 
     With ``sockjs=True``, ``url`` is a SockJS websocket URL
     (``ws://host/sockjs/000/<session>/websocket``) and messages travel in SockJS frames, as
-    Meteor's browser client sends them.
+    Meteor's browser client sends them. Other keywords (``header=[...]``, ...) go to
+    ``websocket.create_connection``. :meth:`send_raw` and :meth:`close_code` are for tests
+    of the wire itself: frames no client would send, and how the server closes.
     """
 
     def __init__(
-        self, url: str, connect: bool = True, timeout: float = 10.0, sockjs: bool = False
+        self,
+        url: str,
+        connect: bool = True,
+        timeout: float = 10.0,
+        sockjs: bool = False,
+        **options: Any,
     ) -> None:
         import websocket
 
@@ -359,13 +447,44 @@ class WebSocketDDPClient(BaseClient):
         self.sockjs = sockjs
         self._closed_error = websocket.WebSocketConnectionClosedException
         self._timeout_error = websocket.WebSocketTimeoutException
-        self.ws = websocket.create_connection(url, timeout=timeout)
+        self._close_opcode = websocket.ABNF.OPCODE_CLOSE
+        self._text_opcode = websocket.ABNF.OPCODE_TEXT
+        self._create = websocket.create_connection
+        self.url, self._options = url, options
+        self.ws = self._create(url, timeout=timeout, **options)
         if connect:
             self.connect()
 
+    def reopen(self, url: str | None = None) -> None:
+        """Open a new websocket (to ``url``, by default the first one) in place of this
+        one, without DDP's ``connect``: what the old one left unread goes with it."""
+        self.ws = self._create(url or self.url, timeout=self.timeout, **self._options)
+        self._unread.clear()
+
+    def __enter__(self) -> "WebSocketDDPClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def send(self, message: Message) -> None:
         text = encode_request(message)
-        self.ws.send(dumps([text]) if self.sockjs else text)
+        self.send_raw(dumps([text]) if self.sockjs else text)
+
+    def send_raw(self, text: str) -> None:
+        """Send ``text`` as one websocket text frame, as it is."""
+        self.ws.send(text)
+
+    def close_code(self, timeout: float | None = None) -> int:
+        """Read frames until the server's websocket close frame; return its status code.
+        Messages that come before it are received like any other."""
+        self.ws.settimeout(timeout or self.timeout)
+        while True:
+            opcode, data = self.ws.recv_data(control_frame=True)
+            if opcode == self._close_opcode:
+                return int.from_bytes(data[:2], "big")
+            if opcode == self._text_opcode:
+                self._received(data.decode())
 
     def _pump(self, timeout: float) -> bool:
         self.ws.settimeout(max(timeout, 0.001))
@@ -375,6 +494,9 @@ class WebSocketDDPClient(BaseClient):
             return False
         except self._closed_error:
             raise AssertionError(f"The server closed the connection; {self._arrived()}") from None
+        finally:
+            # A test that reads ``ws`` itself next expects the client's own timeout.
+            self.ws.settimeout(self.timeout)
         # DDP is text; a binary frame, which no server here sends, is read as UTF-8.
         text = frame.decode() if isinstance(frame, bytes) else frame
         if not text or (self.sockjs and text.startswith("c")):

@@ -9,7 +9,6 @@ the reader could hide one the writer failed to send. tests/replication covers th
 import os
 import signal
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -17,9 +16,9 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from bookstore.models import Author, Book
 from ddp.bus import signing
+from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.ddpclient import DDPClient
-from tests.live import SIGNALS, ServerProcess
+from tests.live import SIGNALS, ServerProcess, wait_until
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
@@ -42,17 +41,17 @@ def authors():
 
 
 def books_of(client):
-    return client.collections.get("bookstore.book", {})
+    return client.collection("bookstore.book")
 
 
 def test_create_update_move_delete_reach_exactly_the_right_clients(servers, authors):
     janet, lee = authors
     everyone, janets = [], []
     for server in servers:
-        all_client = DDPClient(server.ws_url)
-        all_client.sub("AllBooks")
-        janet_client = DDPClient(server.ws_url)
-        janet_client.sub("BooksByAuthorEmail", JANET)
+        all_client = WebSocketDDPClient(server.ws_url)
+        all_client.subscribe("AllBooks")
+        janet_client = WebSocketDDPClient(server.ws_url)
+        janet_client.subscribe("BooksByAuthorEmail", JANET)
         everyone.append(all_client)
         janets.append(janet_client)
 
@@ -61,7 +60,7 @@ def test_create_update_move_delete_reach_exactly_the_right_clients(servers, auth
     for client in everyone + janets:
         client.wait_for(lambda c: pk in books_of(c))
         assert books_of(client)[pk] == {"title": "Hot Six", "author_id": str(janet.pk)}
-        assert client.log[-1] == {
+        assert client.messages[-1] == {
             "msg": "added",
             "collection": "bookstore.book",
             "id": pk,
@@ -73,7 +72,7 @@ def test_create_update_move_delete_reach_exactly_the_right_clients(servers, auth
     for client in everyone + janets:
         client.wait_for(lambda c: books_of(c)[pk]["title"] == "Seven Up")
         # Only the field that changed travels.
-        assert client.log[-1] == {
+        assert client.messages[-1] == {
             "msg": "changed",
             "collection": "bookstore.book",
             "id": pk,
@@ -84,7 +83,7 @@ def test_create_update_move_delete_reach_exactly_the_right_clients(servers, auth
     book.save()
     for client in janets:
         client.wait_for(lambda c: pk not in books_of(c))
-        assert client.log[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
+        assert client.messages[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
     for client in everyone:
         client.wait_for(lambda c: books_of(c)[pk]["author_id"] == str(lee.pk))
 
@@ -92,28 +91,28 @@ def test_create_update_move_delete_reach_exactly_the_right_clients(servers, auth
     book.save()
     for client in janets:
         client.wait_for(lambda c: pk in books_of(c))
-        assert client.log[-1]["msg"] == "added"
+        assert client.messages[-1]["msg"] == "added"
 
     book.delete()
     for client in everyone + janets:
         client.wait_for(lambda c: pk not in books_of(c))
-        assert client.log[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
+        assert client.messages[-1] == {"msg": "removed", "collection": "bookstore.book", "id": pk}
     for client in everyone + janets:
         client.close()
 
 
 def marker_arrives_next(client, author):
     """Commit a change that must arrive, and check it is the first thing that does."""
-    before = len(client.log)
+    before = len(client.messages)
     marker = Book.objects.create(title="marker", author=author)
     client.wait_for(lambda c: str(marker.pk) in books_of(c))
-    return client.log[before:]
+    return client.messages[before:]
 
 
 def test_rollbacks_send_nothing_and_commits_exactly_one_message(servers, authors):
     janet = authors[0]
-    client = DDPClient(servers[0].ws_url)
-    client.sub("AllBooks")
+    client = WebSocketDDPClient(servers[0].ws_url)
+    client.subscribe("AllBooks")
 
     with pytest.raises(RuntimeError):
         with transaction.atomic():
@@ -136,25 +135,25 @@ def test_rollbacks_send_nothing_and_commits_exactly_one_message(servers, authors
 
 
 def test_one_megabyte_document_arrives_intact(servers):
-    client = DDPClient(servers[1].ws_url)
-    client.sub("Articles")
+    client = WebSocketDDPClient(servers[1].ws_url)
+    client.subscribe("Articles")
     body = "ü" * (1024 * 1024)
     article = Article.objects.create(title="big", body=body)
-    client.wait_for(lambda c: str(article.pk) in c.collections.get("testapp.article", {}))
-    assert client.collections["testapp.article"][str(article.pk)]["body"] == body
+    client.wait_for(lambda c: str(article.pk) in c.collection("testapp.article"))
+    assert client.collection("testapp.article")[str(article.pk)]["body"] == body
     client.close()
 
 
 def test_a_thousand_changes_arrive_complete_and_in_commit_order(servers, authors):
-    clients = [DDPClient(server.ws_url) for server in servers]
+    clients = [WebSocketDDPClient(server.ws_url) for server in servers]
     for client in clients:
-        client.sub("AllBooks")
+        client.subscribe("AllBooks")
     created = [str(Book.objects.create(title=f"b{n}", author=authors[0]).pk) for n in range(1000)]
     for client in clients:
         client.wait_for(lambda c: len(books_of(c)) == 1000, timeout=60)
         order = [
             m["id"]
-            for m in client.log
+            for m in client.messages
             if m["msg"] == "added" and m["collection"] == "bookstore.book"
         ]
         assert order == created
@@ -177,15 +176,15 @@ def test_writer_queries_grow_with_nothing_subscribed(servers, authors):
     counts = {}
     for total in (1, 10, 100):
         while len(clients) < total:
-            client = DDPClient(servers[len(clients) % 3].ws_url)
-            client.sub("AllBooks")
+            client = WebSocketDDPClient(servers[len(clients) % 3].ws_url)
+            client.subscribe("AllBooks")
             clients.append(client)
         counts[total] = writer_queries(janet)
     assert len(counts[1]) == len(counts[10]) == len(counts[100]), counts
     # Forty distinct subscriptions of a publication with a parameter: one statement still.
     for n in range(40):
-        client = DDPClient(servers[n % 3].ws_url)
-        client.sub("BooksByAuthorEmail", JANET if n == 0 else f"reader{n}@example.com")
+        client = WebSocketDDPClient(servers[n % 3].ws_url)
+        client.subscribe("BooksByAuthorEmail", JANET if n == 0 else f"reader{n}@example.com")
         clients.append(client)
     assert len(writer_queries(janet)) == len(counts[1])
     matching = [sql for sql in counts[1] if "m.template = " in sql]
@@ -197,9 +196,9 @@ def test_writer_queries_grow_with_nothing_subscribed(servers, authors):
 def test_receivers_run_no_query_per_change(authors):
     env = {"DDP_TEST_COUNT_QUERIES": "1"}
     with ServerProcess(ddp={**SIGNALS, "SERVER_HEARTBEAT": 3600}, env=env) as server:
-        client = DDPClient(server.ws_url)
-        client.sub("AllBooks")
-        before, _ = client.call("test.queryCount")
+        client = WebSocketDDPClient(server.ws_url)
+        client.subscribe("AllBooks")
+        before, _ = client.method("test.queryCount")
         assert before["result"] > 0  # the counter sees the subscription's own queries
         books = [Book.objects.create(title=f"q{n}", author=authors[0]) for n in range(10)]
         for book in books:
@@ -210,15 +209,15 @@ def test_receivers_run_no_query_per_change(authors):
                 books_of(c).get(str(b.pk), {}).get("title", "").endswith("!") for b in books
             )
         )
-        after, _ = client.call("test.queryCount")
+        after, _ = client.method("test.queryCount")
         assert after["result"] == before["result"]
         client.close()
 
 
 def test_method_writes_reach_the_caller_before_updated(servers, authors):
-    client = DDPClient(servers[2].ws_url)
-    client.sub("AllBooks")
-    result, messages = client.call("bookstore.addBook", "From a method", JANET)
+    client = WebSocketDDPClient(servers[2].ws_url)
+    client.subscribe("AllBooks")
+    result, messages = client.method("bookstore.addBook", "From a method", JANET)
     kinds = [(m["msg"], m.get("id")) for m in messages]
     added = kinds.index(("added", result["result"]))
     updated = next(n for n, m in enumerate(messages) if m["msg"] == "updated")
@@ -231,8 +230,8 @@ def test_lost_listener_reconnects_and_clients_converge(authors):
     url = database_url({**connection.settings_dict, "OPTIONS": {"application_name": name}})
     janet = authors[0]
     with ServerProcess(ddp=SIGNALS, env={"DATABASE_URL": url}) as server:
-        client = DDPClient(server.ws_url)
-        client.sub("AllBooks")
+        client = WebSocketDDPClient(server.ws_url)
+        client.subscribe("AllBooks")
         stop = threading.Event()
 
         def write():
@@ -283,14 +282,11 @@ def servers_subscribed():
 def test_killed_server_stops_costing_the_writer(authors):
     janet = authors[0]
     server = ServerProcess(ddp={**SIGNALS, "SERVER_HEARTBEAT": 0.2}).start()
-    client = DDPClient(server.ws_url)
-    client.sub("BooksByAuthorEmail", "killed@example.com")
+    client = WebSocketDDPClient(server.ws_url)
+    client.subscribe("BooksByAuthorEmail", "killed@example.com")
     # Only this server's subscription costs the writer: the other tests' servers (the
     # module's) let go of theirs once their clients are gone, which takes a moment.
-    deadline = time.monotonic() + 30
-    while servers_subscribed() != 1:
-        assert time.monotonic() < deadline, "other servers kept their subscriptions"
-        time.sleep(0.05)
+    wait_until(lambda: servers_subscribed() == 1, 30, what="other servers to let go")
     with override_settings(DDP={**SIGNALS, "SERVER_TIMEOUT": 1.0}):
         alive = writer_queries(janet)
         os.kill(server.process.pid, signal.SIGKILL)
@@ -305,8 +301,8 @@ def test_bulk_writes_are_announced_with_notify_changed(servers, authors):
     import ddp
 
     janet = authors[0]
-    client = DDPClient(servers[0].ws_url)
-    client.sub("AllBooks")
+    client = WebSocketDDPClient(servers[0].ws_url)
+    client.subscribe("AllBooks")
     made = Book.objects.bulk_create([Book(title=f"bulk{n}", author=janet) for n in range(3)])
     pks = [book.pk for book in made]
     with transaction.atomic():
@@ -324,11 +320,11 @@ def test_bulk_writes_are_announced_with_notify_changed(servers, authors):
 def test_many_to_many_changes_update_the_id_lists(servers):
     from tests.testapp.models import Tag
 
-    client = DDPClient(servers[1].ws_url)
-    client.sub("Articles")
+    client = WebSocketDDPClient(servers[1].ws_url)
+    client.subscribe("Articles")
     first, second = Article.objects.create(title="a1"), Article.objects.create(title="a2")
     tag = Tag.objects.create(name="t")
-    articles = lambda c: c.collections.get("testapp.article", {})  # noqa: E731
+    articles = lambda c: c.collection("testapp.article")  # noqa: E731
     client.wait_for(lambda c: str(second.pk) in articles(c))
     first.tags.add(tag)
     client.wait_for(lambda c: articles(c)[str(first.pk)]["tag_ids"] == [str(tag.pk)])
@@ -342,7 +338,7 @@ def test_many_to_many_changes_update_the_id_lists(servers):
 def test_many_first_subscribers_at_once_on_a_fresh_server(authors):
     """Each first subscriber to a collection asks the listener to LISTEN at the same time."""
     with ServerProcess(ddp=SIGNALS) as server:
-        clients = [DDPClient(server.ws_url) for _ in range(12)]
+        clients = [WebSocketDDPClient(server.ws_url) for _ in range(12)]
         for n, client in enumerate(clients):
             client.send({"msg": "sub", "id": f"s{n}", "name": "AllBooks", "params": []})
         for client in clients:
@@ -357,8 +353,8 @@ def test_hostile_notifications_do_not_stop_live_changes(authors):
     """Signed, as only a holder of SECRET_KEY could send them (a writer's bug, say): the
     decoder must survive them too (unsigned ones never reach it: test_signed_live.py)."""
     with ServerProcess(ddp=SIGNALS) as server:
-        client = DDPClient(server.ws_url)
-        client.sub("AllBooks")
+        client = WebSocketDDPClient(server.ws_url)
+        client.subscribe("AllBooks")
         # A well-formed event whose fields nest 900 deep: decoding it by recursion
         # once ended the listener's thread, and live changes with it, for good.
         deep = '{"a":' + "[" * 900 + "]" * 900 + "}"

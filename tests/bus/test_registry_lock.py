@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bookstore.models import Author, Book
 from ddp.bus.registry import LOCK, lock_shared
+from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.ddpclient import DDPClient
 from tests.live import SIGNALS, ServerProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
@@ -78,7 +78,7 @@ def rename(book, title):
 
 
 def books(client):
-    return client.collections.get("bookstore.book", {})
+    return client.collection("bookstore.book")
 
 
 def counter(server, name):
@@ -96,12 +96,12 @@ def test_writes_go_on_while_a_subscription_waits_for_the_lock(janet, holder):
     with ServerProcess(ddp={**SIGNALS, "REGISTRY_LOCK_WAIT": 60}) as server:
         # A live subscription, so that the saves below go through the matcher; and one
         # save first, so that this process's matcher knows its template already.
-        watcher = DDPClient(server.ws_url)
-        watcher.sub("AllBooks")
+        watcher = WebSocketDDPClient(server.ws_url)
+        watcher.subscribe("AllBooks")
         book.save()
 
         hold_the_lock(holder)
-        newcomer = DDPClient(server.ws_url)
+        newcomer = WebSocketDDPClient(server.ws_url)
         newcomer.send({"msg": "sub", "id": "n", "name": "BooksByAuthorEmail", "params": [JANET]})
         writers = []
         try:
@@ -134,7 +134,7 @@ def test_writes_go_on_while_a_subscription_waits_for_the_lock(janet, holder):
 def test_a_subscription_that_cannot_register_in_time_gets_a_503_nosub(janet, holder):
     Book.objects.create(title="Hot Six", author=janet)
     with ServerProcess(ddp={"REGISTRY_LOCK_WAIT": 0.3}) as server:
-        client = DDPClient(server.ws_url)
+        client = WebSocketDDPClient(server.ws_url)
         hold_the_lock(holder)
         try:
             sub_id, messages = client.sub("BooksByAuthorEmail", JANET)
@@ -169,8 +169,8 @@ def test_a_server_taken_for_dead_registers_again_once_the_lock_is_free(janet, ho
     and then the clients converge, rather than their subscriptions being left out."""
     settings = {"SERVER_HEARTBEAT": 0.2, "REGISTRY_LOCK_WAIT": 0.3}
     with ServerProcess(ddp=settings) as server:
-        client = DDPClient(server.ws_url)
-        client.sub("BooksByAuthorEmail", JANET)
+        client = WebSocketDDPClient(server.ws_url)
+        client.subscribe("BooksByAuthorEmail", JANET)
         hold_the_lock(holder)
         try:
             with connection.cursor() as cursor:

@@ -15,7 +15,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from django.core.management import call_command
@@ -25,8 +24,8 @@ from django.test.utils import override_settings
 from bookstore.models import Author, Book
 from ddp.bus import signing
 from ddp.bus.recording import Record, read
-from tests.ddpclient import DDPClient
-from tests.live import SIGNALS, ServerProcess
+from ddp.testing import WebSocketDDPClient
+from tests.live import SIGNALS, ServerProcess, wait_until
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("capture_signals")]
@@ -66,7 +65,7 @@ class Capture:
 
 
 def book_messages(client, pk):
-    return [m for m in client.log if m.get("collection") == "bookstore.book" and m["id"] == pk]
+    return [m for m in client.messages if m.get("collection") == "bookstore.book" and m["id"] == pk]
 
 
 def replay(path, *args):
@@ -76,7 +75,7 @@ def replay(path, *args):
 
 
 def books_of(client):
-    return client.collections.get("bookstore.book", {})
+    return client.collection("bookstore.book")
 
 
 def records_on(path, channel):
@@ -87,8 +86,8 @@ def records_on(path, channel):
 
 def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp_path):
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    first = DDPClient(server.ws_url)
-    first.sub("AllBooks")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("AllBooks")
     path = tmp_path / "books.jsonl"
     capture = Capture(path)
 
@@ -101,9 +100,7 @@ def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp
     originals = book_messages(first, pk)
     assert [m["msg"] for m in originals] == ["added", "changed", "removed"]
     # Stopped with Ctrl-C once it has the three; other channels may carry other writers'.
-    deadline = time.monotonic() + 20
-    while len(records_on(path, "ddp_bookstore.book")) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(records_on(path, "ddp_bookstore.book")) >= 3, what="three records")
     capture.process.send_signal(signal.SIGINT)
     code, out, err = capture.wait()
     assert (code, err) == (0, "")
@@ -111,30 +108,30 @@ def test_replayed_changes_reach_clients_exactly_as_the_originals_did(server, tmp
     assert len(records_on(path, "ddp_bookstore.book")) == 3
 
     # The book is gone from the database: a new subscriber starts without it.
-    second = DDPClient(server.ws_url)
-    second.sub("AllBooks")
-    assert pk not in second.collections.get("bookstore.book", {})
-    before = len(first.log)
+    second = WebSocketDDPClient(server.ws_url)
+    second.subscribe("AllBooks")
+    assert pk not in second.collection("bookstore.book")
+    before = len(first.messages)
     summary = replay(path, "--filter-channel", "ddp_bookstore.book")
     assert summary.startswith(f"Replayed 3 events (3 notifications) from {path} in ")
     second.wait_for(lambda c: len(book_messages(c, pk)) == 3)
     first.wait_for(lambda c: len(book_messages(c, pk)) == 6)
     assert book_messages(second, pk) == originals
     # The first client gets the same again, and nothing else.
-    assert [m for m in first.log[before:] if m["msg"] != "ping"] == originals
+    assert [m for m in first.messages[before:] if m["msg"] != "ping"] == originals
     first.close()
     second.close()
 
 
 def test_a_chunked_event_is_replayed_from_its_original_chunks(server, tmp_path):
-    first = DDPClient(server.ws_url)
-    first.sub("Articles")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("Articles")
     path = tmp_path / "article.jsonl"
     capture = Capture(path, "--count", "1")
     body = "é" * 30_000  # 180,000 bytes once escaped: about two dozen chunks
     article = Article.objects.create(title="big", body=body)
     pk = str(article.pk)
-    first.wait_for(lambda c: pk in c.collections.get("testapp.article", {}))
+    first.wait_for(lambda c: pk in c.collection("testapp.article"))
     code, out, err = capture.wait()
     assert (code, err) == (0, "")
     assert out.splitlines()[-1].startswith("Captured 1 event in ")
@@ -145,21 +142,21 @@ def test_a_chunked_event_is_replayed_from_its_original_chunks(server, tmp_path):
     # Gone without a notification, so only the replay can bring it back.
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {Article._meta.db_table} WHERE id = %s", [article.pk])
-    second = DDPClient(server.ws_url)
-    second.sub("Articles")
-    assert pk not in second.collections.get("testapp.article", {})
+    second = WebSocketDDPClient(server.ws_url)
+    second.subscribe("Articles")
+    assert pk not in second.collection("testapp.article")
     assert replay(path).startswith(f"Replayed 1 event ({len(record.chunks)} notifications) ")
-    second.wait_for(lambda c: pk in c.collections.get("testapp.article", {}))
-    assert second.collections["testapp.article"][pk] == first.collections["testapp.article"][pk]
-    assert second.collections["testapp.article"][pk]["body"] == body
+    second.wait_for(lambda c: pk in c.collection("testapp.article"))
+    assert second.collection("testapp.article")[pk] == first.collection("testapp.article")[pk]
+    assert second.collection("testapp.article")[pk]["body"] == body
     first.close()
     second.close()
 
 
 def test_a_capture_signed_under_another_key_is_replayed_under_this_one(server, tmp_path):
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    first = DDPClient(server.ws_url)
-    first.sub("AllBooks")
+    first = WebSocketDDPClient(server.ws_url)
+    first.subscribe("AllBooks")
     path = tmp_path / "elsewhere.jsonl"
     capture = Capture(path)
     # Written by a process with another SECRET_KEY: this server refuses its change...
@@ -169,9 +166,7 @@ def test_a_capture_signed_under_another_key_is_replayed_under_this_one(server, t
     after = Book.objects.create(title="From here", author=janet)
     first.wait_for(lambda c: str(after.pk) in books_of(c))
     assert pk not in books_of(first)
-    deadline = time.monotonic() + 20
-    while len(records_on(path, "ddp_bookstore.book")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(records_on(path, "ddp_bookstore.book")) >= 2, what="two records")
     capture.process.send_signal(signal.SIGINT)
     assert capture.wait()[0] == 0
     # ...and the capture holds it as it was sent, tag and all.

@@ -41,7 +41,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 from tests.live import ROOT, ServerProcess, metric
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -425,7 +425,7 @@ def test_django_views_go_to_gunicorn_and_ddp_sees_the_real_client(site):
     # trusts nginx (TRUSTED_PROXIES), so it takes that address, not a spoofed one before it.
     # The client connects from another loopback address than nginx's own.
     sock = socket.create_connection(("127.0.0.1", site.port), source_address=("127.0.0.2", 0))
-    client = DDPClient(
+    client = WebSocketDDPClient(
         f"ws://127.0.0.1:{site.port}/websocket",
         socket=sock,
         header=["X-Forwarded-For: 203.0.113.7"],
@@ -433,7 +433,7 @@ def test_django_views_go_to_gunicorn_and_ddp_sees_the_real_client(site):
     try:
         wait_logged(
             lambda: "".join(server.output() for server in site.servers),
-            f"ddp.connect id={client.session} transport=websocket remote=127.0.0.2\n",
+            f"ddp.connect id={client.session_id} transport=websocket remote=127.0.0.2\n",
         )
     finally:
         client.ws.close()

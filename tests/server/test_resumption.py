@@ -11,7 +11,7 @@ from django.db import connection
 from bookstore.models import Author, Book
 from ddp.testing.live import ServerProcess
 from tests.live import metric, wait_metric
-from tests.resuming import ResumingClient, call, messages_until_answered, messages_until_result
+from tests.resuming import ResumingClient, call, messages_until_result
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +42,7 @@ def retitled_live(client, book, title):
     """Save ``book`` under ``title`` and wait until ``client`` has the change live."""
     book.title = title
     book.save()
-    client.wait_for(lambda c: c.collections["bookstore.book"][str(book.pk)]["title"] == title)
+    client.wait_for(lambda c: c.collection("bookstore.book")[str(book.pk)]["title"] == title)
 
 
 def registry_rows():
@@ -53,7 +53,7 @@ def registry_rows():
 
 def test_a_dropped_client_resumes_and_gets_the_change_it_missed_and_nothing_again(server, book):
     client, sub_id = subscribed(server)
-    session = client.session
+    session = client.session_id
     before = metric(server, "ddp_sessions_resumed_total")
     client.drop()
     wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
@@ -63,7 +63,7 @@ def test_a_dropped_client_resumes_and_gets_the_change_it_missed_and_nothing_agai
     wait_metric(server, "ddp_held_messages", lambda n: n == 1)  # queued, not yet sent
 
     assert client.reconnect()
-    assert client.session == session
+    assert client.session_id == session
     # What Meteor's client sends at once on reconnect: the same sub again, a method.
     client.send({"msg": "sub", "id": sub_id, "name": "AllBooks", "params": []})
     method_id = call(client, "test.echo", "after")
@@ -77,7 +77,7 @@ def test_a_dropped_client_resumes_and_gets_the_change_it_missed_and_nothing_agai
         },
         {"msg": "result", "id": method_id, "result": ["after"]},
     ]
-    assert client.collections["bookstore.book"][str(book.pk)]["title"] == "Hot Six, second edition"
+    assert client.collection("bookstore.book")[str(book.pk)]["title"] == "Hot Six, second edition"
     assert held(server) == 0
     assert registry_rows() == rows  # the subscription stayed registered throughout
     assert metric(server, "ddp_sessions_resumed_total") == before + 1
@@ -89,12 +89,12 @@ def test_a_dropped_client_resumes_and_gets_the_change_it_missed_and_nothing_agai
 
 def test_a_second_drop_resumes_again(server, book):
     client, _ = subscribed(server)
-    session = client.session
+    session = client.session_id
     for _ in range(2):
         client.drop()
         wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
         assert client.reconnect()
-        assert client.session == session
+        assert client.session_id == session
     method_id = call(client, "test.echo", 1)
     assert messages_until_result(client, method_id)[-1]["result"] == [1]
     client.leave()
@@ -102,11 +102,11 @@ def test_a_second_drop_resumes_again(server, book):
 
 def test_a_count_that_does_not_match_gets_a_new_session(server, book):
     client, _ = subscribed(server)
-    old = client.session
+    old = client.session_id
     client.drop()
     wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
     assert not client.reconnect(received=client.received - 1)
-    assert client.session != old
+    assert client.session_id != old
     assert held(server) == 0  # the old one is torn down, not kept for its grace period
     # The new session is empty: the client subscribes again and gets everything.
     sub_id, messages = client.sub("AllBooks")
@@ -116,7 +116,7 @@ def test_a_count_that_does_not_match_gets_a_new_session(server, book):
 
 def test_after_disconnect_the_session_is_never_resumed(server, book):
     client, _ = subscribed(server)
-    old = client.session
+    old = client.session_id
     client.send({"msg": "disconnect"})
     method_id = call(client, "test.echo", "still here")
     # Not answered with an error: the connection goes on until the client closes it.
@@ -127,17 +127,17 @@ def test_after_disconnect_the_session_is_never_resumed(server, book):
     wait_metric(server, "ddp_connections", lambda n: n == 0)
     assert held(server) == 0
     assert not client.reconnect()
-    assert client.session != old
+    assert client.session_id != old
     client.leave()
 
 
 def test_a_client_without_receivedcount_gets_a_new_session(server, book):
     # simpleddp and other clients before Meteor 3.4 send the session alone.
     client, _ = subscribed(server)
-    old = client.session
+    old = client.session_id
     client.drop()
     wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
-    client.ws = websocket.create_connection(server.ws_url, timeout=10)
+    client.reopen()
     client.send({"msg": "connect", "version": "1", "support": ["1"], "session": old})
     reply = client.recv()
     assert reply["msg"] == "connected" and reply["session"] != old
@@ -149,26 +149,26 @@ def test_a_client_without_receivedcount_gets_a_new_session(server, book):
 def test_after_the_grace_period_a_new_session_and_the_old_one_torn_down(book):
     with ServerProcess(ddp={"DISCONNECT_GRACE_PERIOD": 0.2}) as server:
         client, _ = subscribed(server)
-        old = client.session
+        old = client.session_id
         rows = registry_rows()
         client.drop()
         wait_metric(server, "ddp_held_sessions_ended_total", lambda n: n == 1)
         assert held(server) == 0
         assert registry_rows() == rows - 1  # its subscription left the registry
         assert not client.reconnect()
-        assert client.session != old
+        assert client.session_id != old
         client.leave()
 
 
 def test_with_resumption_turned_off_no_session_is_held(book):
     with ServerProcess(ddp={"DISCONNECT_GRACE_PERIOD": 0}) as server:
         client, _ = subscribed(server)
-        old = client.session
+        old = client.session_id
         client.drop()
         wait_metric(server, "ddp_connections", lambda n: n == 0)
         assert held(server) == 0
         assert not client.reconnect()
-        assert client.session != old
+        assert client.session_id != old
         client.leave()
 
 
@@ -177,7 +177,7 @@ def test_a_full_queue_ends_the_hold(book):
     ddp = {"MAX_MESSAGE_QUEUE_LENGTH": 2, "DISCONNECT_GRACE_PERIOD": 600}
     with ServerProcess(ddp=ddp) as server:
         client, _ = subscribed(server)
-        old = client.session
+        old = client.session_id
         client.drop()
         wait_metric(server, "ddp_held_sessions", lambda n: n == 1)
         # Three documents, three messages: database capture may fold changes to one
@@ -187,18 +187,18 @@ def test_a_full_queue_ends_the_hold(book):
         wait_metric(server, "ddp_held_sessions_ended_total", lambda n: n == 1)
         assert held(server) == 0
         assert not client.reconnect()
-        assert client.session != old
+        assert client.session_id != old
         client.leave()
 
 
 def test_on_another_server_a_new_session(book):
     with ServerProcess() as first, ServerProcess() as other:
         client, _ = subscribed(first)
-        old = client.session
+        old = client.session_id
         client.drop()
         wait_metric(first, "ddp_held_sessions", lambda n: n == 1)
         assert not client.reconnect(url=other.ws_url)
-        assert client.session != old
+        assert client.session_id != old
         client.leave()
         # The first server still holds the session until its grace period ends.
         assert held(first) == 1
@@ -343,10 +343,10 @@ def test_a_client_back_before_its_old_connection_was_seen_to_go_resumes(server, 
     # not handed over. What this test is about is an idle one: a method's answer comes
     # once everything before it has run (and the client must have all of it, ``updated``
     # too, for its count to match).
-    messages_until_answered(client, call(client, "test.echo", "idle"))
-    session, stale = client.session, client.ws
+    client.method("test.echo", "idle")
+    session, stale = client.session_id, client.ws
     assert client.reconnect()
-    assert client.session == session
+    assert client.session_id == session
     # The old connection is closed by the server, and its socket serves nobody.
     stale.settimeout(10)
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
@@ -358,11 +358,11 @@ def test_a_client_back_before_its_old_connection_was_seen_to_go_resumes(server, 
 
 def test_a_busy_connection_keeps_its_session_and_the_client_gets_a_new_one(server, book):
     client, _ = subscribed(server)
-    session = client.session
+    session = client.session_id
     stale = client.ws
     call(client, "test.slow", 2)  # its connection is running a method
     assert not client.reconnect()
-    assert client.session != session
+    assert client.session_id != session
     client.leave()
     stale.close()
 
@@ -375,12 +375,12 @@ def test_naming_a_live_session_with_another_count_leaves_its_connection_alone(
     # anyone else naming it gets a new session, and the connection goes on.
     client, _ = subscribed(server)
     other = websocket.create_connection(server.ws_url, timeout=10)
-    connect = {"msg": "connect", "version": "1", "support": ["1"], "session": client.session}
+    connect = {"msg": "connect", "version": "1", "support": ["1"], "session": client.session_id}
     if received is not None:
         connect["receivedCount"] = client.received + received
     other.send(json.dumps(connect))
     reply = json.loads(other.recv())
-    assert reply["msg"] == "connected" and reply["session"] != client.session
+    assert reply["msg"] == "connected" and reply["session"] != client.session_id
     other.close()
     retitled_live(client, book, "Hot Six, still live")
     client.leave()

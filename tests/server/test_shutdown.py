@@ -4,28 +4,27 @@ import http.client
 import json
 import signal
 import threading
-import time
 
 import pytest
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from ddp.testing import WebSocketDDPClient
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_sigterm_lets_a_method_in_flight_answer_then_closes_everyone():
     with ServerProcess(ddp={"SHUTDOWN_WINDOW": 1.0}) as server:
-        busy = DDPClient(server.ws_url)
-        idle = [DDPClient(server.ws_url) for _ in range(5)]
+        busy = WebSocketDDPClient(server.ws_url)
+        idle = [WebSocketDDPClient(server.ws_url) for _ in range(5)]
         busy.send({"msg": "method", "id": "slow", "method": "test.slow", "params": [1.0]})
         busy.send({"msg": "ping", "id": "p"})
         assert busy.recv() == {"msg": "pong", "id": "p"}  # the method is running
         server.send_signal(signal.SIGTERM)
         assert busy.close_code() == 1001
-        assert {"msg": "result", "id": "slow", "result": "finished"} in busy.log
-        assert {"msg": "updated", "methods": ["slow"]} in busy.log
+        assert {"msg": "result", "id": "slow", "result": "finished"} in busy.messages
+        assert {"msg": "updated", "methods": ["slow"]} in busy.messages
         for client in idle:
             assert client.close_code() == 1001
         assert server.stop() == 0, server.output()
@@ -37,8 +36,8 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
     clients = {n: [] for n in range(3)}
     for n, server in enumerate(servers):
         for _ in range(4):
-            client = DDPClient(server.ws_url)
-            client.sub("AllBooks")
+            client = WebSocketDDPClient(server.ws_url)
+            client.subscribe("AllBooks")
             clients[n].append(client)
     done = threading.Event()
 
@@ -56,7 +55,7 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
     writer.start()
     replacement = None
     try:
-        clients[0][0].wait_for(lambda c: len(c.collections.get("bookstore.book", {})) > 30)
+        clients[0][0].wait_for(lambda c: len(c.collection("bookstore.book")) > 30)
         servers[0].send_signal(signal.SIGTERM)  # a rolling restart: this one goes
         assert servers[0].stop() == 0
         replacement = ServerProcess().start()
@@ -65,8 +64,8 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
         for n, old in enumerate(clients[0]):
             assert old.close_code() == 1001
             target = servers[1] if n % 2 else replacement
-            client = DDPClient(target.ws_url)
-            client.sub("AllBooks")
+            client = WebSocketDDPClient(target.ws_url)
+            client.subscribe("AllBooks")
             moved.append(client)
         writer.join()
         assert done.is_set()
@@ -74,7 +73,7 @@ def test_rolling_restart_of_one_of_three_servers_loses_no_change():
             str(b.pk): {"title": b.title, "author_id": str(janet.pk)} for b in Book.objects.all()
         }
         for client in moved + clients[1] + clients[2]:
-            client.wait_for(lambda c: c.collections.get("bookstore.book", {}) == wanted)
+            client.wait_for(lambda c: c.collection("bookstore.book") == wanted)
             client.close()
     finally:
         writer.join()
@@ -88,12 +87,10 @@ def test_a_second_sigterm_during_the_graceful_shutdown_stops_at_once():
     server = ServerProcess(ddp={"SHUTDOWN_WINDOW": 60.0}).start()
     try:
         # Open while it runs: the window is spent closing them, 20 s apart.
-        _open = [DDPClient(server.ws_url) for _ in range(3)]
+        _open = [WebSocketDDPClient(server.ws_url) for _ in range(3)]
         server.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while "closing clients" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "closing clients" in server.output()  # the graceful shutdown is under way
+        # The graceful shutdown is under way.
+        wait_until(lambda: "closing clients" in server.output(), 10, what="closing clients")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(10) == 128 + signal.SIGTERM
         assert "again: stopping at once" in server.output()

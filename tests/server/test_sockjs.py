@@ -2,14 +2,13 @@
 
 import http.client
 import json
-import time
 
 import pytest
 import websocket
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from ddp.testing import WebSocketDDPClient
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,15 +84,15 @@ def test_sockjs_websocket_subscription_and_live_change(server):
 def test_the_raw_websocket_under_the_prefix_is_ddp_as_on_websocket(server, path):
     # Meteor's server routes its /websocket here: plain DDP text frames, no SockJS framing.
     janet = Author.objects.create(name="Janet", email="janet@evanovich.com")
-    client = DDPClient(f"ws://127.0.0.1:{server.port}{path}")
+    client = WebSocketDDPClient(f"ws://127.0.0.1:{server.port}{path}")
     _, messages = client.sub("AllBooks")
     assert messages[-1]["msg"] == "ready"
-    assert client.collections["bookstore.author"] == {
+    assert client.collection("bookstore.author") == {
         str(janet.pk): {"name": "Janet", "email": "janet@evanovich.com"}
     }
     book = Book.objects.create(title="Hot Six", author=janet)
-    client.wait_for(lambda c: str(book.pk) in c.collections.get("bookstore.book", {}))
-    result, _ = client.call("test.echo", "hi")
+    client.wait_for(lambda c: str(book.pk) in c.collection("bookstore.book"))
+    result, _ = client.method("test.echo", "hi")
     assert result["result"] == ["hi"]
     client.close()
 
@@ -160,7 +159,7 @@ def connections_open(server):
 
 def test_xhr_sessions_count_against_max_connections_with_websockets():
     with ServerProcess("--max-connections", "2") as server:
-        raw = DDPClient(server.ws_url)
+        raw = WebSocketDDPClient(server.ws_url)
         assert post(server.port, "/sockjs/000/second/xhr") == (200, "o\n")
         assert connections_open(server) == 2
         # Full: a close frame sockjs-client reports as is, and no session behind it.
@@ -183,9 +182,6 @@ def test_xhr_sessions_count_against_max_connections_with_websockets():
             )
         assert refused.value.status_code == 503
         raw.close()
-        deadline = time.monotonic() + 10
-        while connections_open(server) != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: connections_open(server) == 1, 10, what="one connection open")
         assert post(server.port, "/sockjs/000/third/xhr") == (200, "o\n")
         assert connections_open(server) == 2

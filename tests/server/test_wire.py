@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.ddpclient import DDPClient
+from ddp.testing import WebSocketDDPClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.quick]
 
@@ -39,10 +39,10 @@ def test_version_negotiation(raw, version, support, reply):
 
 
 def test_failed_then_reconnect_with_the_offered_version(ddp_live_server):
-    with DDPClient(ddp_live_server.ws_url, connect=False) as first:
+    with WebSocketDDPClient(ddp_live_server.ws_url, connect=False) as first:
         first.send({"msg": "connect", "version": "pre1", "support": ["1", "pre1"]})
         assert first.recv() == {"msg": "failed", "version": "1"}
-    with DDPClient(ddp_live_server.ws_url, connect=False) as second:
+    with WebSocketDDPClient(ddp_live_server.ws_url, connect=False) as second:
         second.send({"msg": "connect", "version": "1", "support": ["1", "pre1"]})
         assert second.recv()["msg"] == "connected"
 

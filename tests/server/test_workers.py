@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 
 from bookstore.models import Author, Book
-from tests.ddpclient import DDPClient
-from tests.live import ServerProcess
+from ddp.testing import WebSocketDDPClient
+from tests.live import ServerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,14 +116,14 @@ def test_two_workers_share_the_port_each_registered_and_all_clients_get_a_change
         # killed earlier stays registered until its heartbeat is missed).
         ours = {*pids, server.process.pid}
         assert [pid for pid in registered_pids() if pid in ours] == sorted(pids)
-        clients = [DDPClient(server.ws_url) for _ in range(40)]
+        clients = [WebSocketDDPClient(server.ws_url) for _ in range(40)]
         for client in clients:
-            client.sub("AllBooks")
+            client.subscribe("AllBooks")
         # Each worker answers its own /metrics/<k>; together they hold every client.
         assert scrape(server, 0) + scrape(server, 1) == 40
         book = Book.objects.create(title="Hot Six", author=janet)
         for client in clients:
-            client.wait_for(lambda c: str(book.pk) in c.collections.get("bookstore.book", {}))
+            client.wait_for(lambda c: str(book.pk) in c.collection("bookstore.book"))
             client.close()
 
 
@@ -160,22 +160,20 @@ def test_a_killed_worker_is_replaced_and_its_clients_reconnect_and_converge():
         clients = []
         # Enough clients that the victim holds some (the kernel picks who accepts).
         while len(clients) < 200 and (len(clients) < 20 or scrape(server, 0) < 3):
-            client = DDPClient(server.ws_url)
-            client.sub("AllBooks")
+            client = WebSocketDDPClient(server.ws_url)
+            client.subscribe("AllBooks")
             clients.append(client)
         held = scrape(server, 0)
         assert held >= 3
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while len(children(server.process.pid) - {survivor, victim}) != 1:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(children(server.process.pid) - {survivor, victim}) == 1,
+            30,
+            what="a replacement worker",
+        )
         (replacement,) = children(server.process.pid) - {survivor, victim}
         assert children(server.process.pid) == {survivor, replacement}
-        deadline = time.monotonic() + 30
-        while replacement not in registered_pids():
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        wait_until(lambda: replacement in registered_pids(), 30, what="the replacement registered")
         # Its clients lost their connection: they reconnect, as a Meteor client does.
         reconnected = []
         for n, client in enumerate(clients):
@@ -183,14 +181,14 @@ def test_a_killed_worker_is_replaced_and_its_clients_reconnect_and_converge():
                 client.send({"msg": "ping", "id": "alive"})
                 client.recv_until(lambda m: m == {"msg": "pong", "id": "alive"}, timeout=10)
             except Exception:
-                clients[n] = DDPClient(server.ws_url)
-                clients[n].sub("AllBooks")
+                clients[n] = WebSocketDDPClient(server.ws_url)
+                clients[n].subscribe("AllBooks")
                 reconnected.append(n)
         assert len(reconnected) == held
         book = Book.objects.create(title="Hot Six", author=janet)
         wanted = {str(book.pk): {"title": "Hot Six", "author_id": str(janet.pk)}}
         for client in clients:
-            client.wait_for(lambda c: c.collections.get("bookstore.book", {}) == wanted)
+            client.wait_for(lambda c: c.collection("bookstore.book") == wanted)
         assert scrape(server, 0) + scrape(server, 1) == len(clients)
         for client in clients:
             client.close()
@@ -202,7 +200,7 @@ def test_a_killed_worker_is_replaced_and_its_clients_reconnect_and_converge():
 def test_sigterm_to_the_master_shuts_every_worker_down_gracefully():
     with ServerProcess("--workers", "2", ddp={"SHUTDOWN_WINDOW": 0.5}) as server:
         pids = worker_pids(server)
-        clients = [DDPClient(server.ws_url) for _ in range(10)]
+        clients = [WebSocketDDPClient(server.ws_url) for _ in range(10)]
         server.send_signal(signal.SIGTERM)
         for client in clients:
             assert client.close_code() == 1001
@@ -213,7 +211,7 @@ def test_sigterm_to_the_master_shuts_every_worker_down_gracefully():
 
 def test_one_worker_is_the_default_and_starts_no_master():
     with ServerProcess() as server:
-        DDPClient(server.ws_url).close()
+        WebSocketDDPClient(server.ws_url).close()
         assert server.process.pid in registered_pids()
         assert children(server.process.pid) == set()
         assert "workers" not in "".join(server.lines)
