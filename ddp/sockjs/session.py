@@ -147,7 +147,13 @@ class SockJSSession:
 
     def close(self, code, reason):
         """Close the session: the client gets ``c[code,"reason"]``, after what is queued."""
-        self._close(code, reason)
+        if self.state is not State.OPEN:
+            return
+        self.state = State.CLOSING
+        self._close_frame = close_frame(int(code), reason or "Normal closure")
+        if self._receiver is not None:
+            self._receiver.wake()
+        self._disconnect()
 
     def abort(self):
         """Cut the client off (it stopped polling): its request, if one is open, ends
@@ -229,7 +235,7 @@ class SockJSSession:
         """Close and expire as soon as no request holds the session (server shutdown): a
         session with a receiving request open goes once that request has carried the close
         frame; the others at once, as nobody would poll them again."""
-        self._close(code, reason)
+        self.close(code, reason)
         self._expire_when_detached = True
         if self._receiver is None and self.state is not State.CLOSED:
             self._expire()
@@ -243,15 +249,6 @@ class SockJSSession:
         self._outgoing = []
         self._queued_bytes = 0
         return [frame]
-
-    def _close(self, code, reason):
-        if self.state is not State.OPEN:
-            return
-        self.state = State.CLOSING
-        self._close_frame = close_frame(int(code), reason or "Normal closure")
-        if self._receiver is not None:
-            self._receiver.wake()
-        self._disconnect()
 
     def _start_timer(self):
         self.deadline = self._driver.clock() + self._options.disconnect_delay
