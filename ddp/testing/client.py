@@ -484,7 +484,7 @@ class WebSocketDDPClient(BaseClient):
             if opcode == self._close_opcode:
                 return int.from_bytes(data[:2], "big")
             if opcode == self._text_opcode:
-                self._received(data.decode())
+                self._frame(data.decode())
 
     def _pump(self, timeout: float) -> bool:
         self.ws.settimeout(max(timeout, 0.001))
@@ -501,12 +501,17 @@ class WebSocketDDPClient(BaseClient):
         text = frame.decode() if isinstance(frame, bytes) else frame
         if not text or (self.sockjs and text.startswith("c")):
             raise AssertionError(f"The server closed the connection; {self._arrived()}")
+        self._frame(text)
+        return True
+
+    def _frame(self, text: str) -> None:
+        """Receive the DDP messages of one text frame: itself, or a SockJS ``a`` frame's
+        (its ``o`` and ``h`` frames carry none)."""
         if not self.sockjs:
             self._received(text)
         elif text.startswith("a"):
             for message in loads(text[1:]):
                 self._received(message)
-        return True
 
     def close(self) -> None:
         """Close the websocket."""

@@ -169,3 +169,12 @@ def test_unknown_fields_and_any_key_order_are_accepted(raw):
     )
     messages = raw.recv_until(lambda m: m["msg"] == "updated")
     assert {"msg": "result", "id": "1", "result": [1]} in messages
+
+
+def test_a_sockjs_client_gets_the_failed_reply_before_the_close(ddp_live_server):
+    """As over raw ``/websocket``: the ``failed`` (in SockJS's ``a`` frame), then the close."""
+    url = ddp_live_server.ws_url.replace("/websocket", "/sockjs/000/failed/websocket")
+    with WebSocketDDPClient(url, connect=False, sockjs=True) as client:
+        client.send({"msg": "connect", "version": "2", "support": ["2"]})
+        assert client.close_code() == 1000
+        assert client.messages == [{"msg": "failed", "version": "1"}]
