@@ -19,6 +19,7 @@ def main(size):
     from django.db import connection
 
     from ddp.server.pool import DatabasePool
+    from tests.live import wait_until
 
     driver = eventlet_driver.EventletDriver()
     pool = DatabasePool(size, driver)
@@ -43,13 +44,13 @@ def main(size):
     print(len(arrived), len(set(arrived)), flush=True)
     pool.close()
     with connection.cursor() as cursor:
-        for _ in range(1000):
+
+        def ended():
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [arrived])
-            if not cursor.fetchone()[0]:
-                print("closed", flush=True)
-                return
-            driver.sleep(0.01)
-    sys.exit("the closed pool's connections are still open")
+            return not cursor.fetchone()[0]
+
+        wait_until(ended, timeout=10, what="the closed pool's connections to end")
+    print("closed", flush=True)
 
 
 if __name__ == "__main__":

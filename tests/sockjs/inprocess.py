@@ -74,9 +74,6 @@ class Request:
         """The client goes away: its end of the connection closes."""
         self._client.close()
 
-    def close(self):
-        self._client.close()
-
 
 class Served:
     """A SockJSServer for ``app`` at ``/sockjs`` on a :class:`FakeDriver`."""
@@ -104,4 +101,4 @@ class Served:
 
     def close(self):
         for request in self.requests:
-            request.close()
+            request.leave()
